@@ -1,0 +1,44 @@
+"""The error taxonomy shared by every layer.
+
+Each error says whether it is *temporary* (worth retrying later: a dropped
+connection, a 5xx, a rate limit) or not (bad input, a digest mismatch, an
+authorization failure). Callers decide on retries from that flag, never from a
+message.
+"""
+
+from __future__ import annotations
+
+
+class MirrorError(Exception):
+    """Base class of every error ecr-mirror raises on purpose."""
+
+    temporary: bool = False
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+class UsageError(MirrorError):
+    """The caller asked for something that cannot work (bad option, bad event)."""
+
+
+class UnsupportedMediaType(MirrorError):
+    """A manifest type ecr-mirror refuses to copy (schema1, unknown types)."""
+
+
+class DigestMismatch(MirrorError):
+    """Bytes whose sha256 differs from the digest that names them."""
+
+
+class TargetError(MirrorError):
+    """ECR refused something; `temporary` tells whether trying again may help."""
+
+    def __init__(self, message: str, *, code: str = "", temporary: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.temporary = temporary
+
+
+class TagConflict(TargetError):
+    """An immutable ECR repository already has the tag on another image."""
