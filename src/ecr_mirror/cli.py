@@ -1,0 +1,133 @@
+"""`ecr-mirror`: the command line over the same engine the Lambda functions use.
+
+Exit status: 0 copied or unchanged, 1 failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+
+from .copy import CopyReport, Progress
+from .ecr import RepositorySettings
+from .errors import UsageError
+from .mirror import Mirror, MirrorSettings, parse_platforms
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecr-mirror",
+        description="Mirror container images from Docker Hub or any v2 registry into Amazon ECR.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    copy = sub.add_parser(
+        "copy", help="copy one image into ECR",
+        description="Copy one image into ECR. Unchanged images cost no pull; only missing "
+                    "layers are uploaded.",
+        epilog="TARGET is an ECR repository with an optional :tag (default: the source's tag), "
+               "or ACCOUNT.dkr.ecr.REGION.amazonaws.com/repo[:tag]. AWS credentials, region and "
+               "endpoint (AWS_ENDPOINT_URL_ECR) come from boto3's usual chain. Source "
+               "credentials come from ECR_MIRROR_SOURCE_USERNAME/ECR_MIRROR_SOURCE_PASSWORD "
+               "or the docker config file's auths.")
+    copy.add_argument("source", metavar="SOURCE", help="image reference, e.g. nginx:stable")
+    copy.add_argument("target", metavar="TARGET", help="ECR repository[:tag], e.g. mirror/nginx")
+    copy.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]",
+                      help="copy only this platform (repeatable); writes a new index")
+    copy.add_argument("--concurrency", type=_positive, default=4, metavar="N",
+                      help="blobs copied in parallel (default 4)")
+    copy.add_argument("--insecure", action="store_true",
+                      help="the source registry speaks plain HTTP or unverified TLS")
+    copy.add_argument("--json", action="store_true",
+                      help="print the report as one JSON object on stdout, and nothing else")
+    copy.add_argument("--region", help="AWS region (default: boto3's chain)")
+    copy.add_argument("--immutable-tags", action="store_true",
+                      help="create missing repositories with immutable tags")
+    copy.add_argument("--no-scan-on-push", action="store_true",
+                      help="create missing repositories without scan on push")
+    copy.add_argument("--kms-key", metavar="KEY",
+                      help="create missing repositories encrypted with this KMS key (default AES256)")
+    copy.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+class BarProgress(Progress):
+    """One tqdm bar per blob in flight, on stderr."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm  # only the CLI on a terminal needs it
+
+        self._tqdm = tqdm
+        self._bars: dict = {}
+        self._lock = threading.Lock()
+
+    def blob_started(self, digest: str, size: int) -> None:
+        with self._lock:
+            old = self._bars.pop(digest, None)
+            if old:
+                old.close()
+            self._bars[digest] = self._tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                            desc=digest[7:19], leave=False, file=sys.stderr)
+
+    def blob_advanced(self, digest: str, n: int) -> None:
+        with self._lock:
+            if digest in self._bars:
+                self._bars[digest].update(n)
+
+    def blob_finished(self, digest: str) -> None:
+        with self._lock:
+            bar = self._bars.pop(digest, None)
+            if bar:
+                bar.close()
+
+
+def run_copy(args: argparse.Namespace) -> int:
+    settings = MirrorSettings(
+        concurrency=args.concurrency, region=args.region,
+        repository=RepositorySettings(
+            scan_on_push=not args.no_scan_on_push,
+            tag_mutability="IMMUTABLE" if args.immutable_tags else "MUTABLE",
+            encryption="KMS" if args.kms_key else "AES256", kms_key=args.kms_key))
+    platforms = parse_platforms(args.platform)
+    progress = BarProgress() if (not args.json and sys.stderr.isatty()) else None
+    report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
+                                   insecure=args.insecure, progress=progress)
+    _print(report, args.json)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _print(report: CopyReport, as_json: bool) -> None:
+    if as_json:
+        json.dump(report.as_dict(), sys.stdout, sort_keys=False)
+        sys.stdout.write("\n")
+    else:
+        print(report.summary())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run_copy(args)
+    except UsageError as exc:
+        print(f"ecr-mirror: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The copy engine: given a source image and an ECR repository, move what is missing.
+
+Order is what keeps ECR consistent: blobs first, then child manifests by
+digest (untagged), and the tag last, in the single PutImage that moves it. If
+anything fails before that, the tag still points where it pointed before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from ..ecr.target import EcrRepository, TaggedImage
+from ..errors import MirrorError, UnsupportedMediaType, UsageError
+from ..manifest import OCI_INDEX, Manifest, Platform, is_attestation, select_platforms, sha256_digest
+from ..reference import Reference
+from ..registry.client import RegistryClient
+from .report import COPIED, FAILED, UNCHANGED, CopyReport
+
+log = logging.getLogger(__name__)
+
+SOURCE_DIGEST_ANNOTATION = "io.github.ecr-mirror.source.digest"
+PLATFORMS_ANNOTATION = "io.github.ecr-mirror.platforms"
+
+
+class Progress:
+    """Hooks for showing blob transfers; the default shows nothing."""
+
+    def blob_started(self, digest: str, size: int) -> None: ...
+    def blob_advanced(self, digest: str, n: int) -> None: ...
+    def blob_finished(self, digest: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    platforms: tuple[Platform, ...] = ()
+    concurrency: int = 4
+    #: Whole-blob attempts for temporary failures (after in-stream resumes).
+    blob_attempts: int = 3
+    progress: Progress = field(default_factory=Progress)
+
+
+def copy_image(source: RegistryClient, ref: Reference, target: EcrRepository, tag: str | None,
+               options: CopyOptions | None = None, *, target_name: str | None = None) -> CopyReport:
+    """Copy `ref` into `target` under `tag` and report what happened. Never raises
+    for a failed copy: the report says `failed` with the error."""
+    options = options or CopyOptions()
+    report = CopyReport(source=str(ref), target=target_name or _display(target, tag),
+                        platforms=[str(p) for p in options.platforms] or None)
+    before = {**source.stats.snapshot(), **target.stats.snapshot()}
+    started = time.monotonic()
+    try:
+        _Copy(source, ref, target, tag, options, report).run()
+    except MirrorError as exc:
+        report.status = FAILED
+        report.error = {"type": exc.kind, "message": str(exc), "temporary": exc.temporary}
+    except Exception as exc:  # a bug or an unmapped library error: still one report per image
+        log.exception("unexpected error while copying", extra={"image": str(ref)})
+        report.status = FAILED
+        report.error = {"type": type(exc).__name__, "message": str(exc), "temporary": False}
+    after = {**source.stats.snapshot(), **target.stats.snapshot()}
+    report.requests = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+    report.manifests_fetched = report.requests.get("manifest_get", 0)
+    if source.stats.rate_limit:
+        report.rate_limit = source.stats.rate_limit.as_dict()
+    report.duration_seconds = round(time.monotonic() - started, 3)
+    log.info("image done", extra={"image": report.source, "target": report.target,
+                                  "status": report.status, "digest": report.target_digest})
+    return report
+
+
+def _display(target: EcrRepository, tag: str | None) -> str:
+    return target.repository + (f":{tag}" if tag else "")
+
+
+class _Copy:
+    def __init__(self, source: RegistryClient, ref: Reference, target: EcrRepository,
+                 tag: str | None, options: CopyOptions, report: CopyReport) -> None:
+        self.source, self.ref, self.target, self.tag = source, ref, target, tag
+        self.options, self.report = options, report
+        self.repo = ref.repository
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        head = self.source.head_manifest(self.repo, self.ref.ref)
+        self.report.source_digest = head.digest
+        current = self.target.tagged(self.tag) if self.tag else None
+        if self._unchanged_without_pull(head.digest, current):
+            return
+        top = self.source.get_manifest(self.repo, head.digest, image=str(self.ref))
+        self.report.media_type = top.media_type
+        children: list[Manifest] = []
+        if top.is_index:
+            top, wanted = self._select(top, head.digest)
+            if current and current.digest == top.digest:
+                return self._unchanged(current.digest)
+            have = self.target.existing_images(d["digest"] for d in wanted)
+            children = self._fetch_children([d for d in wanted if d["digest"] not in have])
+        elif self.options.platforms:
+            self.report.digest_note = "the source is a single-platform image: --platform was not applied"
+        blobs = self._blobs(children or [top])
+        self._copy_blobs(blobs)
+        for child in children:
+            self.target.put_image(child.text, child.media_type, child.digest, None)
+            self.report.manifests_put += 1
+        self.report.target_digest = self.target.put_image(top.text, top.media_type, top.digest, self.tag)
+        self.report.manifests_put += 1
+        self.report.status = COPIED
+
+    # -- deciding -----------------------------------------------------------------
+
+    def _unchanged(self, digest: str) -> None:
+        self.report.status = UNCHANGED
+        self.report.target_digest = digest
+
+    def _unchanged_without_pull(self, source_digest: str, current: TaggedImage | None) -> bool:
+        """True when ECR already has the image: decided without a counted pull."""
+        if not self.options.platforms:
+            if current and current.digest == source_digest:
+                self._unchanged(current.digest)
+                return True
+            if not self.tag and self.target.existing_images([source_digest]):
+                self._unchanged(source_digest)
+                return True
+            return False
+        # A platform subset has its own digest; our rewritten index records the
+        # upstream digest and the platforms it was cut for.
+        if current is not None:
+            try:
+                annotations = json.loads(current.manifest).get("annotations") or {}
+            except ValueError:
+                return False
+            if (annotations.get(SOURCE_DIGEST_ANNOTATION) == source_digest
+                    and annotations.get(PLATFORMS_ANNOTATION) == self._platforms_key()):
+                self._unchanged(current.digest)
+                self.report.digest_note = self._subset_note(source_digest)
+                return True
+        return False
+
+    def _platforms_key(self) -> str:
+        return ",".join(sorted(str(p) for p in self.options.platforms))
+
+    def _subset_note(self, source_digest: str) -> str:
+        return (f"index rewritten to the platforms {self._platforms_key()} (with their attestations); "
+                f"its digest differs from the upstream index {source_digest}")
+
+    def _select(self, index: Manifest, source_digest: str) -> tuple[Manifest, list[dict[str, Any]]]:
+        """The index to put and the children to copy (all, or a platform subset)."""
+        if not self.options.platforms:
+            return index, index.children
+        chosen = select_platforms(index, list(self.options.platforms))
+        if not any(not is_attestation(d) for d in chosen):
+            available = sorted({str(p) for d in index.children if not is_attestation(d)
+                                and (p := Platform.from_descriptor(d))})
+            raise UsageError(f"{self.ref}: no manifest for platform {self._platforms_key()}; "
+                             f"the image has {', '.join(available) or 'no platforms'}")
+        body = dict(index.body)
+        body["manifests"] = chosen
+        if index.media_type == OCI_INDEX:
+            body["annotations"] = {**(body.get("annotations") or {}),
+                                   SOURCE_DIGEST_ANNOTATION: source_digest,
+                                   PLATFORMS_ANNOTATION: self._platforms_key()}
+        raw = json.dumps(body, indent=2).encode()
+        subset = Manifest(raw=raw, media_type=index.media_type, digest=sha256_digest(raw), body=body)
+        self.report.digest_note = self._subset_note(source_digest)
+        return subset, chosen
+
+    def _fetch_children(self, descriptors: list[dict[str, Any]]) -> list[Manifest]:
+        def fetch(d: dict[str, Any]) -> Manifest:
+            child = self.source.get_manifest(self.repo, d["digest"], image=f"{self.ref} child {d['digest']}")
+            if child.is_index:
+                raise UnsupportedMediaType(f"{self.ref}: child {d['digest']} is itself an index "
+                                           f"({child.media_type}); nested indexes are not supported")
+            return child
+
+        with ThreadPoolExecutor(self.options.concurrency) as pool:
+            return list(pool.map(fetch, descriptors))
+
+    def _blobs(self, manifests: list[Manifest]) -> dict[str, int]:
+        blobs: dict[str, int] = {}
+        for m in manifests:
+            self.report.foreign_layers_skipped += len(m.foreign_layers())
+            for d in m.blobs():
+                blobs[d["digest"]] = int(d.get("size") or 0)
+        return blobs
+
+    # -- moving -------------------------------------------------------------------
+
+    def _copy_blobs(self, blobs: dict[str, int]) -> None:
+        missing = self.target.missing_layers(blobs)
+        self.report.blobs_skipped = len(blobs) - len(missing)
+        self.report.bytes_skipped = sum(size for d, size in blobs.items() if d not in missing)
+        self.report.repository_created = self.target.ensure_exists()
+        if not missing:
+            return
+        # Largest first: the long transfers start early and overlap the small ones.
+        order = sorted(missing, key=lambda d: -blobs[d])
+        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob") as pool:
+            futures = [pool.submit(self._copy_blob, d, blobs[d]) for d in order]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in pending:
+                f.cancel()
+            for f in done:
+                if f.exception() is not None:
+                    raise f.exception()
+        self.report.blobs_uploaded = len(missing)
+
+    def _copy_blob(self, digest: str, size: int) -> None:
+        progress = self.options.progress
+        for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception(lambda e: getattr(e, "temporary", False)),
+                stop=tenacity.stop_after_attempt(self.options.blob_attempts),
+                wait=tenacity.wait_exponential_jitter(multiplier=1, max=20), reraise=True):
+            with attempt:
+                progress.blob_started(digest, size)
+                with self.source.open_blob(self.repo, digest, size) as stream:
+                    sent = self.target.upload_blob(
+                        stream, on_bytes=lambda n: progress.blob_advanced(digest, n))
+                progress.blob_finished(digest)
+        with self._lock:  # blob threads add to one counter
+            self.report.bytes_uploaded += sent

@@ -1,0 +1,60 @@
+"""The structured result of copying one image."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+COPIED, UNCHANGED, FAILED = "copied", "unchanged", "failed"
+
+
+@dataclass
+class CopyReport:
+    source: str
+    target: str
+    status: str = FAILED
+    source_digest: str | None = None
+    target_digest: str | None = None
+    media_type: str | None = None
+    platforms: list[str] | None = None
+    #: Why the ECR digest differs from upstream, when it does (platform subset).
+    digest_note: str | None = None
+    repository_created: bool = False
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    blobs_skipped: int = 0
+    bytes_skipped: int = 0
+    foreign_layers_skipped: int = 0
+    manifests_put: int = 0
+    #: Manifest GETs at the source: the pulls Docker Hub counts.
+    manifests_fetched: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+    rate_limit: dict[str, Any] | None = None
+    duration_seconds: float = 0.0
+    error: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (COPIED, UNCHANGED)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One human line."""
+        if self.status == FAILED:
+            err = self.error or {}
+            return f"FAILED {self.source} -> {self.target}: {err.get('type')}: {err.get('message')}"
+        line = (f"{self.status} {self.source} -> {self.target} {self.target_digest} "
+                f"(uploaded {self.blobs_uploaded} blobs / {_size(self.bytes_uploaded)}, "
+                f"skipped {self.blobs_skipped} / {_size(self.bytes_skipped)}, "
+                f"{self.manifests_fetched} manifest pulls, {self.duration_seconds:.1f}s)")
+        return line + (f"\n  note: {self.digest_note}" if self.digest_note else "")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover

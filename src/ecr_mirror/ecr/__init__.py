@@ -1,0 +1,7 @@
+"""The ECR target, through the layer-upload API."""
+
+from .names import EcrName, default_repository, parse_target
+from .target import EcrRepository, RepositorySettings, TaggedImage
+
+__all__ = ["EcrName", "EcrRepository", "RepositorySettings", "TaggedImage", "default_repository",
+           "parse_target"]

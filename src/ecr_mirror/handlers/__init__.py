@@ -1,0 +1,1 @@
+"""Lambda entry points. Thin: parse the event, call the engine, shape the answer."""

@@ -1,0 +1,73 @@
+"""Lambda handler: mirror one image.
+
+Event: `{"source": "nginx:stable", "target": "mirror/nginx:stable"}`.
+`target` is optional; without it the image goes to
+`{ECR_MIRROR_PREFIX}/{dockerhub|registry host}/{repository}` with the source's
+tag, e.g. `mirror/dockerhub/library/nginx:stable`. `platforms` (a list such as
+`["linux/amd64"]`) is optional. The answer is the copy report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from ..errors import UsageError
+from ..mirror import Mirror, parse_platforms, settings_from_env
+
+logger = Logger(service="ecr-mirror")
+ALLOWED_KEYS = {"source", "target", "platforms"}
+_mirror: Mirror | None = None
+
+
+def _get_mirror() -> Mirror:
+    # Built on the first invocation and kept warm: tokens and connections are reused.
+    global _mirror
+    if _mirror is None:
+        _mirror = Mirror(settings_from_env())
+    return _mirror
+
+
+def parse_event(event: Any) -> tuple[str, str | None, list[str]]:
+    if not isinstance(event, dict):
+        raise UsageError(f'the event must be a JSON object like {{"source": "nginx:stable"}}, '
+                         f"got {type(event).__name__}")
+    unknown = sorted(set(event) - ALLOWED_KEYS)
+    if unknown:
+        raise UsageError(f"unknown event field(s) {', '.join(unknown)}; allowed: source, target, "
+                         "platforms")
+    source, target, platforms = event.get("source"), event.get("target"), event.get("platforms", [])
+    if not isinstance(source, str) or not source:
+        raise UsageError('the event needs "source", an image reference such as "nginx:stable"')
+    if target is not None and (not isinstance(target, str) or not target):
+        raise UsageError('"target" must be an ECR repository such as "mirror/nginx:stable", or left out')
+    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
+        raise UsageError('"platforms" must be a list such as ["linux/amd64", "linux/arm64"]')
+    return source, target, platforms
+
+
+def copy_one(event: Any) -> dict[str, Any]:
+    try:
+        source, target, platforms = parse_event(event)
+        mirror = _get_mirror()
+        platform_set = parse_platforms(platforms)
+        _, repository, _, _ = mirror.resolve(source, target)
+        prefix = mirror.settings.prefix.strip("/")
+        if prefix and not repository.startswith(prefix + "/"):
+            raise UsageError(f'target repository "{repository}" is outside the mirror prefix '
+                             f'"{prefix}/": this function may only write there')
+    except UsageError as exc:
+        logger.warning("rejected event", extra={"error": str(exc)})
+        return {"status": "failed", "error": {"type": exc.kind, "message": str(exc),
+                                              "temporary": False}}
+    logger.append_keys(image=source)
+    report = mirror.copy(source, target, platforms=platform_set)
+    logger.info("copy finished", extra={"status": report.status, "digest": report.target_digest,
+                                        "target": report.target})
+    return report.as_dict()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    return copy_one(event)

@@ -1,0 +1,174 @@
+"""Manifests as exact bytes plus the little we need to read from them.
+
+A manifest is never re-serialised: its digest is the sha256 of the bytes the
+registry sent, and ECR computes the same digest from the string we give it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnsupportedMediaType
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+SUPPORTED = INDEX_TYPES + IMAGE_TYPES
+#: Sent as Accept on every manifest request: without the OCI types Docker Hub
+#: answers 404 for OCI indexes, without Docker v2 it may down-convert to schema1.
+ACCEPT = ", ".join(SUPPORTED)
+
+FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",)
+NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable."
+
+ATTESTATION_REFERENCE_TYPE = "attestation-manifest"
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def is_foreign(descriptor: dict[str, Any]) -> bool:
+    """Non-distributable layers are fetched from their `urls`, never pushed."""
+    media_type = descriptor.get("mediaType", "")
+    return media_type in FOREIGN_LAYER_TYPES or media_type.startswith(NONDISTRIBUTABLE_PREFIX)
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(
+                f'invalid platform "{text}": expected os/arch or os/arch/variant, e.g. linux/arm64/v8'
+            )
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def from_descriptor(cls, descriptor: dict[str, Any]) -> Platform | None:
+        p = descriptor.get("platform")
+        if not p:
+            return None
+        return cls(p.get("os", ""), p.get("architecture", ""), p.get("variant"))
+
+    def matches(self, other: Platform | None) -> bool:
+        """`linux/arm64` matches any variant; `linux/arm/v7` only v7."""
+        if other is None:
+            return False
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        return self.variant is None or self.variant == other.variant
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Raw manifest bytes, their media type and digest, and the parsed JSON."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+    body: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, media_type: str | None, *, image: str = "") -> Manifest:
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise UnsupportedMediaType(f"{image}: the manifest is not valid JSON ({exc})") from exc
+        if not isinstance(body, dict):
+            raise UnsupportedMediaType(f"{image}: the manifest is not a JSON object")
+        # The header may carry parameters (`; charset=utf-8`); the body's own
+        # mediaType is authoritative when the header is missing or generic.
+        header_type = (media_type or "").split(";")[0].strip()
+        declared = body.get("mediaType") or ""
+        mt = header_type if header_type in SUPPORTED else (declared or header_type)
+        if not mt and body.get("schemaVersion") == 2 and "manifests" in body:
+            mt = OCI_INDEX
+        elif not mt and body.get("schemaVersion") == 2 and "layers" in body:
+            mt = OCI_MANIFEST
+        if body.get("schemaVersion") == 1 or mt in (SCHEMA1, SCHEMA1_SIGNED):
+            raise UnsupportedMediaType(
+                f"{image}: manifest schema 1 ({mt or 'schemaVersion 1'}) is deprecated and not "
+                "supported; ask the publisher for a schema 2 or OCI image"
+            )
+        if mt not in SUPPORTED:
+            raise UnsupportedMediaType(
+                f'{image}: unsupported manifest media type "{mt or "(none)"}"; '
+                f"ecr-mirror copies {', '.join(SUPPORTED)}"
+            )
+        return cls(raw=raw, media_type=mt, digest=sha256_digest(raw), body=body)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def children(self) -> list[dict[str, Any]]:
+        """The manifest descriptors of an index (platform images and attestations)."""
+        return list(self.body.get("manifests") or []) if self.is_index else []
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        return self.body.get("config") if not self.is_index else None
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        return list(self.body.get("layers") or []) if not self.is_index else []
+
+    def blobs(self) -> list[dict[str, Any]]:
+        """Config then layers: every blob ECR must hold before PutImage.
+
+        Foreign layers are left out: they live at their `urls` and are never
+        pushed.
+        """
+        out = [self.config] if self.config else []
+        return out + [d for d in self.layers if not is_foreign(d)]
+
+    def foreign_layers(self) -> list[dict[str, Any]]:
+        return [d for d in self.layers if is_foreign(d)]
+
+    @property
+    def text(self) -> str:
+        """The exact manifest as the string PutImage takes."""
+        return self.raw.decode("utf-8")
+
+
+def is_attestation(descriptor: dict[str, Any]) -> bool:
+    annotations = descriptor.get("annotations") or {}
+    return annotations.get("vnd.docker.reference.type") == ATTESTATION_REFERENCE_TYPE
+
+
+def select_platforms(index: Manifest, wanted: list[Platform]) -> list[dict[str, Any]]:
+    """The children of `index` for `wanted` platforms, with their attestations.
+
+    Keeps the upstream order. An attestation manifest is kept when the image it
+    describes (`vnd.docker.reference.digest`) is kept.
+    """
+    kept = {
+        d["digest"]
+        for d in index.children
+        if not is_attestation(d) and any(w.matches(Platform.from_descriptor(d)) for w in wanted)
+    }
+    return [
+        d
+        for d in index.children
+        if d["digest"] in kept
+        or (is_attestation(d) and (d.get("annotations") or {}).get("vnd.docker.reference.digest") in kept)
+    ]

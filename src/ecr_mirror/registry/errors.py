@@ -1,0 +1,103 @@
+"""Typed registry errors, mapped from the OCI error body and the HTTP status."""
+
+from __future__ import annotations
+
+import json
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+
+import requests
+
+from ..errors import MirrorError
+
+# HTTP statuses that are worth another try (OCI distribution spec).
+TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class RegistryError(MirrorError):
+    """A registry answered with an error (or did not answer at all)."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str = "",
+                 temporary: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.temporary = temporary
+        self.retry_after = retry_after
+
+
+class Unauthorized(RegistryError):
+    """401/403 after one token refresh: credentials are missing or wrong."""
+
+
+class NotFound(RegistryError):
+    """MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN, or a plain 404."""
+
+
+class ManifestUnknown(NotFound):
+    pass
+
+
+class BlobUnknown(NotFound):
+    pass
+
+
+class RateLimited(RegistryError):
+    """429 TOOMANYREQUESTS: the registry's pull budget is spent (temporary)."""
+
+
+class ServerError(RegistryError):
+    """5xx or 408: the registry had a problem (temporary)."""
+
+
+class ConnectionFailed(RegistryError):
+    """No answer: DNS, refused connection, reset, timeout (temporary)."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _first_error(response: requests.Response) -> tuple[str, str]:
+    try:
+        body = json.loads(response.content or b"{}")
+        first = (body.get("errors") or [{}])[0]
+        return str(first.get("code") or ""), str(first.get("message") or "")
+    except (ValueError, AttributeError, TypeError):
+        return "", ""
+
+
+def from_response(response: requests.Response, what: str) -> RegistryError:
+    """Map an error response to a typed error naming `what` was asked for."""
+    status = response.status_code
+    code, message = _first_error(response)
+    detail = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429 or code == "TOOMANYREQUESTS":
+        return RateLimited(detail, status=status, code=code or "TOOMANYREQUESTS",
+                           temporary=True, retry_after=retry_after)
+    if status in (401, 403) or code in ("UNAUTHORIZED", "DENIED"):
+        return Unauthorized(detail + " (check the registry credentials)", status=status, code=code)
+    if code == "NAME_UNKNOWN":
+        return NotFound(detail + " (is the repository name right?)", status=status, code=code)
+    if code == "MANIFEST_UNKNOWN" or (status == 404 and not code and "/manifests/" in response.url):
+        return ManifestUnknown(detail, status=status, code=code or "MANIFEST_UNKNOWN")
+    if code == "BLOB_UNKNOWN" or (status == 404 and not code and "/blobs/" in response.url):
+        return BlobUnknown(detail, status=status, code=code or "BLOB_UNKNOWN")
+    if status == 404:
+        return NotFound(detail, status=status, code=code)
+    if status in TEMPORARY_STATUSES:
+        return ServerError(detail, status=status, code=code, temporary=True, retry_after=retry_after)
+    return RegistryError(detail, status=status, code=code)

@@ -1,0 +1,38 @@
+"""Docker Hub's rate-limit headers, in both spellings.
+
+`ratelimit-limit: 100;w=21600` and `x-ratelimit-remaining: 76;w=3600` are the
+same thing; no header means no limit. The numbers are read, never assumed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ..stats import RateLimit
+
+_VALUE = re.compile(r"^\s*(\d+)\s*(?:;\s*w\s*=\s*(\d+))?")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # requests' headers are case-insensitive already; plain dicts are not.
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return lowered.get(name) or lowered.get("x-" + name)
+
+
+def _parse(value: str | None) -> tuple[int | None, int | None]:
+    if not value:
+        return None, None
+    m = _VALUE.match(value)
+    if not m:
+        return None, None
+    return int(m.group(1)), int(m.group(2)) if m.group(2) else None
+
+
+def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
+    limit, w1 = _parse(_header(headers, "ratelimit-limit"))
+    remaining, w2 = _parse(_header(headers, "ratelimit-remaining"))
+    if limit is None and remaining is None:
+        return None
+    source = _header(headers, "docker-ratelimit-source")
+    return RateLimit(limit=limit, remaining=remaining, window_seconds=w2 or w1, source=source)

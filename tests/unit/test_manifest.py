@@ -1,0 +1,92 @@
+import json
+
+import pytest
+
+from ecr_mirror.errors import UnsupportedMediaType
+from ecr_mirror.manifest import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Manifest,
+                                 Platform, select_platforms, sha256_digest)
+
+
+def desc(digest, os_="linux", arch="amd64", variant=None, attests=None):
+    d = {"mediaType": OCI_MANIFEST, "digest": digest, "size": 10,
+         "platform": {"os": os_, "architecture": arch}}
+    if variant:
+        d["platform"]["variant"] = variant
+    if attests:
+        d["platform"] = {"os": "unknown", "architecture": "unknown"}
+        d["annotations"] = {"vnd.docker.reference.type": "attestation-manifest",
+                            "vnd.docker.reference.digest": attests}
+    return d
+
+
+INDEX = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+    desc("sha256:a"), desc("sha256:aa", attests="sha256:a"),
+    desc("sha256:b", arch="arm64", variant="v8"), desc("sha256:bb", attests="sha256:b"),
+    desc("sha256:c", arch="arm", variant="v7"),
+]}
+
+
+def test_raw_bytes_and_digest_are_kept_exactly():
+    raw = b'{"schemaVersion":2,  "mediaType":"%s","manifests":[]}' % OCI_INDEX.encode()
+    m = Manifest.from_bytes(raw, OCI_INDEX)
+    assert m.raw == raw and m.digest == sha256_digest(raw) and m.text == raw.decode()
+
+
+@pytest.mark.parametrize("header,body_type,expected", [
+    (OCI_INDEX, None, OCI_INDEX),
+    ("application/octet-stream", DOCKER_LIST, DOCKER_LIST),
+    (f"{DOCKER_MANIFEST}; charset=utf-8", None, DOCKER_MANIFEST),
+    (None, OCI_MANIFEST, OCI_MANIFEST),
+])
+def test_media_type_from_header_or_body(header, body_type, expected):
+    body = {"schemaVersion": 2, "layers": [], "config": {"digest": "sha256:x", "size": 1}}
+    if body_type:
+        body["mediaType"] = body_type
+    assert Manifest.from_bytes(json.dumps(body).encode(), header).media_type == expected
+
+
+@pytest.mark.parametrize("raw,header,needle", [
+    (b'{"schemaVersion":1,"name":"x"}', "application/vnd.docker.distribution.manifest.v1+prettyjws",
+     "schema 1"),
+    (b'{"schemaVersion":2,"mediaType":"application/vnd.example+json"}', None,
+     "application/vnd.example+json"),
+    (b"not json", OCI_MANIFEST, "not valid JSON"),
+])
+def test_unsupported_manifests_name_the_image_and_type(raw, header, needle):
+    with pytest.raises(UnsupportedMediaType) as err:
+        Manifest.from_bytes(raw, header, image="docker.io/library/x:1")
+    assert "docker.io/library/x:1" in str(err.value) and needle in str(err.value)
+
+
+def test_foreign_layers_are_not_blobs_to_push():
+    body = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+            "config": {"digest": "sha256:c", "size": 1},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                        "digest": "sha256:f", "size": 9, "urls": ["https://x"]},
+                       {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                        "digest": "sha256:n", "size": 9},
+                       {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "digest": "sha256:l", "size": 9}]}
+    m = Manifest.from_bytes(json.dumps(body).encode(), DOCKER_MANIFEST)
+    assert [d["digest"] for d in m.blobs()] == ["sha256:c", "sha256:l"]
+    assert len(m.foreign_layers()) == 2
+
+
+@pytest.mark.parametrize("wanted,expected", [
+    (["linux/amd64"], ["sha256:a", "sha256:aa"]),
+    (["linux/arm64"], ["sha256:b", "sha256:bb"]),
+    (["linux/arm64/v8", "linux/arm/v7"], ["sha256:b", "sha256:bb", "sha256:c"]),
+    (["linux/arm/v6"], []),
+    (["windows/amd64"], []),
+])
+def test_platform_selection_keeps_attestations_of_kept_images(wanted, expected):
+    index = Manifest.from_bytes(json.dumps(INDEX).encode(), OCI_INDEX)
+    chosen = select_platforms(index, [Platform.parse(w) for w in wanted])
+    assert [d["digest"] for d in chosen] == expected
+
+
+@pytest.mark.parametrize("text", ["linux", "linux/", "/amd64", "a/b/c/d", ""])
+def test_bad_platform_is_named(text):
+    with pytest.raises(ValueError) as err:
+        Platform.parse(text)
+    assert f'"{text}"' in str(err.value) and "os/arch" in str(err.value)
