@@ -1,0 +1,105 @@
+"""Integration fixtures: the real distribution registry behind a counting
+proxy as the source, and moto's ECR with ECR's rules enforced as the target.
+
+The ECR emulator runs in moto's server mode, so botocore really serialises the
+base64 part bodies over HTTP, as it does against AWS.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import boto3
+import pytest
+import requests
+
+from ecr_mirror.copy import CopyReport
+from ecr_mirror.ecr.client import make_ecr_client
+from ecr_mirror.mirror import Mirror, MirrorSettings
+from ecr_mirror.ecr import RepositorySettings
+from ecr_mirror.registry import RetryPolicy
+from tests.support import strict_ecr
+from tests.support.ecr_server import start_server
+from tests.support.proxy import SourceProxy
+from tests.support.registry import LocalRegistry
+
+MiB = 1 << 20
+FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, max_retry_after=1)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    with LocalRegistry() as reg:
+        yield reg
+
+
+@pytest.fixture
+def source(registry):
+    """The registry as clients see it: through a proxy that counts and can drop."""
+    with SourceProxy(registry.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def ecr_endpoint():
+    server, url = start_server()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, ecr_endpoint):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_ENDPOINT_URL_ECR": ecr_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("ECR_MIRROR_SOURCE_SECRET_ARN", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", "/nonexistent-docker-config")
+
+
+@pytest.fixture
+def ecr(aws_env, ecr_endpoint, monkeypatch):
+    """A fresh strict ECR with 5 MiB parts, so multi-part layers stay small."""
+    requests.post(f"{ecr_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    strict_ecr.reset_calls()
+    monkeypatch.setenv(strict_ecr.PART_SIZE_ENV, str(5 * MiB))
+    return make_ecr_client("us-east-1")
+
+
+@pytest.fixture
+def repo_name():
+    return f"it/{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def copy(source, ecr) -> Callable[..., CopyReport]:
+    """Run the real engine: copy(source_ref_path, target, **opts) -> report."""
+
+    def run(path: str, target: str | None = None, *, platforms=(), concurrency: int = 4,
+            repository: RepositorySettings | None = None) -> CopyReport:
+        from ecr_mirror.mirror import parse_platforms
+
+        settings = MirrorSettings(prefix="mirror", concurrency=concurrency, retry=FAST_RETRY,
+                                  insecure_registries=frozenset({source.host}),
+                                  repository=repository or RepositorySettings(),
+                                  region="us-east-1")
+        mirror = Mirror(settings, ecr_client=ecr)
+        return mirror.copy(f"{source.host}/{path}", target, platforms=parse_platforms(platforms))
+
+    return run
+
+
+def ecr_image(ecr, repository: str, *, tag: str | None = None, digest: str | None = None) -> dict:
+    image_id = {"imageTag": tag} if tag else {"imageDigest": digest}
+    answer = ecr.batch_get_image(repositoryName=repository, imageIds=[image_id],
+                                 acceptedMediaTypes=[
+                                     "application/vnd.oci.image.index.v1+json",
+                                     "application/vnd.docker.distribution.manifest.list.v2+json",
+                                     "application/vnd.oci.image.manifest.v1+json",
+                                     "application/vnd.docker.distribution.manifest.v2+json"])
+    assert not answer["failures"], answer["failures"]
+    return answer["images"][0]

@@ -1,0 +1,220 @@
+"""The copy engine end to end: the real distribution registry as the source,
+ECR emulated with ECR's own rules, the counts taken at the source."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import MiB, ecr_image
+from tests.support import strict_ecr
+from tests.support.images import (PushedImage, layer_bytes, make_foreign_layer_image, make_image,
+                                  make_index)
+
+pytestmark = pytest.mark.integration
+
+
+def assert_mirrored(ecr, repository: str, tag: str, image: PushedImage) -> None:
+    """ECR holds the source's exact bytes under the same digests, children included."""
+    top = ecr_image(ecr, repository, tag=tag)
+    assert top["imageId"]["imageDigest"] == image.digest
+    assert top["imageManifest"].encode() == image.raw
+    for child in image.children:
+        got = ecr_image(ecr, repository, digest=child.digest)
+        assert got["imageManifest"].encode() == child.raw
+
+
+def assert_second_run_unchanged(copy, source, path: str, target: str) -> None:
+    source.reset_counts()
+    again = copy(path, target)
+    assert again.status == "unchanged", again.error
+    assert source.counts["GET manifest"] == 0
+    assert source.counts["GET blob"] == 0
+    assert again.manifests_fetched == 0 and again.blobs_uploaded == 0
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["docker-v2", "oci-manifest"])
+def test_single_manifest_is_copied_byte_for_byte(copy, ecr, source, registry, repo_name, oci):
+    image = make_image(registry.url, repo_name, "1.0", oci=oci,
+                       layers=[layer_bytes(f"{repo_name}-a"), layer_bytes(f"{repo_name}-b")])
+    report = copy(f"{repo_name}:1.0", "mirror/single:1.0")
+
+    assert report.status == "copied", report.error
+    assert report.source_digest == report.target_digest == image.digest
+    assert report.blobs_uploaded == 3 and report.bytes_uploaded == sum(
+        d["size"] for d in [image.json["config"], *image.json["layers"]])
+    assert report.manifests_fetched == 1
+    assert report.repository_created
+    assert_mirrored(ecr, "mirror/single", "1.0", image)
+    assert_second_run_unchanged(copy, source, f"{repo_name}:1.0", "mirror/single:1.0")
+
+
+@pytest.mark.parametrize("oci", [True, False], ids=["oci-index-attestations", "docker-manifest-list"])
+def test_multi_arch_index_is_copied_with_every_child(copy, ecr, source, registry, repo_name, oci):
+    platforms = [("linux", "amd64", None), ("linux", "arm64", "v8"), ("linux", "arm", "v7")]
+    index = make_index(registry.url, repo_name, "stable", platforms=platforms, oci=oci,
+                       attestations=oci)
+    report = copy(f"{repo_name}:stable", "mirror/multi")
+
+    assert report.status == "copied", report.error
+    assert report.target == "mirror/multi:stable"  # the tag defaults to the source's
+    assert report.target_digest == index.digest
+    assert len(index.children) == (6 if oci else 3)
+    assert report.manifests_put == len(index.children) + 1
+    assert report.manifests_fetched == 1 + len(index.children)
+    assert_mirrored(ecr, "mirror/multi", "stable", index)
+    assert_second_run_unchanged(copy, source, f"{repo_name}:stable", "mirror/multi")
+
+
+def test_children_already_in_ecr_are_not_fetched_again(copy, ecr, source, registry, repo_name):
+    platforms = [("linux", "amd64", None), ("linux", "arm64", None)]
+    index = make_index(registry.url, repo_name, "v1", platforms=platforms)
+    assert copy(f"{repo_name}:v1", "mirror/idx:v1").status == "copied"
+    # The same children under a new tag: only the index is new.
+    from tests.support.images import push_manifest
+    push_manifest(registry.url, repo_name, "v1-copy", index.raw + b"\n", index.media_type)
+    source.reset_counts()
+    report = copy(f"{repo_name}:v1-copy", "mirror/idx:v1-copy")
+    assert report.status == "copied", report.error
+    assert source.counts["GET manifest"] == 1 and source.counts["GET blob"] == 0
+    assert report.blobs_uploaded == 0 and report.manifests_put == 1
+
+
+def test_second_tag_uploads_only_its_own_layers(copy, ecr, registry, repo_name):
+    base = [layer_bytes(f"{repo_name}-base1", 300_000), layer_bytes(f"{repo_name}-base2", 200_000)]
+    first = make_image(registry.url, repo_name, "a", layers=base + [layer_bytes(f"{repo_name}-a")])
+    second = make_image(registry.url, repo_name, "b", layers=base + [layer_bytes(f"{repo_name}-b")],
+                        config_extra={"Labels": {"variant": "b"}})
+    r1 = copy(f"{repo_name}:a", "mirror/shared:a")
+    strict_ecr.reset_calls()
+    r2 = copy(f"{repo_name}:b", "mirror/shared:b")
+
+    assert r1.status == r2.status == "copied"
+    assert r1.blobs_uploaded == 4
+    assert r2.blobs_uploaded == 2  # its config and its own top layer
+    assert r2.blobs_skipped == 2 and r2.bytes_skipped == 500_000
+    assert strict_ecr.calls["CompleteLayerUpload"] == 2
+    assert_mirrored(ecr, "mirror/shared", "a", first)
+    assert_mirrored(ecr, "mirror/shared", "b", second)
+
+
+def test_large_layer_streams_in_more_than_three_parts(copy, ecr, source, registry, repo_name):
+    big = layer_bytes(f"{repo_name}-big", 16 * MiB + 12345)  # 4 parts of 5 MiB
+    image = make_image(registry.url, repo_name, "big", layers=[big])
+    strict_ecr.reset_calls()
+    report = copy(f"{repo_name}:big", "mirror/big:big")
+
+    assert report.status == "copied", report.error
+    assert strict_ecr.calls["UploadLayerPart"] == 4 + 1  # the big layer, then the config
+    assert source.counts["GET blob"] == 2  # each blob read once, never buffered whole
+    assert_mirrored(ecr, "mirror/big", "big", image)
+
+
+def test_foreign_layers_are_not_uploaded(copy, ecr, source, registry, repo_name):
+    image = make_foreign_layer_image(registry.url, repo_name, "win")
+    report = copy(f"{repo_name}:win", "mirror/win:win")
+
+    assert report.status == "copied", report.error
+    assert report.foreign_layers_skipped == 1
+    assert report.blobs_uploaded == len(image.blobs)
+    fetched = {p.rsplit("/", 1)[-1] for (m, p, _) in source.requests if "/blobs/" in p}
+    assert not fetched & set(image.foreign)
+    assert_mirrored(ecr, "mirror/win", "win", image)
+
+
+def test_corrupt_source_blob_fails_and_the_tag_stays(copy, ecr, registry, repo_name):
+    old = make_image(registry.url, repo_name, "t", layers=[layer_bytes(f"{repo_name}-old")])
+    assert copy(f"{repo_name}:t", "mirror/corrupt:t").status == "copied"
+    bad_layer = layer_bytes(f"{repo_name}-new", 200_000)
+    new = make_image(registry.url, repo_name, "t", layers=[bad_layer])
+    new_layer = new.json["layers"][0]["digest"]
+    registry.corrupt_blob(new_layer)
+
+    report = copy(f"{repo_name}:t", "mirror/corrupt:t")
+
+    assert report.status == "failed"
+    assert report.error["type"] == "DigestMismatch" and new_layer in report.error["message"]
+    assert ecr_image(ecr, "mirror/corrupt", tag="t")["imageId"]["imageDigest"] == old.digest
+    missing = ecr.batch_check_layer_availability(repositoryName="mirror/corrupt",
+                                                 layerDigests=[new_layer])
+    assert missing["failures"] and not missing["layers"]  # never completed in ECR
+
+
+def test_dropped_connection_mid_blob_resumes_with_range(copy, ecr, source, registry, repo_name):
+    big = layer_bytes(f"{repo_name}-drop", 7 * MiB)
+    image = make_image(registry.url, repo_name, "d", layers=[big])
+    layer = image.json["layers"][0]["digest"]
+    source.drop_blob_once(layer, after_bytes=3 * MiB + 17)
+
+    report = copy(f"{repo_name}:d", "mirror/drop:d")
+
+    assert report.status == "copied", report.error
+    ranges = [h.get("Range") for (m, p, h) in source.requests if p.endswith(layer)]
+    assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
+    assert int(ranges[1][6:-1]) > 0
+    assert_mirrored(ecr, "mirror/drop", "d", image)
+
+
+def test_repository_is_created_with_the_configured_settings(copy, ecr, registry, repo_name):
+    from ecr_mirror.ecr import RepositorySettings
+
+    make_image(registry.url, repo_name, "1", layers=[layer_bytes(repo_name)])
+    settings = RepositorySettings(scan_on_push=False, tag_mutability="IMMUTABLE", encryption="KMS",
+                                  kms_key="arn:aws:kms:us-east-1:123456789012:key/abc")
+    report = copy(f"{repo_name}:1", "mirror/created:1", repository=settings)
+
+    assert report.status == "copied" and report.repository_created
+    repo = ecr.describe_repositories(repositoryNames=["mirror/created"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": False}
+    assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
+
+
+def test_immutable_tag_is_a_reported_conflict_not_a_move(copy, ecr, registry, repo_name):
+    from ecr_mirror.ecr import RepositorySettings
+
+    immutable = RepositorySettings(tag_mutability="IMMUTABLE")
+    first = make_image(registry.url, repo_name, "x", layers=[layer_bytes(f"{repo_name}-1")])
+    assert copy(f"{repo_name}:x", "mirror/immut:x", repository=immutable).status == "copied"
+    make_image(registry.url, repo_name, "x", layers=[layer_bytes(f"{repo_name}-2")])
+
+    report = copy(f"{repo_name}:x", "mirror/immut:x", repository=immutable)
+
+    assert report.status == "failed" and report.error["type"] == "TagConflict"
+    assert ecr_image(ecr, "mirror/immut", tag="x")["imageId"]["imageDigest"] == first.digest
+
+
+def test_platform_subset_writes_a_new_index_and_says_why(copy, ecr, source, registry, repo_name):
+    platforms = [("linux", "amd64", None), ("linux", "arm64", None), ("linux", "s390x", None)]
+    index = make_index(registry.url, repo_name, "p", platforms=platforms)
+    amd64, amd64_att = index.children[0], index.children[1]
+
+    report = copy(f"{repo_name}:p", "mirror/subset:p", platforms=["linux/amd64"])
+
+    assert report.status == "copied", report.error
+    assert report.target_digest != index.digest
+    assert index.digest in report.digest_note and "linux/amd64" in report.digest_note
+    got = ecr_image(ecr, "mirror/subset", tag="p")
+    import json
+    manifests = json.loads(got["imageManifest"])["manifests"]
+    assert [m["digest"] for m in manifests] == [amd64.digest, amd64_att.digest]
+    assert ecr_image(ecr, "mirror/subset", digest=amd64.digest)["imageManifest"].encode() == amd64.raw
+    assert report.manifests_fetched == 3  # the index and the two kept children
+    # the second run is unchanged without a pull, and still says why the digest differs
+    source.reset_counts()
+    again = copy(f"{repo_name}:p", "mirror/subset:p", platforms=["linux/amd64"])
+    assert again.status == "unchanged" and again.target_digest == report.target_digest
+    assert source.counts["GET manifest"] == 0 and again.digest_note
+
+
+def test_unknown_platform_fails_naming_what_exists(copy, ecr, registry, repo_name):
+    make_index(registry.url, repo_name, "p", platforms=[("linux", "amd64", None)])
+    report = copy(f"{repo_name}:p", "mirror/none:p", platforms=["linux/riscv64"])
+    assert report.status == "failed" and "linux/riscv64" in report.error["message"]
+    assert "linux/amd64" in report.error["message"]
+
+
+def test_missing_image_fails_with_a_clear_error(copy, ecr, repo_name):
+    report = copy(f"{repo_name}:nope", "mirror/missing:nope")
+    assert report.status == "failed"
+    assert report.error["type"] in ("NotFound", "ManifestUnknown")
+    assert repo_name in report.error["message"]

@@ -1,0 +1,375 @@
+"""A counting, fault-injecting HTTP proxy in front of a registry, on 127.0.0.1.
+
+Usage::
+
+    with LocalRegistry() as reg, SourceProxy(reg.url) as proxy:
+        copy_from(proxy.url)                      # the code under test
+        assert proxy.counts["GET manifest"] == 1
+        proxy.drop_blob_once(digest, after_bytes=1000)
+
+It is a reverse proxy (clients talk to it as if it were the registry): every
+request is forwarded to the upstream with its headers and body (hop-by-hop
+headers stripped), the answer comes back with status, headers and a body that
+is streamed in chunks (blobs of several GiB are never held in memory). Range
+requests and 206 answers pass through unchanged; a ``Location`` (or ``Link``)
+header pointing at the upstream is rewritten to point at the proxy.
+
+Requests are counted by ``"<METHOD> <kind>"`` where kind is ``manifest``,
+``blob``, ``upload`` (``/blobs/uploads/...``), ``tags``, ``referrers`` or
+``other`` (including ``/v2/``).
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import logging
+import re
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20  # bytes per read/write when streaming a body
+
+# RFC 9110 hop-by-hop headers, plus those the proxy sets itself.
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection", "expect", "host",
+}  # fmt: skip
+
+_ROUTES = [  # order matters: uploads before blobs
+    ("manifest", re.compile(r"^/v2/.+/manifests/[^/]+$")),
+    ("upload", re.compile(r"^/v2/.+/blobs/uploads(/.*)?$")),
+    ("blob", re.compile(r"^/v2/.+/blobs/(?P<digest>[a-z0-9+._-]+:[a-zA-Z0-9=_-]+)$")),
+    ("tags", re.compile(r"^/v2/.+/tags/list$")),
+    ("referrers", re.compile(r"^/v2/.+/referrers/[^/]+$")),
+]
+
+
+def classify(path: str) -> tuple[str, str | None]:
+    """``(kind, blob digest or None)`` of a request path (query string ignored)."""
+    path = urlsplit(path).path
+    for kind, pattern in _ROUTES:
+        m = pattern.match(path)
+        if m:
+            return kind, m.groupdict().get("digest")
+    return "other", None
+
+
+def _hop_by_hop(headers) -> set[str]:
+    """Hop-by-hop header names, including those listed in ``Connection``."""
+    names = set(_HOP_BY_HOP)
+    for value in headers.get_all("Connection") or []:
+        names.update(token.strip().lower() for token in value.split(","))
+    return names
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    proxy: "SourceProxy"
+
+    def handle_error(self, request, client_address) -> None:
+        """Client disconnects are normal (dropped downloads, 2 GiB aborts): be quiet."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, http.client.HTTPException)):
+            return
+        log.exception("SourceProxy: error while handling a request from %s", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections end after this (socket timeout)
+    server: _Server
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
+        pass  # quiet: no access log on stderr
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.proxy._lock:
+            self.server.proxy._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.proxy._lock:
+            self.server.proxy._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._forward()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    # -- request side ------------------------------------------------------
+    def _request_body(self):
+        """``(iterator over the de-chunked request body, framing)``; framing is
+        ``"chunked"``, ``"length"`` (the client's Content-Length is forwarded) or None."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked(), "chunked"
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            return self._read_exact(length), "length"
+        return None, None
+
+    def _read_exact(self, length: int):
+        while length > 0:
+            data = self.rfile.read(min(CHUNK, length))
+            if not data:
+                raise ConnectionError("client closed the connection mid-body")
+            length -= len(data)
+            yield data
+
+    def _read_chunked(self):
+        while True:
+            size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # skip trailers
+                return
+            yield from self._read_exact(size)
+            self.rfile.readline(1024)  # CRLF after the chunk
+
+    def _forward(self) -> None:
+        proxy = self.server.proxy
+        kind, digest = classify(self.path)
+        key = f"{self.command} {kind}"
+        proxy._record(key, self.command, self.path, dict(self.headers.items()))
+        body, framing = self._request_body()
+
+        injected = proxy._take_failure(key)
+        if injected is not None:
+            for _ in body or ():
+                pass  # consume the request body to keep the connection usable
+            self._send_injected(*injected)
+            return
+
+        conn = proxy._upstream_connection()
+        try:
+            try:
+                skip = _hop_by_hop(self.headers)
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                conn.putheader("Host", proxy._upstream_netloc)
+                for name, value in self.headers.items():
+                    if name.lower() not in skip:
+                        conn.putheader(name, value)
+                if framing == "chunked":
+                    conn.putheader("Transfer-Encoding", "chunked")
+                conn.endheaders()
+                for data in body or ():
+                    if framing == "chunked":
+                        conn.send(b"%X\r\n" % len(data) + data + b"\r\n")
+                    else:
+                        conn.send(data)
+                if framing == "chunked":
+                    conn.send(b"0\r\n\r\n")
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                self.close_connection = True
+                self._send_injected(502, {}, f"upstream error: {exc}".encode())
+                return
+            drop_after = None
+            if self.command == "GET" and kind == "blob" and resp.status in (200, 206):
+                drop_after = proxy._take_drop(digest)
+            self._relay(resp, drop_after)
+        finally:
+            conn.close()
+
+    # -- response side -----------------------------------------------------
+    def _relay(self, resp: http.client.HTTPResponse, drop_after: int | None) -> None:
+        proxy = self.server.proxy
+        self.send_response_only(resp.status, resp.reason)
+        skip = _hop_by_hop(resp.msg) | {"content-length"}
+        for name, value in resp.msg.items():
+            if name.lower() not in skip:
+                if name.lower() in ("location", "link"):
+                    value = value.replace(proxy.upstream, proxy.url)
+                self.send_header(name, value)
+
+        no_body = self.command == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200
+        length = resp.getheader("Content-Length")
+        if no_body:
+            if length is not None:
+                self.send_header("Content-Length", length)
+        elif length is not None:
+            self.send_header("Content-Length", length)
+        elif resp.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:  # body delimited by the upstream closing the connection
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if no_body:
+            return
+
+        chunked = length is None and resp.chunked
+        budget = drop_after
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = resp.readinto(view)
+            if not n:
+                break
+            piece = view[:n]
+            if budget is not None:
+                piece = piece[:budget]
+                budget -= len(piece)
+            if chunked:
+                self.wfile.write(b"%X\r\n" % len(piece) + bytes(piece) + b"\r\n")
+            else:
+                self.wfile.write(piece)
+            if budget == 0:
+                self._abort()
+                return
+        if budget is not None:  # body shorter than after_bytes: still drop the connection
+            self._abort()
+            return
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _abort(self) -> None:
+        """Close the client connection in the middle of a body (a dropped download)."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _send_injected(self, status: int, headers: dict, body: bytes) -> None:
+        self.send_response_only(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if not any(k.lower() == "content-type" for k in headers):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+_ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NAME_UNKNOWN", 429: "TOOMANYREQUESTS"}
+
+
+class SourceProxy:
+    """A threaded HTTP/1.1 reverse proxy to ``upstream`` on 127.0.0.1:<free port>.
+
+    ``counts``: ``collections.Counter`` of ``"<METHOD> <kind>"`` (thread-safe
+    updates). ``requests``: list of ``(method, path with query, headers dict)``.
+    """
+
+    def __init__(self, upstream: str, *, upstream_timeout: float = 60.0) -> None:
+        parts = urlsplit(upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream must be an http(s) URL: {upstream!r}")
+        self.upstream = f"{parts.scheme}://{parts.netloc}"
+        self._upstream_netloc = parts.netloc
+        self._upstream_timeout = upstream_timeout
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._drops: dict[str, int] = {}
+        self._failures: dict[str, list[tuple[int, dict, bytes]]] = {}
+        self._connections: set[socket.socket] = set()
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.proxy = self
+        self.port: int = self._server.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------
+    def start(self) -> "SourceProxy":
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                name=f"SourceProxy-{self.port}", daemon=True,
+            )  # fmt: skip
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and open client connections."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+        with self._lock:
+            open_connections = list(self._connections)
+        for sock in open_connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "SourceProxy":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<SourceProxy {self.url} -> {self.upstream}>"
+
+    # -- counting ---------------------------------------------------------
+    def _record(self, key: str, method: str, path: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.counts[key] += 1
+            self.requests.append((method, path, headers))
+
+    def reset_counts(self) -> None:
+        """Forget counted and recorded requests."""
+        with self._lock:
+            self.counts.clear()
+            self.requests.clear()
+
+    # -- fault injection --------------------------------------------------
+    def drop_blob_once(self, digest: str, after_bytes: int) -> None:
+        """Cut the next successful GET of blob ``digest`` after ``after_bytes`` body bytes.
+
+        Status line and headers (full ``Content-Length``) are sent, then only
+        ``after_bytes`` bytes, then the connection is shut down. Later GETs
+        (including Range requests) are served normally.
+        """
+        with self._lock:
+            self._drops[digest] = after_bytes
+
+    def _take_drop(self, digest: str | None) -> int | None:
+        with self._lock:
+            return self._drops.pop(digest, None) if digest else None
+
+    def fail(
+        self,
+        key: str,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests counted as ``key`` (e.g. ``"GET manifest"``)
+        with ``status`` without asking the upstream.
+
+        The default body is a registry error document, e.g. ``TOOMANYREQUESTS``
+        for 429; pass ``headers`` such as ``{"Retry-After": "1"}``.
+        """
+        if body is None:
+            code = _ERROR_CODES.get(status, "UNKNOWN")
+            body = b'{"errors":[{"code":"%s","message":"injected by SourceProxy"}]}' % code.encode()
+        with self._lock:
+            self._failures.setdefault(key, []).extend([(status, dict(headers or {}), body)] * times)
+
+    def _take_failure(self, key: str) -> tuple[int, dict, bytes] | None:
+        with self._lock:
+            queue = self._failures.get(key)
+            return queue.pop(0) if queue else None
+
+    def _upstream_connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.upstream.startswith("https:") else http.client.HTTPConnection
+        return cls(self._upstream_netloc, timeout=self._upstream_timeout)
