@@ -7,6 +7,7 @@ engine. Bad input raises `UsageError` before anything is sent anywhere.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 
 from .copy import CopyOptions, CopyReport, Progress, copy_image
@@ -15,7 +16,8 @@ from .ecr.client import make_ecr_client
 from .errors import UsageError
 from .manifest import Platform
 from .reference import Reference, parse
-from .registry import RegistryClient, RetryPolicy
+from .reference import DOCKER_HUB
+from .registry import Credentials, RegistryClient, RetryPolicy
 from .registry.credentials import load_credentials
 
 DEFAULT_PREFIX = "mirror"
@@ -28,6 +30,9 @@ class MirrorSettings:
     prefix: str = field(default_factory=lambda: os.environ.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX))
     concurrency: int = 4
     insecure_registries: frozenset[str] = frozenset()
+    #: Where to reach a registry instead of its own host, e.g.
+    #: {"docker.io": "http://127.0.0.1:5000"} (a local mirror or a test registry).
+    endpoints: dict[str, str] = field(default_factory=dict)
     repository: RepositorySettings = field(default_factory=RepositorySettings)
     region: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -60,10 +65,23 @@ class Mirror:
         insecure = insecure or ref.registry in self.settings.insecure_registries
         key = (ref.registry, insecure)
         if key not in self._sources:
+            api_host, scheme = ref.api_host, None
+            endpoint = self.settings.endpoints.get(ref.registry)
+            if endpoint:
+                parts = urlsplit(endpoint)
+                api_host, scheme = parts.netloc, parts.scheme
+                insecure = insecure or scheme == "http"
             self._sources[key] = RegistryClient(
-                ref.registry, api_host=ref.api_host, credentials=load_credentials(ref.registry),
-                insecure=insecure, retry=self.settings.retry)
+                ref.registry, api_host=api_host, credentials=self._credentials(ref.registry),
+                insecure=insecure, scheme=scheme, retry=self.settings.retry)
         return self._sources[key]
+
+    def _credentials(self, registry: str) -> Credentials | None:
+        """Secrets Manager for the functions (Docker Hub), else env / docker config."""
+        arn = os.environ.get("ECR_MIRROR_SOURCE_SECRET_ARN")
+        if arn and registry == DOCKER_HUB:
+            return credentials_from_secret(arn)
+        return load_credentials(registry)
 
     def resolve(self, source: str, target: str | None) -> tuple[Reference, str, str | None, str | None]:
         """(source reference, target repository, tag, registry id); raises UsageError."""
@@ -117,6 +135,36 @@ def settings_from_env(env=None) -> MirrorSettings:
     return MirrorSettings(
         prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=concurrency,
         insecure_registries=insecure,
+        endpoints=parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")),
         repository=RepositorySettings(
             scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", True),
             tag_mutability=mutability, encryption="KMS" if kms_key else "AES256", kms_key=kms_key))
+
+
+def credentials_from_secret(arn: str, client=None) -> Credentials:
+    """A Secrets Manager secret holding {"username": ..., "password": ...}."""
+    import json
+
+    import boto3
+
+    client = client or boto3.client("secretsmanager")
+    value = client.get_secret_value(SecretId=arn)["SecretString"]
+    try:
+        data = json.loads(value)
+        return Credentials(str(data["username"]), str(data["password"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        # Never echo the secret's content, only its name.
+        raise UsageError(f'secret {arn} must be JSON {{"username": ..., "password": ...}}') from exc
+
+
+def parse_endpoints(text: str) -> dict[str, str]:
+    """`docker.io=http://127.0.0.1:5000,ghcr.io=https://ghcr.example` as a dict."""
+    endpoints: dict[str, str] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        registry, _, url = item.partition("=")
+        parts = urlsplit(url.strip())
+        if not registry.strip() or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(f"ECR_MIRROR_REGISTRY_ENDPOINTS entry {item!r}: expected "
+                             "registry=http(s)://host[:port], e.g. docker.io=https://mirror.example")
+        endpoints[registry.strip()] = f"{parts.scheme}://{parts.netloc}"
+    return endpoints

@@ -218,3 +218,19 @@ def test_missing_image_fails_with_a_clear_error(copy, ecr, repo_name):
     assert report.status == "failed"
     assert report.error["type"] in ("NotFound", "ManifestUnknown")
     assert repo_name in report.error["message"]
+
+
+def test_failure_inside_an_index_leaves_the_tag_on_the_old_index(copy, ecr, registry, repo_name):
+    platforms = [("linux", "amd64", None), ("linux", "arm64", None)]
+    old = make_index(registry.url, repo_name, "m", platforms=platforms)
+    assert copy(f"{repo_name}:m", "mirror/idxfail:m").status == "copied"
+    new = make_index(registry.url, repo_name, "m", platforms=platforms, layer_size=70_000)
+    arm64 = new.children[2]
+    registry.corrupt_blob(arm64.json["layers"][-1]["digest"])
+
+    report = copy(f"{repo_name}:m", "mirror/idxfail:m")
+
+    assert report.status == "failed" and report.error["type"] == "DigestMismatch"
+    assert ecr_image(ecr, "mirror/idxfail", tag="m")["imageId"]["imageDigest"] == old.digest
+    put = ecr.describe_images(repositoryName="mirror/idxfail")["imageDetails"]
+    assert new.digest not in {i["imageDigest"] for i in put}

@@ -35,11 +35,11 @@ class RegistryClient:
 
     def __init__(self, registry: str, *, api_host: str | None = None,
                  credentials: Credentials | None = None, insecure: bool = False,
-                 stats: RequestStats | None = None, retry: RetryPolicy | None = None,
+                 scheme: str | None = None, stats: RequestStats | None = None, retry: RetryPolicy | None = None,
                  timeout: tuple[float, float] = (10.0, 60.0),
                  session: requests.Session | None = None) -> None:
         self.transport = Transport(registry, api_host=api_host, credentials=credentials,
-                                   insecure=insecure, stats=stats, retry=retry,
+                                   insecure=insecure, scheme=scheme, stats=stats, retry=retry,
                                    timeout=timeout, session=session)
 
     @property

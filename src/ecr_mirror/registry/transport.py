@@ -83,6 +83,7 @@ class Transport:
         api_host: str | None = None,
         credentials: Credentials | None = None,
         insecure: bool = False,
+        scheme: str | None = None,
         stats: RequestStats | None = None,
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
@@ -100,7 +101,8 @@ class Transport:
         self.session.headers["User-Agent"] = USER_AGENT
         self.tokens = token_cache or TokenCache()
         self._challenge: Challenge | None = None
-        self._scheme: str | None = None if insecure else "https"
+        # An insecure registry is probed: HTTPS without verification, else HTTP.
+        self._scheme: str | None = scheme or (None if insecure else "https")
         self._lock = threading.Lock()
 
     # -- public -----------------------------------------------------------------

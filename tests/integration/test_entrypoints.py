@@ -1,0 +1,125 @@
+"""The CLI and the one-image Lambda handler, over the same engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ecr_mirror import cli
+from ecr_mirror.handlers import copy_one
+from tests.integration.conftest import ecr_image
+from tests.support import strict_ecr
+from tests.support.images import layer_bytes, make_image, make_index
+
+pytestmark = pytest.mark.integration
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+class FakeContext:
+    function_name = "ecr-mirror-test"
+    memory_limit_in_mb = 1769
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ecr-mirror-test"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+# -- CLI ------------------------------------------------------------------------
+
+def test_cli_json_prints_one_object_and_exits_0(source, registry, ecr, repo_name, capsys):
+    image = make_image(registry.url, repo_name, "1", layers=[layer_bytes(repo_name)])
+    code = cli.main(["copy", f"{source.host}/{repo_name}:1", "mirror/cli", "--insecure", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    report = json.loads(out)  # the whole of stdout is one JSON object
+    assert report["status"] == "copied" and report["target"] == "mirror/cli:1"
+    assert report["target_digest"] == image.digest and report["blobs_uploaded"] == 2
+    assert report["requests"]["manifest_get"] == 1
+    assert "\r" not in err  # no progress bar when --json
+
+    assert cli.main(["copy", f"{source.host}/{repo_name}:1", "mirror/cli", "--insecure", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "unchanged"
+
+
+def test_cli_accepts_a_full_ecr_uri(source, registry, ecr, repo_name, capsys):
+    image = make_image(registry.url, repo_name, "1", layers=[layer_bytes(repo_name)])
+    target = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/uri:pinned"
+    assert cli.main(["copy", f"{source.host}/{repo_name}:1", target, "--insecure"]) == 0
+    assert "copied" in capsys.readouterr().out
+    assert ecr_image(ecr, "mirror/uri", tag="pinned")["imageId"]["imageDigest"] == image.digest
+
+
+def test_cli_failed_copy_exits_1(source, ecr, repo_name, capsys):
+    code = cli.main(["copy", f"{source.host}/{repo_name}:absent", "mirror/cli", "--insecure", "--json"])
+    assert code == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "failed"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["copy", "Nginx:1", "mirror/x"], '"Nginx:1"'),
+    (["copy", "nginx:1", "Mirror/X"], '"Mirror/X"'),
+    (["copy", "nginx:1", "mirror/x", "--platform", "linux"], '"linux"'),
+])
+def test_cli_usage_errors_exit_2_and_touch_nothing(ecr, argv, needle, capsys):
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and needle in err
+    assert sum(strict_ecr.calls.values()) == 0
+
+
+@pytest.mark.parametrize("argv", [["copy", "nginx"], ["copy", "a", "b", "--concurrency", "0"], ["nope"]])
+def test_cli_argument_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+
+
+# -- Lambda handler ---------------------------------------------------------------
+
+@pytest.fixture
+def lambda_env(monkeypatch, source, ecr):
+    """The function's environment, with Docker Hub served by the local registry."""
+    monkeypatch.setenv("ECR_MIRROR_PREFIX", "mirror")
+    monkeypatch.setenv("ECR_MIRROR_REGISTRY_ENDPOINTS", f"docker.io={source.url}")
+    monkeypatch.setattr(copy_one, "_mirror", None)
+    return source
+
+
+def test_copy_one_event_file_runs_through_the_real_handler(lambda_env, registry, ecr):
+    event = json.loads((EVENTS / "copy-one.json").read_text())
+    index = make_index(registry.url, "library/nginx", "stable",
+                       platforms=[("linux", "amd64", None), ("linux", "arm64", None)])
+    report = copy_one.handler(event, FakeContext())
+    assert report["status"] == "copied", report["error"]
+    assert report["source"] == "docker.io/library/nginx:stable"
+    assert report["source_digest"] == report["target_digest"] == index.digest
+    assert ecr_image(ecr, "mirror/nginx", tag="stable")["imageManifest"].encode() == index.raw
+    assert copy_one.handler(event, FakeContext())["status"] == "unchanged"
+
+
+def test_without_target_the_naming_rule_applies(lambda_env, registry, ecr):
+    image = make_image(registry.url, "bitnami/redis", "7", layers=[layer_bytes("redis")])
+    report = copy_one.handler({"source": "bitnami/redis:7"}, FakeContext())
+    assert report["status"] == "copied" and report["target"] == "mirror/dockerhub/bitnami/redis:7"
+    assert ecr_image(ecr, "mirror/dockerhub/bitnami/redis", tag="7")["imageId"]["imageDigest"] == image.digest
+
+
+@pytest.mark.parametrize("event,needle", [
+    ("nginx", "JSON object"),
+    ({}, '"source"'),
+    ({"source": ""}, '"source"'),
+    ({"source": "nginx", "tartget": "mirror/x"}, "tartget"),
+    ({"source": "NGINX"}, '"NGINX"'),
+    ({"source": "nginx", "target": "other/nginx"}, '"mirror/"'),
+    ({"source": "nginx", "platforms": "linux/amd64"}, '"platforms"'),
+    ({"source": "nginx", "platforms": ["amd64"]}, '"amd64"'),
+])
+def test_malformed_event_returns_a_clear_error_and_touches_nothing(lambda_env, ecr, event, needle):
+    report = copy_one.handler(event, FakeContext())
+    assert report["status"] == "failed" and report["error"]["type"] in ("UsageError", "InvalidReference")
+    assert needle in report["error"]["message"]
+    assert sum(strict_ecr.calls.values()) == 0
+    assert sum(lambda_env.counts.values()) == 0
