@@ -202,14 +202,16 @@ class _Copy:
             return
         # Largest first: the long transfers start early and overlap the small ones.
         order = sorted(missing, key=lambda d: -blobs[d])
-        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob") as pool:
+        pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob")
+        try:
             futures = [pool.submit(self._copy_blob, d, blobs[d]) for d in order]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for f in done:
                 if f.exception() is not None:
                     raise f.exception()
+        finally:
+            # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
+            pool.shutdown(wait=True, cancel_futures=True)
         self.report.blobs_uploaded = len(missing)
 
     def _copy_blob(self, digest: str, size: int) -> None:
