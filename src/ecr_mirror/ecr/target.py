@@ -17,6 +17,7 @@ from ..errors import TagConflict, TargetError
 from ..manifest import SUPPORTED
 from ..registry.blob import BlobStream
 from ..stats import RequestStats
+from . import parts
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class EcrRepository:
         self.stats = stats or RequestStats()
         self._exists: bool | None = None
         self._lock = threading.Lock()
+        parts.install(client)
 
     def _call(self, operation: str, **kwargs):
         """Call one ECR API; typed errors out, `RepositoryNotFoundException` passed up as is."""
@@ -101,19 +103,28 @@ class EcrRepository:
 
     def tagged(self, tag: str) -> TaggedImage | None:
         """The image a tag points to now (no download, no pull), or None."""
-        try:
-            answer = self._call("BatchGetImage", imageIds=[{"imageTag": tag}],
-                                acceptedMediaTypes=list(SUPPORTED))
-        except ClientError as exc:
-            if _code(exc) == "RepositoryNotFoundException":
-                self._exists = False
-                return None
-            raise self._fail("BatchGetImage", exc) from exc
-        self._exists = True
-        for image in answer.get("images", []):
-            return TaggedImage(image["imageId"]["imageDigest"], image.get("imageManifest", ""),
-                               image.get("imageManifestMediaType"))
-        return None
+        return self.tagged_many([tag]).get(tag)
+
+    def tagged_many(self, tags: Iterable[str]) -> dict[str, TaggedImage]:
+        """Tag → image for the tags that exist, in batches of 100."""
+        found: dict[str, TaggedImage] = {}
+        for batch in _chunks(sorted(set(tags))):
+            try:
+                answer = self._call("BatchGetImage", imageIds=[{"imageTag": t} for t in batch],
+                                    acceptedMediaTypes=list(SUPPORTED))
+            except ClientError as exc:
+                if _code(exc) == "RepositoryNotFoundException":
+                    self._exists = False
+                    return {}
+                raise self._fail("BatchGetImage", exc) from exc
+            self._exists = True
+            for image in answer.get("images", []):
+                tag = image["imageId"].get("imageTag")
+                if tag:
+                    found[tag] = TaggedImage(image["imageId"]["imageDigest"],
+                                             image.get("imageManifest", ""),
+                                             image.get("imageManifestMediaType"))
+        return found
 
     def existing_images(self, digests: Iterable[str]) -> set[str]:
         """Which of these manifest digests the repository already holds."""

@@ -1,0 +1,57 @@
+"""A cheaper UploadLayerPart body, spliced in through botocore's event hooks.
+
+botocore's JSON protocol base64s a part, decodes that to str, escapes it in
+`json.dumps` and encodes it back: about three times the CPU of the base64
+alone and four fresh 13 MiB copies per 10 MiB part (the benchmark measured
+4.5x the floor of sha256 + base64, most of it JSON escaping and page faults).
+These hooks take the part out of the parameters before botocore serialises
+them and write its base64 straight into the body afterwards; base64 needs no
+JSON escaping. Signing, retries and error parsing stay botocore's: the body is
+in place before the request is signed.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+
+_PART = "ecr_mirror.layer_part"
+_B64_PIECE = 3 * 64 * 1024  # a multiple of 3, so pieces encode without padding
+
+
+def install(client) -> None:
+    """Register the hooks on one boto3 ECR client (idempotent)."""
+    events = getattr(getattr(client, "meta", None), "events", None)
+    if events is None:  # not a botocore client (a test double)
+        return
+    events.register("before-parameter-build.ecr.UploadLayerPart", take_part,
+                    unique_id="ecr-mirror-take-part")
+    events.register("before-call.ecr.UploadLayerPart", splice_part,
+                    unique_id="ecr-mirror-splice-part")
+
+
+def take_part(params, context, **_) -> None:
+    part = params.get("layerPartBlob")
+    if isinstance(part, (bytes, bytearray)) and part:
+        context[_PART] = part
+        params["layerPartBlob"] = b""
+
+
+def splice_part(params, context, **_) -> None:
+    part = context.pop(_PART, None)
+    if part is None:
+        return
+    fields = json.loads(params["body"])
+    if fields.pop("layerPartBlob", None) != "":
+        raise RuntimeError("UploadLayerPart body without the empty layerPartBlob placeholder")
+    head = json.dumps(fields).encode()[:-1]  # '{"repositoryName": ..., "partLastByte": N'
+    head += (b", " if fields else b"") + b'"layerPartBlob": "'
+    body = bytearray(len(head) + 4 * ((len(part) + 2) // 3) + 2)
+    body[:len(head)] = head
+    pos, view = len(head), memoryview(part)
+    for i in range(0, len(part), _B64_PIECE):
+        piece = binascii.b2a_base64(view[i:i + _B64_PIECE], newline=False)
+        body[pos:pos + len(piece)] = piece
+        pos += len(piece)
+    body[pos:] = b'"}'
+    params["body"] = body
