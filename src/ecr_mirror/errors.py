@@ -42,3 +42,16 @@ class TargetError(MirrorError):
 
 class TagConflict(TargetError):
     """An immutable ECR repository already has the tag on another image."""
+
+
+class Deferred(MirrorError):
+    """Stopped on purpose before finishing (time running out, a budget spent).
+
+    Nothing was tagged; the image is to be tried again later.
+    """
+
+    temporary = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after

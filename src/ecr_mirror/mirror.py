@@ -1,41 +1,55 @@
-"""The one entry the CLI and the Lambda handlers share: mirror one image.
+"""The one entry the CLI, the Lambda handlers and the planner share.
 
-It turns strings into a source client and an ECR repository, then calls the
-engine. Bad input raises `UsageError` before anything is sent anywhere.
+It turns strings and settings into a source client and an ECR repository, then
+calls the engine. Bad input raises `UsageError` before anything is sent.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from urllib.parse import urlsplit
+import threading
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from .copy import CopyOptions, CopyReport, Progress, copy_image
 from .ecr import EcrRepository, RepositorySettings, default_repository, parse_target
 from .ecr.client import make_ecr_client
 from .errors import UsageError
 from .manifest import Platform
-from .reference import Reference, parse
-from .reference import DOCKER_HUB
+from .reference import DOCKER_HUB, Reference, parse
 from .registry import Credentials, RegistryClient, RetryPolicy
 from .registry.credentials import load_credentials
 
 DEFAULT_PREFIX = "mirror"
 
 
+@dataclass(frozen=True)
+class SourceRegistry:
+    """How to reach one source registry."""
+
+    #: A Secrets Manager secret (name or ARN) holding {"username", "password"}.
+    credentials_secret: str | None = None
+    #: Plain HTTP or unverified TLS.
+    insecure: bool = False
+    #: Reach the registry here instead of its own host, e.g. a local mirror or,
+    #: in the demo and the tests, a local registry standing in for Docker Hub.
+    endpoint: str | None = None
+
+
 @dataclass
 class MirrorSettings:
-    """What a caller can set; defaults come from the environment."""
+    """What a caller can set; the functions take it from their environment."""
 
     prefix: str = field(default_factory=lambda: os.environ.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX))
     concurrency: int = 4
-    insecure_registries: frozenset[str] = frozenset()
-    #: Where to reach a registry instead of its own host, e.g.
-    #: {"docker.io": "http://127.0.0.1:5000"} (a local mirror or a test registry).
-    endpoints: dict[str, str] = field(default_factory=dict)
+    registries: dict[str, SourceRegistry] = field(default_factory=dict)
     repository: RepositorySettings = field(default_factory=RepositorySettings)
     region: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Seconds left (a callable) for the Lambda worker, to stop before its timeout.
+    time_left: object = None
+    stop_margin: float = 60.0
 
 
 def parse_platforms(values: list[str] | tuple[str, ...] | None) -> tuple[Platform, ...]:
@@ -48,12 +62,15 @@ def parse_platforms(values: list[str] | tuple[str, ...] | None) -> tuple[Platfor
 class Mirror:
     """Holds clients across images, so tokens and connections are reused."""
 
-    def __init__(self, settings: MirrorSettings | None = None, *, ecr_client=None) -> None:
+    def __init__(self, settings: MirrorSettings | None = None, *, ecr_client=None,
+                 secrets_client=None) -> None:
         self.settings = settings or MirrorSettings()
         if self.settings.concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {self.settings.concurrency}")
         self._ecr = ecr_client
+        self._secrets = secrets_client
         self._sources: dict[tuple[str, bool], RegistryClient] = {}
+        self._lock = threading.Lock()
 
     @property
     def ecr(self):
@@ -62,30 +79,42 @@ class Mirror:
         return self._ecr
 
     def source_client(self, ref: Reference, insecure: bool = False) -> RegistryClient:
-        insecure = insecure or ref.registry in self.settings.insecure_registries
+        registry = self.settings.registries.get(ref.registry, SourceRegistry())
+        insecure = insecure or registry.insecure
         key = (ref.registry, insecure)
-        if key not in self._sources:
-            api_host, scheme = ref.api_host, None
-            endpoint = self.settings.endpoints.get(ref.registry)
-            if endpoint:
-                parts = urlsplit(endpoint)
-                api_host, scheme = parts.netloc, parts.scheme
-                insecure = insecure or scheme == "http"
-            self._sources[key] = RegistryClient(
-                ref.registry, api_host=api_host, credentials=self._credentials(ref.registry),
-                insecure=insecure, scheme=scheme, retry=self.settings.retry)
-        return self._sources[key]
+        with self._lock:
+            if key not in self._sources:
+                api_host, scheme = ref.api_host, None
+                if registry.endpoint:
+                    parts = urlsplit(registry.endpoint)
+                    api_host, scheme = parts.netloc, parts.scheme
+                    insecure = insecure or scheme == "http"
+                self._sources[key] = RegistryClient(
+                    ref.registry, api_host=api_host, credentials=self._credentials(ref.registry),
+                    insecure=insecure, scheme=scheme, retry=self.settings.retry)
+            return self._sources[key]
+
+    def source_stats(self) -> dict[str, int]:
+        """Requests sent to source registries so far, by kind, all registries summed."""
+        total: dict[str, int] = {}
+        with self._lock:
+            clients = list(self._sources.values())
+        for client in clients:
+            for kind, n in client.stats.snapshot().items():
+                total[kind] = total.get(kind, 0) + n
+        return total
 
     def _credentials(self, registry: str) -> Credentials | None:
-        """Secrets Manager for the functions (Docker Hub), else env / docker config."""
-        arn = os.environ.get("ECR_MIRROR_SOURCE_SECRET_ARN")
-        if arn and registry == DOCKER_HUB:
-            return credentials_from_secret(arn)
+        """The registry's secret if it has one, else the environment / docker config."""
+        secret = self.settings.registries.get(registry, SourceRegistry()).credentials_secret
+        if secret is None and registry == DOCKER_HUB:
+            secret = os.environ.get("ECR_MIRROR_SOURCE_SECRET_ARN") or None
+        if secret:
+            return credentials_from_secret(secret, self._secrets)
         return load_credentials(registry)
 
-    def resolve(self, source: str, target: str | None) -> tuple[Reference, str, str | None, str | None]:
-        """(source reference, target repository, tag, registry id); raises UsageError."""
-        ref = parse(source)
+    def target_for(self, ref: Reference, target: str | None) -> tuple[str, str | None, str | None]:
+        """(repository, tag, registry id) for a source and an optional target."""
         if target:
             name = parse_target(target, default_tag=ref.tag)
             if name.region and self.settings.region and name.region != self.settings.region:
@@ -93,18 +122,41 @@ class Mirror:
                                  f"{self.settings.region}; drop --region or use a matching target")
             if name.region and not self.settings.region:
                 self.settings.region = name.region
-            return ref, name.repository, name.tag, name.registry_id
-        return ref, default_repository(ref, self.settings.prefix), ref.tag, None
+            return name.repository, name.tag, name.registry_id
+        return default_repository(ref, self.settings.prefix), ref.tag, None
+
+    def resolve(self, source: str, target: str | None) -> tuple[Reference, str, str | None, str | None]:
+        """(source reference, target repository, tag, registry id); raises UsageError."""
+        ref = parse(source)
+        return (ref, *self.target_for(ref, target))
+
+    def repository(self, name: str, registry_id: str | None = None) -> EcrRepository:
+        return EcrRepository(self.ecr, name, registry_id=registry_id,
+                             settings=self.settings.repository)
 
     def copy(self, source: str, target: str | None = None, *, platforms: tuple[Platform, ...] = (),
              insecure: bool = False, progress: Progress | None = None) -> CopyReport:
         ref, repository, tag, registry_id = self.resolve(source, target)
-        repo = EcrRepository(self.ecr, repository, registry_id=registry_id,
-                             settings=self.settings.repository)
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
-                              progress=progress or Progress())
-        return copy_image(self.source_client(ref, insecure), ref, repo, tag, options,
+                              progress=progress or Progress(), time_left=self.settings.time_left,
+                              stop_margin=self.settings.stop_margin)
+        return copy_image(self.source_client(ref, insecure), ref,
+                          self.repository(repository, registry_id), tag, options,
                           target_name=repository + (f":{tag}" if tag else ""))
+
+
+def credentials_from_secret(secret_id: str, client=None) -> Credentials:
+    """A Secrets Manager secret holding {"username": ..., "password": ...}."""
+    import boto3
+
+    client = client or boto3.client("secretsmanager")
+    value = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    try:
+        data = json.loads(value)
+        return Credentials(str(data["username"]), str(data["password"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        # Never echo the secret's content, only its name.
+        raise UsageError(f'secret {secret_id} must be JSON {{"username": ..., "password": ...}}') from exc
 
 
 def _env_bool(env, name: str, default: bool) -> bool:
@@ -118,43 +170,34 @@ def _env_bool(env, name: str, default: bool) -> bool:
     raise UsageError(f"{name}={value!r}: expected true or false")
 
 
+def _env_number(env, name: str, default: str, kind=int):
+    try:
+        return kind(env.get(name) or default)
+    except ValueError as exc:
+        raise UsageError(f"{name}={env.get(name)!r}: expected a number") from exc
+
+
 def settings_from_env(env=None) -> MirrorSettings:
     """Settings for the Lambda functions, from their environment variables."""
     env = os.environ if env is None else env
-    try:
-        concurrency = int(env.get("ECR_MIRROR_CONCURRENCY", "4"))
-    except ValueError as exc:
-        raise UsageError(f"ECR_MIRROR_CONCURRENCY={env.get('ECR_MIRROR_CONCURRENCY')!r}: "
-                         "expected a whole number") from exc
     mutability = env.get("ECR_MIRROR_TAG_MUTABILITY", "MUTABLE").upper()
     if mutability not in ("MUTABLE", "IMMUTABLE"):
         raise UsageError(f"ECR_MIRROR_TAG_MUTABILITY={mutability!r}: expected MUTABLE or IMMUTABLE")
     kms_key = env.get("ECR_MIRROR_KMS_KEY") or None
-    insecure = frozenset(h.strip() for h in env.get("ECR_MIRROR_INSECURE_REGISTRIES", "").split(",")
-                         if h.strip())
+    registries: dict[str, SourceRegistry] = {}
+    for host in filter(None, (h.strip() for h in env.get("ECR_MIRROR_INSECURE_REGISTRIES", "").split(","))):
+        registries[host] = SourceRegistry(insecure=True)
+    for host, url in parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")).items():
+        registries[host] = SourceRegistry(insecure=registries.get(host, SourceRegistry()).insecure,
+                                          endpoint=url)
     return MirrorSettings(
-        prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=concurrency,
-        insecure_registries=insecure,
-        endpoints=parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")),
+        prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX),
+        concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", "4"),
+        registries=registries,
+        stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS", "60", float),
         repository=RepositorySettings(
             scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", True),
             tag_mutability=mutability, encryption="KMS" if kms_key else "AES256", kms_key=kms_key))
-
-
-def credentials_from_secret(arn: str, client=None) -> Credentials:
-    """A Secrets Manager secret holding {"username": ..., "password": ...}."""
-    import json
-
-    import boto3
-
-    client = client or boto3.client("secretsmanager")
-    value = client.get_secret_value(SecretId=arn)["SecretString"]
-    try:
-        data = json.loads(value)
-        return Credentials(str(data["username"]), str(data["password"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        # Never echo the secret's content, only its name.
-        raise UsageError(f'secret {arn} must be JSON {{"username": ..., "password": ...}}') from exc
 
 
 def parse_endpoints(text: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ import requests
 
 from ecr_mirror.copy import CopyReport
 from ecr_mirror.ecr.client import make_ecr_client
-from ecr_mirror.mirror import Mirror, MirrorSettings
+from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.ecr import RepositorySettings
 from ecr_mirror.registry import RetryPolicy
 from tests.support import strict_ecr
@@ -84,7 +84,7 @@ def copy(source, ecr) -> Callable[..., CopyReport]:
         from ecr_mirror.mirror import parse_platforms
 
         settings = MirrorSettings(prefix="mirror", concurrency=concurrency, retry=FAST_RETRY,
-                                  insecure_registries=frozenset({source.host}),
+                                  registries={source.host: SourceRegistry(insecure=True)},
                                   repository=repository or RepositorySettings(),
                                   region="us-east-1")
         mirror = Mirror(settings, ecr_client=ecr)

@@ -85,6 +85,7 @@ def lambda_env(monkeypatch, source, ecr):
     monkeypatch.setenv("ECR_MIRROR_PREFIX", "mirror")
     monkeypatch.setenv("ECR_MIRROR_REGISTRY_ENDPOINTS", f"docker.io={source.url}")
     monkeypatch.setattr(copy_one, "_mirror", None)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "EcrMirrorTest")
     return source
 
 

@@ -13,21 +13,54 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import tenacity
 
 from ..ecr.target import EcrRepository, TaggedImage
-from ..errors import MirrorError, UnsupportedMediaType, UsageError
+from ..errors import Deferred, MirrorError, UnsupportedMediaType, UsageError
 from ..manifest import OCI_INDEX, Manifest, Platform, is_attestation, select_platforms, sha256_digest
 from ..reference import Reference
 from ..registry.client import RegistryClient
+from ..registry.errors import RateLimited
 from .report import COPIED, FAILED, UNCHANGED, CopyReport
 
 log = logging.getLogger(__name__)
 
 SOURCE_DIGEST_ANNOTATION = "io.github.ecr-mirror.source.digest"
 PLATFORMS_ANNOTATION = "io.github.ecr-mirror.platforms"
+
+
+def _retry_blob(exc: BaseException) -> bool:
+    """A whole blob is tried again after a temporary failure, but not when we
+    stopped on purpose or the registry asked us to wait (the transport already
+    slept through short waits)."""
+    return getattr(exc, "temporary", False) and not isinstance(exc, (Deferred, RateLimited))
+
+
+def platforms_key(platforms) -> str:
+    return ",".join(sorted(str(p) for p in platforms))
+
+
+def already_mirrored(source_digest: str, current: TaggedImage | None,
+                     platforms: tuple[Platform, ...] = ()) -> bool:
+    """Does the ECR tag already hold this upstream image? No source request needed.
+
+    Without a platform subset the digests are equal. A subset index has its own
+    digest; the index we wrote records the upstream digest and the platforms it
+    was cut for in its annotations.
+    """
+    if current is None:
+        return False
+    if not platforms:
+        return current.digest == source_digest
+    try:
+        annotations = json.loads(current.manifest).get("annotations") or {}
+    except (ValueError, AttributeError):
+        return False
+    return (annotations.get(SOURCE_DIGEST_ANNOTATION) == source_digest
+            and annotations.get(PLATFORMS_ANNOTATION) == platforms_key(platforms))
 
 
 class Progress:
@@ -45,6 +78,10 @@ class CopyOptions:
     #: Whole-blob attempts for temporary failures (after in-stream resumes).
     blob_attempts: int = 3
     progress: Progress = field(default_factory=Progress)
+    #: Seconds left to work (a Lambda's remaining time); None means no limit.
+    time_left: Callable[[], float] | None = None
+    #: Stop with `Deferred` when fewer seconds than this are left.
+    stop_margin: float = 60.0
 
 
 def copy_image(source: RegistryClient, ref: Reference, target: EcrRepository, tag: str | None,
@@ -107,6 +144,7 @@ class _Copy:
             self.report.digest_note = "the source is a single-platform image: --platform was not applied"
         blobs = self._blobs(children or [top])
         self._copy_blobs(blobs)
+        self._check_time("putting the manifests")
         for child in children:
             self.target.put_image(child.text, child.media_type, child.digest, None)
             self.report.manifests_put += 1
@@ -122,30 +160,18 @@ class _Copy:
 
     def _unchanged_without_pull(self, source_digest: str, current: TaggedImage | None) -> bool:
         """True when ECR already has the image: decided without a counted pull."""
-        if not self.options.platforms:
-            if current and current.digest == source_digest:
-                self._unchanged(current.digest)
-                return True
-            if not self.tag and self.target.existing_images([source_digest]):
-                self._unchanged(source_digest)
-                return True
-            return False
-        # A platform subset has its own digest; our rewritten index records the
-        # upstream digest and the platforms it was cut for.
-        if current is not None:
-            try:
-                annotations = json.loads(current.manifest).get("annotations") or {}
-            except ValueError:
-                return False
-            if (annotations.get(SOURCE_DIGEST_ANNOTATION) == source_digest
-                    and annotations.get(PLATFORMS_ANNOTATION) == self._platforms_key()):
-                self._unchanged(current.digest)
+        if already_mirrored(source_digest, current, self.options.platforms):
+            self._unchanged(current.digest)
+            if self.options.platforms:
                 self.report.digest_note = self._subset_note(source_digest)
-                return True
+            return True
+        if not self.tag and not self.options.platforms and self.target.existing_images([source_digest]):
+            self._unchanged(source_digest)
+            return True
         return False
 
     def _platforms_key(self) -> str:
-        return ",".join(sorted(str(p) for p in self.options.platforms))
+        return platforms_key(self.options.platforms)
 
     def _subset_note(self, source_digest: str) -> str:
         return (f"index rewritten to the platforms {self._platforms_key()} (with their attestations); "
@@ -214,17 +240,30 @@ class _Copy:
             pool.shutdown(wait=True, cancel_futures=True)
         self.report.blobs_uploaded = len(missing)
 
+    def _check_time(self, doing: str) -> None:
+        """Stop cleanly, before the tag moves, when the time left is too short."""
+        if self.options.time_left is None:
+            return
+        left = self.options.time_left()
+        if left < self.options.stop_margin:
+            raise Deferred(f"{self.ref}: {left:.0f}s left, less than the {self.options.stop_margin:.0f}s "
+                           f"margin, before {doing}; nothing was tagged, the image is handed back")
+
     def _copy_blob(self, digest: str, size: int) -> None:
         progress = self.options.progress
+        self._check_time(f"copying blob {digest}")
+
+        def on_bytes(n: int) -> None:
+            progress.blob_advanced(digest, n)
+            self._check_time(f"finishing blob {digest}")
         for attempt in tenacity.Retrying(
-                retry=tenacity.retry_if_exception(lambda e: getattr(e, "temporary", False)),
+                retry=tenacity.retry_if_exception(_retry_blob),
                 stop=tenacity.stop_after_attempt(self.options.blob_attempts),
                 wait=tenacity.wait_exponential_jitter(multiplier=1, max=20), reraise=True):
             with attempt:
                 progress.blob_started(digest, size)
                 with self.source.open_blob(self.repo, digest, size) as stream:
-                    sent = self.target.upload_blob(
-                        stream, on_bytes=lambda n: progress.blob_advanced(digest, n))
+                    sent = self.target.upload_blob(stream, on_bytes=on_bytes)
                 progress.blob_finished(digest)
         with self._lock:  # blob threads add to one counter
             self.report.bytes_uploaded += sent

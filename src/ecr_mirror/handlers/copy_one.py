@@ -1,4 +1,4 @@
-"""Lambda handler: mirror one image.
+"""Mirror one image from a direct event (the Lambda console, `aws lambda invoke`).
 
 Event: `{"source": "nginx:stable", "target": "mirror/nginx:stable"}`.
 `target` is optional; without it the image goes to
@@ -11,32 +11,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 
 from ..errors import UsageError
-from ..mirror import Mirror, parse_platforms, settings_from_env
+from ..mirror import Mirror, parse_platforms
+from .common import build_mirror, logger, metrics, read_config, record_copy_metrics, tracer
 
-logger = Logger(service="ecr-mirror")
 ALLOWED_KEYS = {"source", "target", "platforms"}
 _mirror: Mirror | None = None
 
 
-def _get_mirror() -> Mirror:
-    # Built on the first invocation and kept warm: tokens and connections are reused.
+def get_mirror() -> Mirror:
+    """Built on the first invocation and kept warm: tokens and connections are reused."""
     global _mirror
     if _mirror is None:
-        _mirror = Mirror(settings_from_env())
+        _mirror = build_mirror(read_config())
     return _mirror
 
 
-def parse_event(event: Any) -> tuple[str, str | None, list[str]]:
+def parse_event(event: Any, allowed: set[str] = ALLOWED_KEYS) -> tuple[str, str | None, list[str]]:
     if not isinstance(event, dict):
         raise UsageError(f'the event must be a JSON object like {{"source": "nginx:stable"}}, '
                          f"got {type(event).__name__}")
-    unknown = sorted(set(event) - ALLOWED_KEYS)
+    unknown = sorted(set(event) - allowed)
     if unknown:
-        raise UsageError(f"unknown event field(s) {', '.join(unknown)}; allowed: source, target, "
-                         "platforms")
+        raise UsageError(f"unknown event field(s) {', '.join(unknown)}; allowed: "
+                         f"{', '.join(sorted(allowed))}")
     source, target, platforms = event.get("source"), event.get("target"), event.get("platforms", [])
     if not isinstance(source, str) or not source:
         raise UsageError('the event needs "source", an image reference such as "nginx:stable"')
@@ -47,10 +47,11 @@ def parse_event(event: Any) -> tuple[str, str | None, list[str]]:
     return source, target, platforms
 
 
-def copy_one(event: Any) -> dict[str, Any]:
+def copy_one(event: Any, mirror: Mirror | None = None) -> dict[str, Any]:
+    """Validate the event completely, then copy; a bad event touches nothing."""
     try:
         source, target, platforms = parse_event(event)
-        mirror = _get_mirror()
+        mirror = mirror or get_mirror()
         platform_set = parse_platforms(platforms)
         _, repository, _, _ = mirror.resolve(source, target)
         prefix = mirror.settings.prefix.strip("/")
@@ -59,15 +60,19 @@ def copy_one(event: Any) -> dict[str, Any]:
                              f'"{prefix}/": this function may only write there')
     except UsageError as exc:
         logger.warning("rejected event", extra={"error": str(exc)})
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
         return {"status": "failed", "error": {"type": exc.kind, "message": str(exc),
                                               "temporary": False}}
     logger.append_keys(image=source)
     report = mirror.copy(source, target, platforms=platform_set)
+    record_copy_metrics(report)
     logger.info("copy finished", extra={"status": report.status, "digest": report.target_digest,
                                         "target": report.target})
     return report.as_dict()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: Any, context: Any) -> dict[str, Any]:
     return copy_one(event)

@@ -1,0 +1,78 @@
+"""Lambda handler: plan a sync and queue one SQS message per image to copy.
+
+Invoked by EventBridge Scheduler (any payload), or by hand with
+`{"dryRun": true}` to see the plan without queueing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from ..errors import UsageError
+from ..sync.plan import Plan, build_plan
+from .common import build_mirror, logger, metrics, read_config, tracer
+
+SQS_BATCH = 10
+
+
+def queue_jobs(plan: Plan, queue_url: str, sqs=None) -> tuple[int, list[dict[str, str]]]:
+    """Send the plan's jobs, ten per SendMessageBatch; return (queued, errors)."""
+    import boto3
+
+    sqs = sqs or boto3.client("sqs")
+    queued, errors = 0, []
+    for start in range(0, len(plan.jobs), SQS_BATCH):
+        batch = plan.jobs[start:start + SQS_BATCH]
+        answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "MessageBody": json.dumps(job.message())} for i, job in enumerate(batch)])
+        queued += len(answer.get("Successful", []))
+        for failed in answer.get("Failed", []):
+            job = batch[int(failed["Id"])]
+            errors.append({"entry": job.source, "message": f"SQS: {failed.get('Code')}: "
+                                                          f"{failed.get('Message', '')}"})
+    return queued, errors
+
+
+def run(event: Any) -> dict[str, Any]:
+    dry_run = isinstance(event, dict) and bool(event.get("dryRun"))
+    try:
+        config = read_config(fresh=True)
+        if config is None:
+            raise UsageError("ECR_MIRROR_CONFIG_PARAMETER is not set: the scheduler has no mirror config")
+        queue_url = os.environ.get("ECR_MIRROR_QUEUE_URL")
+        if not dry_run and not queue_url:
+            raise UsageError("ECR_MIRROR_QUEUE_URL is not set: nowhere to queue the images")
+        mirror = build_mirror(config)
+    except UsageError as exc:
+        logger.error("cannot plan", extra={"error": str(exc)})
+        metrics.add_metric(name="PlanErrors", unit=MetricUnit.Count, value=1)
+        return {"planned": 0, "unchanged": 0, "queued": 0, "errors": 1, "dryRun": dry_run,
+                "errorDetails": [{"entry": "config", "message": str(exc)}]}
+    plan = build_plan(config, mirror, required_prefix=mirror.settings.prefix)
+    queued, send_errors = (0, []) if dry_run else queue_jobs(plan, queue_url)
+    errors = plan.errors + send_errors
+    summary = {**plan.summary(), "queued": queued, "errors": len(errors), "dryRun": dry_run}
+    for item in errors:
+        logger.warning("planning error", extra={"entry": item["entry"], "error": item["message"]})
+    logger.info("sync planned", extra=summary)
+    metrics.add_metric(name="ImagesPlanned", unit=MetricUnit.Count, value=plan.planned)
+    metrics.add_metric(name="ImagesUnchanged", unit=MetricUnit.Count, value=len(plan.unchanged))
+    metrics.add_metric(name="ImagesQueued", unit=MetricUnit.Count, value=queued)
+    metrics.add_metric(name="PlanErrors", unit=MetricUnit.Count, value=len(errors))
+    metrics.add_metric(name="SourcePulls", unit=MetricUnit.Count,
+                       value=plan.source_requests.get("manifest_get", 0))
+    result = {**summary, "errorDetails": errors}
+    if dry_run:
+        result["jobs"] = [job.message() for job in plan.jobs]
+    return result
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    return run(event)

@@ -1,0 +1,241 @@
+"""The mirror config: which images, which tags, from which registries.
+
+YAML, read from an SSM parameter by the Lambda functions and from a file by the
+CLI. Validated with JSON Schema, each image entry on its own: a bad entry is
+reported with its index, source and field, and never stops the good ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastjsonschema
+import yaml
+
+from ..ecr.target import RepositorySettings
+from ..errors import UsageError
+from ..manifest import Platform
+from ..reference import InvalidReference, Reference, parse
+from .tags import SemverRange, TagSelector
+
+_PLATFORM = r"^[a-z0-9_-]+/[a-z0-9_-]+(/[a-z0-9_.-]+)?$"
+
+REGISTRY_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "credentials": {"type": "string", "minLength": 1,
+                        "description": "Secrets Manager secret (name or ARN) holding "
+                                       '{"username", "password"}'},
+        "insecure": {"type": "boolean"},
+        "endpoint": {"type": "string", "pattern": "^https?://[^/]+/?$"},
+    },
+}
+
+TOP_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["images"],
+    "properties": {
+        "registries": {"type": "object", "additionalProperties": REGISTRY_SCHEMA},
+        "defaults": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "targetPrefix": {"type": "string"},
+                "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
+                "repository": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "scanOnPush": {"type": "boolean"},
+                        "tagMutability": {"enum": ["MUTABLE", "IMMUTABLE"]},
+                        "encryption": {"enum": ["AES256", "KMS"]},
+                        "kmsKey": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "images": {"type": "array"},
+    },
+}
+
+IMAGE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source"],
+    "anyOf": [{"required": ["tags"]}, {"required": ["regex"]}, {"required": ["semver"]},
+              {"required": ["latest"]}],
+    "properties": {
+        "source": {"type": "string", "minLength": 1},
+        "target": {"type": "string", "minLength": 2},
+        "tags": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+        "regex": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+        "semver": {"type": "string", "minLength": 1},
+        "exclude": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "latest": {"type": "integer", "minimum": 1},
+        "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
+    },
+}
+
+_validate_top = fastjsonschema.compile(TOP_SCHEMA)
+_validate_image = fastjsonschema.compile(IMAGE_SCHEMA)
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    credentials: str | None = None
+    insecure: bool = False
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    index: int
+    source: Reference  # registry and repository; no tag
+    target: str | None
+    selector: TagSelector
+    platforms: tuple[Platform, ...]
+    written: str = ""  # the source as the config spells it, for messages
+
+    @property
+    def label(self) -> str:
+        return f"images[{self.index}] ({self.written or self.source.familiar()})"
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    entry: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"entry": self.entry, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.entry}: {self.message}"
+
+
+@dataclass
+class MirrorConfig:
+    registries: dict[str, RegistryConfig] = field(default_factory=dict)
+    target_prefix: str | None = None
+    platforms: tuple[Platform, ...] = ()
+    #: None: the deployment's settings (template parameters) apply.
+    repository: RepositorySettings | None = None
+    images: list[ImageEntry] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+
+
+def _schema_message(exc: fastjsonschema.JsonSchemaValueException, what: str) -> str:
+    # fastjsonschema says "data.tags must be array"; name the field the user wrote.
+    path = ".".join(str(p) for p in (exc.path or [])[1:])
+    message = exc.message.replace("data.", "").replace("data ", "")
+    if exc.rule == "anyOf":
+        return "give at least one of tags, regex, semver or latest"
+    if message.endswith("must be string"):
+        return f"{message}: quote it, e.g. '1.20' (YAML reads 1.20 as the number 1.2)"
+    if "must not contain" in message and exc.rule == "additionalProperties":
+        return f"unknown field in {what}: {message.split('must not contain')[-1].strip()}"
+    return f"{path + ': ' if path and path not in message else ''}{message}"
+
+
+def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
+    """Parse and validate; raise UsageError only when nothing usable is left."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{origin} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{origin} must be a YAML mapping with an `images:` list")
+    images = data.get("images")
+    top = {k: v for k, v in data.items() if k != "images"}
+    try:
+        _validate_top({**top, "images": images if isinstance(images, list) else []})
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise UsageError(f"{origin}: {_schema_message(exc, 'the top level')}") from exc
+    if not isinstance(images, list):
+        raise UsageError(f"{origin}: `images:` must be a list of images to mirror")
+
+    defaults = data.get("defaults") or {}
+    repo = defaults.get("repository") or {}
+    if repo.get("encryption") == "KMS" and not repo.get("kmsKey"):
+        raise UsageError(f"{origin}: defaults.repository: encryption KMS needs kmsKey")
+    config = MirrorConfig(
+        registries={host: RegistryConfig(**{"credentials": r.get("credentials"),
+                                            "insecure": bool(r.get("insecure", False)),
+                                            "endpoint": r.get("endpoint")})
+                    for host, r in (data.get("registries") or {}).items()},
+        target_prefix=defaults.get("targetPrefix"),
+        platforms=tuple(Platform.parse(p) for p in defaults.get("platforms") or ()),
+        repository=RepositorySettings(
+            scan_on_push=repo.get("scanOnPush", True),
+            tag_mutability=repo.get("tagMutability", "MUTABLE"),
+            encryption=repo.get("encryption", "AES256"), kms_key=repo.get("kmsKey")) if repo else None,
+    )
+    for index, raw in enumerate(images):
+        try:
+            config.images.append(_image(index, raw, config))
+        except fastjsonschema.JsonSchemaValueException as exc:
+            config.errors.append(ConfigError(_label(index, raw), _schema_message(exc, "an image")))
+        except (UsageError, ValueError) as exc:
+            config.errors.append(ConfigError(_label(index, raw), str(exc)))
+    return config
+
+
+def _label(index: int, raw: Any) -> str:
+    source = raw.get("source") if isinstance(raw, dict) else None
+    return f"images[{index}]" + (f" ({source})" if isinstance(source, str) else "")
+
+
+def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
+    if not isinstance(raw, dict):
+        raise UsageError("each image must be a mapping with at least `source` and `tags`")
+    _validate_image(raw)
+    try:
+        source = parse(raw["source"], default_tag=None)
+    except InvalidReference as exc:
+        raise UsageError(f"source: {exc}") from exc
+    if source.tag or source.digest:
+        raise UsageError(f'source: "{raw["source"]}" names a tag or digest; give the repository '
+                         "alone and list tags under `tags:`")
+    regexes = []
+    for pattern in raw.get("regex") or ():
+        try:
+            regexes.append(re.compile(pattern))
+        except re.error as exc:
+            raise UsageError(f"regex: {pattern!r} is not a valid regular expression ({exc})") from exc
+    semver = None
+    if raw.get("semver"):
+        try:
+            semver = SemverRange.parse(raw["semver"])
+        except ValueError as exc:
+            raise UsageError(f"semver: {exc}") from exc
+    selector = TagSelector(names=tuple(raw.get("tags") or ()), regexes=tuple(regexes),
+                           semver=semver, exclude=tuple(raw.get("exclude") or ()),
+                           latest=raw.get("latest"))
+    platforms = tuple(Platform.parse(p) for p in raw["platforms"]) if "platforms" in raw \
+        else config.platforms
+    return ImageEntry(index=index, source=source, target=raw.get("target"), selector=selector,
+                      platforms=platforms, written=raw["source"])
+
+
+def apply_config(settings, config: MirrorConfig):
+    """Settings with the config's registries and repository defaults merged in.
+
+    The config says which secret and whether insecure; an endpoint set in the
+    environment (a local stand-in registry) wins over the config's.
+    """
+    from dataclasses import replace
+
+    from ..mirror import SourceRegistry
+
+    registries = dict(settings.registries)
+    for host, reg in config.registries.items():
+        env = registries.get(host, SourceRegistry())
+        registries[host] = SourceRegistry(credentials_secret=reg.credentials or env.credentials_secret,
+                                          insecure=reg.insecure or env.insecure,
+                                          endpoint=env.endpoint or reg.endpoint)
+    return replace(settings, registries=registries,
+                   repository=config.repository or settings.repository)

@@ -1,0 +1,121 @@
+"""Planning: which configured image tags need copying, decided without a pull.
+
+For each image entry: choose the tags (listing the source's tags only when a
+pattern needs it), resolve each with HEAD (free on Docker Hub), read what the
+target tags hold from ECR in batches, and keep the ones that differ. Errors
+stay with their entry or tag: one bad image never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..copy.engine import already_mirrored
+from ..errors import MirrorError, UsageError
+from ..mirror import Mirror
+from ..reference import Reference
+from .config import ImageEntry, MirrorConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to copy: what the scheduler queues and the worker takes."""
+
+    source: str  # fully qualified, with the tag
+    target: str  # repository:tag
+    platforms: list[str]
+    source_digest: str
+
+    def message(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "platforms": self.platforms,
+                "sourceDigest": self.source_digest}
+
+    @property
+    def registry(self) -> str:
+        return self.source.split("/", 1)[0]
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    unchanged: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    source_requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def planned(self) -> int:
+        return len(self.jobs) + len(self.unchanged)
+
+    def summary(self) -> dict[str, Any]:
+        return {"planned": self.planned, "unchanged": len(self.unchanged),
+                "toCopy": len(self.jobs), "errors": len(self.errors)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "jobs": [asdict(j) for j in self.jobs],
+                "unchangedImages": self.unchanged, "errorDetails": self.errors,
+                "sourceRequests": self.source_requests}
+
+
+def check_prefix(repository: str, prefix: str, entry: str) -> None:
+    prefix = prefix.strip("/")
+    if prefix and not repository.startswith(prefix + "/"):
+        raise UsageError(f'target repository "{repository}" is outside the mirror prefix "{prefix}/"; '
+                         "the functions may only write there")
+
+
+def build_plan(config: MirrorConfig, mirror: Mirror, *, required_prefix: str | None = None,
+               concurrency: int = 8) -> Plan:
+    plan = Plan(errors=[e.as_dict() for e in config.errors])
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(lambda e: _plan_entry(e, config, mirror, required_prefix),
+                                config.images))
+    for jobs, unchanged, errors in results:
+        plan.jobs += jobs
+        plan.unchanged += unchanged
+        plan.errors += errors
+    plan.source_requests = mirror.source_stats()
+    return plan
+
+
+def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
+                required_prefix: str | None) -> tuple[list[Job], list[dict], list[dict]]:
+    jobs: list[Job] = []
+    unchanged: list[dict] = []
+    errors: list[dict] = []
+    try:
+        client = mirror.source_client(entry.source)
+        tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
+        target_repo = entry.target or _default_target(entry.source, config, mirror)
+        if required_prefix is not None:
+            check_prefix(target_repo, required_prefix, entry.label)
+        current = mirror.repository(target_repo).tagged_many(tags)
+    except MirrorError as exc:
+        return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
+    if not tags:
+        errors.append({"entry": entry.label, "message": "no source tag matches the selection"})
+    for tag in tags:
+        ref = entry.source.with_tag(tag)
+        try:
+            head = client.head_manifest(ref.repository, tag)
+        except MirrorError as exc:
+            errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{exc.kind}: {exc}"})
+            continue
+        item = {"source": str(ref), "target": f"{target_repo}:{tag}", "digest": head.digest}
+        if already_mirrored(head.digest, current.get(tag), entry.platforms):
+            unchanged.append(item)
+        else:
+            jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
+                            platforms=[str(p) for p in entry.platforms], source_digest=head.digest))
+    return jobs, unchanged, errors
+
+
+def _default_target(source: Reference, config: MirrorConfig, mirror: Mirror) -> str:
+    from ..ecr.names import default_repository
+
+    prefix = config.target_prefix if config.target_prefix is not None else mirror.settings.prefix
+    return default_repository(source, prefix)
