@@ -51,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--kms-key", metavar="KEY",
                       help="create missing repositories encrypted with this KMS key (default AES256)")
     copy.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+
+    sync = sub.add_parser(
+        "sync", help="mirror everything a config file lists",
+        description="Plan from a mirror config (YAML) and copy the images that changed. "
+                    "Unchanged images cost no pull.",
+        epilog="See examples/mirror-config.yaml for the format.")
+    sync.add_argument("--config", required=True, metavar="FILE", help="the mirror config (YAML)")
+    sync.add_argument("--dry-run", action="store_true", help="show the plan, copy nothing")
+    sync.add_argument("--json", action="store_true",
+                      help="print the result as one JSON object on stdout, and nothing else")
+    sync.add_argument("--concurrency", type=_positive, default=4, metavar="N",
+                      help="blobs copied in parallel per image (default 4)")
+    sync.add_argument("--region", help="AWS region (default: boto3's chain)")
+    sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     return parser
 
 
@@ -109,6 +123,42 @@ def run_copy(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def run_sync(args: argparse.Namespace) -> int:
+    from .sync import build_plan, load_config
+    from .sync.config import apply_config
+
+    try:
+        text = open(args.config, encoding="utf-8").read()
+    except OSError as exc:
+        raise UsageError(f"cannot read the config {args.config}: {exc.strerror}") from exc
+    config = load_config(text, origin=args.config)
+    mirror = Mirror(apply_config(MirrorSettings(concurrency=args.concurrency, region=args.region),
+                                 config))
+    plan = build_plan(config, mirror)
+    reports = [] if args.dry_run else [
+        mirror.copy(job.source, job.target, platforms=parse_platforms(job.platforms),
+                    progress=None if args.json or not sys.stderr.isatty() else BarProgress())
+        for job in plan.jobs]
+    failed = [r for r in reports if not r.ok]
+    summary = {**plan.summary(), "copied": sum(r.status == "copied" for r in reports),
+               "failed": len(failed), "dryRun": args.dry_run}
+    if args.json:
+        json.dump({"summary": summary, "plan": plan.as_dict(),
+                   "reports": [r.as_dict() for r in reports]}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for error in plan.errors:
+            print(f"error: {error['entry']}: {error['message']}")
+        for item in plan.unchanged:
+            print(f"unchanged {item['source']} -> {item['target']}")
+        for job in plan.jobs if args.dry_run else ():
+            print(f"would copy {job.source} -> {job.target}")
+        for report in reports:
+            print(report.summary())
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return EXIT_FAILED if failed or plan.errors else EXIT_OK
+
+
 def _print(report: CopyReport, as_json: bool) -> None:
     if as_json:
         json.dump(report.as_dict(), sys.stdout, sort_keys=False)
@@ -123,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return run_copy(args)
+        return run_sync(args) if args.command == "sync" else run_copy(args)
     except UsageError as exc:
         print(f"ecr-mirror: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

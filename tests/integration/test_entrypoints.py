@@ -124,3 +124,42 @@ def test_malformed_event_returns_a_clear_error_and_touches_nothing(lambda_env, e
     assert needle in report["error"]["message"]
     assert sum(strict_ecr.calls.values()) == 0
     assert sum(lambda_env.counts.values()) == 0
+
+
+def test_cli_sync_copies_what_the_config_lists_then_nothing(source, registry, ecr, repo_name,
+                                                           tmp_path, capsys):
+    for tag in ("1.0.0", "1.1.0", "2.0.0"):
+        make_image(registry.url, repo_name, tag, layers=[layer_bytes(f"{repo_name}-{tag}")])
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"""
+registries:
+  {source.host}: {{insecure: true}}
+images:
+  - source: {source.host}/{repo_name}
+    target: mirror/synced
+    semver: "^1"
+""")
+    assert cli.main(["sync", "--config", str(config), "--dry-run", "--json"]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert dry["summary"]["toCopy"] == 2 and dry["reports"] == []
+    assert sum(strict_ecr.calls[c] for c in ("PutImage", "InitiateLayerUpload")) == 0
+
+    assert cli.main(["sync", "--config", str(config), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["summary"]["copied"] == 2
+    assert sorted(r["target"] for r in result["reports"]) == ["mirror/synced:1.0.0", "mirror/synced:1.1.0"]
+
+    source.reset_counts()
+    assert cli.main(["sync", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\nunchanged ") + out.startswith("unchanged ") == 2
+    assert "toCopy=0" in out and source.counts["GET manifest"] == 0
+
+
+def test_cli_sync_reports_a_bad_config_entry_and_exits_1(source, registry, ecr, tmp_path, capsys):
+    config = tmp_path / "mirror.yaml"
+    config.write_text("images:\n  - source: Bad\n    tags: [x]\n")
+    assert cli.main(["sync", "--config", str(config)]) == 1
+    assert 'images[0] (Bad)' in capsys.readouterr().out
+    assert cli.main(["sync", "--config", str(tmp_path / "absent.yaml")]) == 2
+    assert "absent.yaml" in capsys.readouterr().err
