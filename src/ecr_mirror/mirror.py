@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .copy import CopyOptions, CopyReport, Progress, copy_image
@@ -28,8 +28,11 @@ DEFAULT_PREFIX = "mirror"
 class SourceRegistry:
     """How to reach one source registry."""
 
-    #: A Secrets Manager secret (name or ARN) holding {"username", "password"}.
-    credentials_secret: str | None = None
+    #: Secrets Manager secrets (names or ARNs), each holding {"username", "password"};
+    #: with several (two Docker Hub accounts), the next is used when one is spent.
+    credentials_secrets: tuple[str, ...] = ()
+    #: Pulls to keep in reserve: stop pulling (defer) when this many are left.
+    reserve: int = 0
     #: Plain HTTP or unverified TLS.
     insecure: bool = False
     #: Reach the registry here instead of its own host, e.g. a local mirror or,
@@ -91,27 +94,38 @@ class Mirror:
                     insecure = insecure or scheme == "http"
                 self._sources[key] = RegistryClient(
                     ref.registry, api_host=api_host, credentials=self._credentials(ref.registry),
-                    insecure=insecure, scheme=scheme, retry=self.settings.retry)
+                    reserve=registry.reserve, insecure=insecure, scheme=scheme,
+                    retry=self.settings.retry)
             return self._sources[key]
+
+    def pull_budgets(self) -> dict:
+        """Registry → its pull budget (credentials, reserve, what was last seen)."""
+        with self._lock:
+            return {registry: client.transport.budget
+                    for (registry, _), client in self._sources.items()}
+
+    def source_request_stats(self) -> list:
+        """Each source client's request stats (with the last rate limit it saw)."""
+        with self._lock:
+            return [client.stats for client in self._sources.values()]
 
     def source_stats(self) -> dict[str, int]:
         """Requests sent to source registries so far, by kind, all registries summed."""
         total: dict[str, int] = {}
-        with self._lock:
-            clients = list(self._sources.values())
-        for client in clients:
-            for kind, n in client.stats.snapshot().items():
+        for stats in self.source_request_stats():
+            for kind, n in stats.snapshot().items():
                 total[kind] = total.get(kind, 0) + n
         return total
 
-    def _credentials(self, registry: str) -> Credentials | None:
-        """The registry's secret if it has one, else the environment / docker config."""
-        secret = self.settings.registries.get(registry, SourceRegistry()).credentials_secret
-        if secret is None and registry == DOCKER_HUB:
-            secret = os.environ.get("ECR_MIRROR_SOURCE_SECRET_ARN") or None
-        if secret:
-            return credentials_from_secret(secret, self._secrets)
-        return load_credentials(registry)
+    def _credentials(self, registry: str) -> list[Credentials]:
+        """The registry's secrets if it has some, else the environment / docker config."""
+        secrets = self.settings.registries.get(registry, SourceRegistry()).credentials_secrets
+        if not secrets and registry == DOCKER_HUB and os.environ.get("ECR_MIRROR_SOURCE_SECRET_ARN"):
+            secrets = (os.environ["ECR_MIRROR_SOURCE_SECRET_ARN"],)
+        if secrets:
+            return [credentials_from_secret(s, self._secrets) for s in secrets]
+        found = load_credentials(registry)
+        return [found] if found else []
 
     def target_for(self, ref: Reference, target: str | None) -> tuple[str, str | None, str | None]:
         """(repository, tag, registry id) for a source and an optional target."""
@@ -188,8 +202,7 @@ def settings_from_env(env=None) -> MirrorSettings:
     for host in filter(None, (h.strip() for h in env.get("ECR_MIRROR_INSECURE_REGISTRIES", "").split(","))):
         registries[host] = SourceRegistry(insecure=True)
     for host, url in parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")).items():
-        registries[host] = SourceRegistry(insecure=registries.get(host, SourceRegistry()).insecure,
-                                          endpoint=url)
+        registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
     return MirrorSettings(
         prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX),
         concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", "4"),

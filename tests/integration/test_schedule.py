@@ -199,7 +199,8 @@ def test_worker_event_files_run_through_the_worker(app, registry, ecr, name):
         assert answer["status"] == "copied" and answer["target_digest"] == index.digest
 
 
-def test_time_running_out_hands_the_image_back_untagged(app, registry, ecr):
+def test_time_running_out_hands_the_image_back_untagged(app, registry, ecr, monkeypatch):
+    monkeypatch.setattr(worker, "RETRY_DELAY_SECONDS", 0)  # to read the message back at once
     class ShortContext(FakeContext):
         def get_remaining_time_in_millis(self) -> int:
             return 30_000  # under the 60 s margin
@@ -209,8 +210,13 @@ def test_time_running_out_hands_the_image_back_untagged(app, registry, ecr):
     record = {"messageId": "m1", "receiptHandle": "r", "body": body, "attributes": {},
               "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
               "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+    sqs, queue_url = app
     answer = worker.handler({"Records": [record]}, ShortContext())
-    assert answer["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+    assert answer["batchItemFailures"] == []  # handed back as a new message, not failed
+    again = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(again[0]["Body"])
+    assert body["source"] == "docker.io/library/nginx:stable" and body["timeouts"] == 1
+    assert body["notBefore"] > 0
     images = ecr.list_images(repositoryName="mirror/late")["imageIds"] if _exists(ecr, "mirror/late") else []
     assert not [i for i in images if i.get("imageTag") == "stable"]
 

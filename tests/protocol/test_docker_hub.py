@@ -161,29 +161,31 @@ TOOMANY = {"errors": [{"code": "TOOMANYREQUESTS", "message": "You have reached y
 
 
 @responses.activate
-def test_429_toomanyrequests_is_retried_after_retry_after():
+def test_pull_limit_429_is_not_retried_in_process_but_raised_to_defer():
     path = "/v2/library/nginx/manifests/stable"
     responses.add(responses.GET, HUB + path, status=429, json=TOOMANY,
-                  headers={"Retry-After": "0", **LIMIT_HEADERS, "ratelimit-remaining": "0;w=21600"})
-    responses.add(responses.GET, HUB + path, body=INDEX,
-                  headers={"Content-Type": OCI_INDEX, "Docker-Content-Digest": INDEX_DIGEST})
-    client = hub()
-    manifest = client.get_manifest("library/nginx", "stable")
-    assert manifest.digest == INDEX_DIGEST and manifest.raw == INDEX
-    assert client.stats.get("manifest_get") == 2
-
-
-@responses.activate
-def test_429_with_a_long_retry_after_is_not_slept_through_but_raised_as_temporary():
-    path = "/v2/library/nginx/manifests/stable"
-    responses.add(responses.GET, HUB + path, status=429, json=TOOMANY,
-                  headers={"Retry-After": "3600"})
+                  headers={**LIMIT_HEADERS, "ratelimit-remaining": "0;w=21600"})
     client = hub()
     with pytest.raises(RateLimited) as err:
         client.get_manifest("library/nginx", "stable")
-    assert err.value.temporary and err.value.retry_after == 3600
-    assert "TOOMANYREQUESTS" in str(err.value) and "pull rate limit" in str(err.value)
+    assert err.value.pull_limit and err.value.temporary
+    assert err.value.retry_after == 21600  # no Retry-After: wait for the window
     assert client.stats.get("manifest_get") == 1
+
+
+@responses.activate
+def test_abuse_limit_429_on_a_blob_is_retried_after_retry_after():
+    data = b"x" * 100
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    url = f"{HUB}/v2/library/nginx/blobs/{digest}"
+    responses.add(responses.GET, url, status=429, headers={"Retry-After": "0"},
+                  json={"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]})
+    responses.add(responses.GET, url, body=data)
+    client = hub()
+    stream = client.open_blob("library/nginx", digest, len(data))
+    assert bytes(stream.read(200)) == data
+    stream.verify()
+    assert client.stats.get("blob_get") == 2
 
 
 @responses.activate
@@ -230,3 +232,73 @@ def test_5xx_is_retried_and_404_is_not():
     with pytest.raises(ManifestUnknown):
         client.head_manifest("library/nginx", "b")
     assert client.stats.get("manifest_head") == 3
+
+
+def _accounts(rsps, budgets: dict[str, int], reserve_headers=True):
+    """A token realm that issues one token per account, and a manifest endpoint
+    that spends the account's budget and answers 429 when it is gone."""
+    import base64
+
+    left = dict(budgets)
+
+    def token_cb(request):
+        user = base64.b64decode(request.headers["Authorization"].split()[1]).decode().split(":")[0]
+        return 200, {}, json.dumps({"token": f"tok-{user}", "expires_in": 300})
+
+    def manifest_cb(request):
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer tok-"):
+            return 401, {"WWW-Authenticate": CHALLENGE}, ""
+        user = auth.split("tok-")[1]
+        headers = {"ratelimit-limit": f"{budgets[user]};w=3600", "Content-Type": OCI_INDEX,
+                   "Docker-Content-Digest": INDEX_DIGEST}
+        if request.method == "GET":
+            if left[user] == 0:
+                headers["ratelimit-remaining"] = "0;w=3600"
+                return 429, headers, json.dumps(TOOMANY)
+            left[user] -= 1
+        headers["ratelimit-remaining"] = f"{left[user]};w=3600"
+        return 200, headers, INDEX if request.method == "GET" else ""
+
+    rsps.add_callback(responses.GET, REALM, callback=token_cb)
+    for method in (responses.GET, responses.HEAD):
+        rsps.add_callback(method, HUB + "/v2/library/nginx/manifests/stable", callback=manifest_cb)
+    return left
+
+
+def _hub_accounts(reserve):
+    return RegistryClient("docker.io", api_host="registry-1.docker.io", retry=FAST, reserve=reserve,
+                          credentials=[Credentials("alice", "pw"), Credentials("bob", "pw")])
+
+
+@responses.activate
+def test_the_next_account_takes_over_when_one_reaches_the_reserve():
+    left = _accounts(responses, {"alice": 3, "bob": 5})
+    client = _hub_accounts(reserve=1)
+    for _ in range(5):
+        client.get_manifest("library/nginx", "stable")
+    # alice spends down to her reserve of 1, then bob takes over and keeps his
+    assert left == {"alice": 1, "bob": 2}
+
+
+@responses.activate
+def test_a_429_moves_to_the_next_account_and_when_all_are_spent_the_pull_is_deferred():
+    left = _accounts(responses, {"alice": 1, "bob": 1})
+    client = _hub_accounts(reserve=0)
+    client.get_manifest("library/nginx", "stable")  # alice's last pull
+    client.get_manifest("library/nginx", "stable")  # alice: 0 left -> bob
+    with pytest.raises(RateLimited) as err:
+        client.get_manifest("library/nginx", "stable")
+    assert err.value.pull_limit and err.value.retry_after == 3600
+    assert "all 2 credential(s)" in str(err.value) and "pw" not in str(err.value)
+    assert left == {"alice": 0, "bob": 0}
+
+
+@responses.activate
+def test_heads_never_spend_the_budget():
+    left = _accounts(responses, {"alice": 2, "bob": 2})
+    client = _hub_accounts(reserve=0)
+    for _ in range(10):
+        client.head_manifest("library/nginx", "stable")
+    assert left == {"alice": 2, "bob": 2}
+    assert client.transport.budget.headroom() == 4

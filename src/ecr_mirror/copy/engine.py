@@ -24,7 +24,7 @@ from ..manifest import OCI_INDEX, Manifest, Platform, is_attestation, select_pla
 from ..reference import Reference
 from ..registry.client import RegistryClient
 from ..registry.errors import RateLimited
-from .report import COPIED, FAILED, UNCHANGED, CopyReport
+from .report import COPIED, DEFERRED, FAILED, UNCHANGED, CopyReport
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,11 @@ def copy_image(source: RegistryClient, ref: Reference, target: EcrRepository, ta
     try:
         _Copy(source, ref, target, tag, options, report).run()
     except MirrorError as exc:
-        report.status = FAILED
+        deferred = isinstance(exc, Deferred) or getattr(exc, "pull_limit", False)
+        report.status = DEFERRED if deferred else FAILED
         report.error = {"type": exc.kind, "message": str(exc), "temporary": exc.temporary}
+        if getattr(exc, "retry_after", None) is not None:
+            report.error["retry_after"] = exc.retry_after
     except Exception as exc:  # a bug or an unmapped library error: still one report per image
         log.exception("unexpected error while copying", extra={"image": str(ref)})
         report.status = FAILED

@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 COPIED, UNCHANGED, FAILED = "copied", "unchanged", "failed"
+#: Stopped on purpose before the tag moved (pull budget spent, time running
+#: out); `error.retry_after` says when to try again.
+DEFERRED = "deferred"
 
 
 @dataclass
@@ -42,9 +45,10 @@ class CopyReport:
 
     def summary(self) -> str:
         """One human line."""
-        if self.status == FAILED:
+        if self.status in (FAILED, DEFERRED):
             err = self.error or {}
-            return f"FAILED {self.source} -> {self.target}: {err.get('type')}: {err.get('message')}"
+            return (f"{self.status.upper()} {self.source} -> {self.target}: "
+                    f"{err.get('type')}: {err.get('message')}")
         line = (f"{self.status} {self.source} -> {self.target} {self.target_digest} "
                 f"(uploaded {self.blobs_uploaded} blobs / {_size(self.bytes_uploaded)}, "
                 f"skipped {self.blobs_skipped} / {_size(self.bytes_skipped)}, "

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (BatchProcessor, EventType,
                                                    process_partial_response)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -24,9 +26,15 @@ from .common import logger, metrics, record_copy_metrics, tracer
 # Report failures item by item, also when the whole batch failed (one image a
 # batch is the norm): a failed image is not a failed invocation.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-MESSAGE_KEYS = {"source", "target", "platforms", "sourceDigest"}
+MESSAGE_KEYS = {"source", "target", "platforms", "sourceDigest", "notBefore", "timeouts"}
+#: An image stopped this many times for lack of time fails normally (towards
+#: the DLQ): each try keeps the blobs it finished, so only a blob too big for
+#: one invocation gets here.
+MAX_TIMEOUTS = 10
 #: Seconds before a handed-back message is visible again.
 RETRY_DELAY_SECONDS = 60
+MAX_SQS_DELAY = 900
+clock = time.time  # replaced in tests, to step past a rate-limit window
 _context: Any = None
 
 
@@ -50,14 +58,38 @@ def _retry_sooner(record: SQSRecord, seconds: float) -> None:
         logger.warning("could not shorten the retry delay", extra={"error": str(exc)})
 
 
+def _defer(body: dict[str, Any], not_before: float, why: str) -> dict[str, Any]:
+    """Put the image back on the queue to start at `not_before`.
+
+    A new message, delayed as long as SQS allows; the current one then counts
+    as processed. So a deferral never adds to the receive count that sends a
+    message to the DLQ: the rate limit alone never dead-letters an image.
+    """
+    queue_url = os.environ.get("ECR_MIRROR_QUEUE_URL")
+    if not queue_url:
+        raise ImageNotCopied(f"{body.get('source')}: deferred ({why}) but ECR_MIRROR_QUEUE_URL "
+                             "is not set; left for the queue's own retry")
+    import boto3
+
+    delay = int(min(MAX_SQS_DELAY, max(0, not_before - clock())))
+    boto3.client("sqs").send_message(QueueUrl=queue_url, DelaySeconds=delay,
+                                     MessageBody=json.dumps({**body, "notBefore": not_before}))
+    logger.info("image deferred", extra={"why": why, "not_before": not_before, "delay": delay})
+    metrics.add_metric(name="ImagesDeferred", unit=MetricUnit.Count, value=1)
+    return {"status": "deferred", "source": body.get("source"), "notBefore": not_before}
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     try:
         body = json.loads(record.body)
         source, target, platforms = one.parse_event(body, MESSAGE_KEYS)
         platform_set = parse_platforms(platforms)
-    except (ValueError, UsageError) as exc:
+        not_before = float(body.get("notBefore") or 0)
+    except (ValueError, TypeError, UsageError) as exc:
         raise ImageNotCopied(f"malformed message {record.message_id}: {exc}") from exc
+    if not_before > clock():
+        return _defer(body, not_before, "waiting for the pull budget to reset")
     mirror = one.get_mirror()
     if _context is not None:
         mirror.settings.time_left = lambda: _context.get_remaining_time_in_millis() / 1000
@@ -66,6 +98,15 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     record_copy_metrics(report)
     logger.info("copy finished", extra={"status": report.status, "target": report.target,
                                         "target_digest": report.target_digest})
+    if report.status == "deferred":
+        error = report.error or {}
+        if error.get("type") == "Deferred":  # out of time, not out of budget
+            body = {**body, "timeouts": int(body.get("timeouts") or 0) + 1}
+            if body["timeouts"] > MAX_TIMEOUTS:
+                raise ImageNotCopied(f"{source}: stopped for lack of time {MAX_TIMEOUTS} times; "
+                                     "a single blob may be too large for one invocation")
+        wait = error.get("retry_after") or RETRY_DELAY_SECONDS
+        return _defer(body, clock() + wait, error.get("message", ""))
     if not report.ok:
         error = report.error or {}
         if error.get("temporary"):

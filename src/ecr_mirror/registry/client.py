@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,11 +34,12 @@ class RegistryClient:
     """Read-only access to one v2 registry (Docker Hub or any other)."""
 
     def __init__(self, registry: str, *, api_host: str | None = None,
-                 credentials: Credentials | None = None, insecure: bool = False,
+                 credentials: Credentials | Sequence[Credentials] | None = None,
+                 reserve: int = 0, insecure: bool = False,
                  scheme: str | None = None, stats: RequestStats | None = None, retry: RetryPolicy | None = None,
                  timeout: tuple[float, float] = (10.0, 60.0),
                  session: requests.Session | None = None) -> None:
-        self.transport = Transport(registry, api_host=api_host, credentials=credentials,
+        self.transport = Transport(registry, api_host=api_host, credentials=credentials, reserve=reserve,
                                    insecure=insecure, scheme=scheme, stats=stats, retry=retry,
                                    timeout=timeout, session=session)
 

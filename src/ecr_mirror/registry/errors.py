@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import requests
 
 from ..errors import MirrorError
+from .ratelimit import parse_rate_limit
 
 # HTTP statuses that are worth another try (OCI distribution spec).
 TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -43,7 +44,15 @@ class BlobUnknown(NotFound):
 
 
 class RateLimited(RegistryError):
-    """429 TOOMANYREQUESTS: the registry's pull budget is spent (temporary)."""
+    """429 TOOMANYREQUESTS (temporary).
+
+    `pull_limit` tells Docker Hub's pull rate limit (wait for the window: defer
+    the image) from an abuse limit on other requests (back off and retry).
+    """
+
+    def __init__(self, message: str, *, pull_limit: bool = False, **kwargs):
+        super().__init__(message, **kwargs)
+        self.pull_limit = pull_limit
 
 
 class ServerError(RegistryError):
@@ -86,8 +95,12 @@ def from_response(response: requests.Response, what: str) -> RegistryError:
     detail = f"{what}: HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if status == 429 or code == "TOOMANYREQUESTS":
+        rate = parse_rate_limit(response.headers)
+        pull_limit = "pull rate limit" in message or bool(rate and rate.remaining == 0)
+        if retry_after is None and pull_limit and rate and rate.window_seconds:
+            retry_after = float(rate.window_seconds)
         return RateLimited(detail, status=status, code=code or "TOOMANYREQUESTS",
-                           temporary=True, retry_after=retry_after)
+                           temporary=True, retry_after=retry_after, pull_limit=pull_limit)
     if status in (401, 403) or code in ("UNAUTHORIZED", "DENIED"):
         return Unauthorized(detail + " (check the registry credentials)", status=status, code=code)
     if code == "NAME_UNKNOWN":

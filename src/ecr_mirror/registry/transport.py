@@ -13,6 +13,7 @@ import base64
 import logging
 import threading
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -20,6 +21,7 @@ import requests
 import tenacity
 
 from ..stats import RequestStats
+from .budget import PullBudget
 from .auth import Challenge, Credentials, TokenCache, parse_challenge, token_lifetime
 from .errors import ConnectionFailed, RegistryError, Unauthorized, from_response
 from .ratelimit import parse_rate_limit
@@ -51,8 +53,8 @@ class RetryPolicy:
             return float(after) if after is not None else backoff(state)
 
         def retry_it(exc: BaseException) -> bool:
-            if not getattr(exc, "temporary", False):
-                return False
+            if not getattr(exc, "temporary", False) or getattr(exc, "pull_limit", False):
+                return False  # a spent pull budget is waited out by deferring, not here
             after = getattr(exc, "retry_after", None)
             return after is None or after <= self.max_retry_after
 
@@ -81,7 +83,8 @@ class Transport:
         registry: str,
         *,
         api_host: str | None = None,
-        credentials: Credentials | None = None,
+        credentials: Credentials | Sequence[Credentials] | None = None,
+        reserve: int = 0,
         insecure: bool = False,
         scheme: str | None = None,
         stats: RequestStats | None = None,
@@ -92,7 +95,9 @@ class Transport:
     ) -> None:
         self.registry = registry
         self.api_host = api_host or registry
-        self.credentials = credentials
+        if isinstance(credentials, Credentials):
+            credentials = [credentials]
+        self.budget = PullBudget(credentials or (), reserve)
         self.insecure = insecure
         self.stats = stats or RequestStats()
         self.retry = retry or RetryPolicy()
@@ -106,6 +111,15 @@ class Transport:
         self._lock = threading.Lock()
 
     # -- public -----------------------------------------------------------------
+
+    @property
+    def credentials(self) -> Credentials | None:
+        return self.budget.current
+
+    @property
+    def _token_registry(self) -> str:
+        # Tokens belong to a principal: another credential needs its own.
+        return f"{self.registry}#{self.budget.principal}"
 
     @property
     def base_url(self) -> str:
@@ -135,16 +149,27 @@ class Transport:
             hdrs.update(extra_headers)
         refreshed = False
         while True:
+            if kind == "manifest_get":
+                self.budget.ensure(what)  # a counted pull: the budget must allow it
             auth = self._authorization(scope, refresh=False)
             response = self._follow(method, url, kind=kind, headers=hdrs, auth=auth,
                                     params=params, stream=stream, what=what)
+            if response.status_code == 429 and kind == "manifest_get":
+                error = from_response(response, what)
+                response.close()
+                if not error.pull_limit:
+                    raise error
+                self.budget.exhausted(error.retry_after)
+                if not self.budget.ensure(what):  # raises when every credential is spent
+                    raise error
+                continue  # the next credential takes over
             if response.status_code != 401 or refreshed:
                 break
             # One refresh on a 401: learn the challenge, get a new token, resend.
             self._challenge = parse_challenge(response.headers.get("WWW-Authenticate")) or self._challenge
             response.close()
             if scope is not None:
-                self.tokens.drop(self.registry, scope)
+                self.tokens.drop(self._token_registry, scope)
             if self._challenge is None or (self._challenge.scheme == "basic" and not self.credentials):
                 break
             self._authorization(scope, refresh=True)
@@ -176,10 +201,10 @@ class Transport:
             return _basic(self.credentials) if self.credentials else None
         if challenge.scheme != "bearer" or not challenge.realm:
             return None
-        key = scope or ""
-        token = None if refresh else self.tokens.get(self.registry, key)
+        key, registry = scope or "", self._token_registry
+        token = None if refresh else self.tokens.get(registry, key)
         if token is None:
-            token = self.tokens.put(self.registry, key, *self._fetch_token(challenge, scope))
+            token = self.tokens.put(registry, key, *self._fetch_token(challenge, scope))
         return f"Bearer {token.value}"
 
     def _fetch_token(self, challenge: Challenge, scope: str | None) -> tuple[str, float]:
@@ -236,6 +261,7 @@ class Transport:
                 rate = parse_rate_limit(response.headers)
                 if rate is not None:
                     self.stats.saw_rate_limit(rate)
+                    self.budget.observe(rate)
             if response.status_code not in REDIRECTS:
                 return response
             location = response.headers.get("Location")

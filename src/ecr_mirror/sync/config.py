@@ -26,9 +26,14 @@ REGISTRY_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "credentials": {"type": "string", "minLength": 1,
-                        "description": "Secrets Manager secret (name or ARN) holding "
-                                       '{"username", "password"}'},
+        "credentials": {
+            "description": "Secrets Manager secret(s) (name or ARN) holding "
+                           '{"username", "password"}; with several, the next is used '
+                           "when one account's pull budget is spent",
+            "anyOf": [{"type": "string", "minLength": 1},
+                      {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}]},
+        "reserve": {"type": "integer", "minimum": 0,
+                    "description": "pulls to keep in reserve: stop pulling when this many are left"},
         "insecure": {"type": "boolean"},
         "endpoint": {"type": "string", "pattern": "^https?://[^/]+/?$"},
     },
@@ -86,7 +91,8 @@ _validate_image = fastjsonschema.compile(IMAGE_SCHEMA)
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    credentials: str | None = None
+    credentials: tuple[str, ...] = ()
+    reserve: int = 0
     insecure: bool = False
     endpoint: str | None = None
 
@@ -163,9 +169,10 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
     if repo.get("encryption") == "KMS" and not repo.get("kmsKey"):
         raise UsageError(f"{origin}: defaults.repository: encryption KMS needs kmsKey")
     config = MirrorConfig(
-        registries={host: RegistryConfig(**{"credentials": r.get("credentials"),
-                                            "insecure": bool(r.get("insecure", False)),
-                                            "endpoint": r.get("endpoint")})
+        registries={host: RegistryConfig(credentials=_as_tuple(r.get("credentials")),
+                                         reserve=int(r.get("reserve", 0)),
+                                         insecure=bool(r.get("insecure", False)),
+                                         endpoint=r.get("endpoint"))
                     for host, r in (data.get("registries") or {}).items()},
         target_prefix=defaults.get("targetPrefix"),
         platforms=tuple(Platform.parse(p) for p in defaults.get("platforms") or ()),
@@ -182,6 +189,12 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
         except (UsageError, ValueError) as exc:
             config.errors.append(ConfigError(_label(index, raw), str(exc)))
     return config
+
+
+def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _label(index: int, raw: Any) -> str:
@@ -234,8 +247,9 @@ def apply_config(settings, config: MirrorConfig):
     registries = dict(settings.registries)
     for host, reg in config.registries.items():
         env = registries.get(host, SourceRegistry())
-        registries[host] = SourceRegistry(credentials_secret=reg.credentials or env.credentials_secret,
-                                          insecure=reg.insecure or env.insecure,
-                                          endpoint=env.endpoint or reg.endpoint)
+        registries[host] = SourceRegistry(
+            credentials_secrets=reg.credentials or env.credentials_secrets,
+            reserve=max(reg.reserve, env.reserve), insecure=reg.insecure or env.insecure,
+            endpoint=env.endpoint or reg.endpoint)
     return replace(settings, registries=registries,
                    repository=config.repository or settings.repository)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..copy.engine import already_mirrored
 from ..errors import MirrorError, UsageError
+from ..manifest import INDEX_TYPES
 from ..mirror import Mirror
 from ..reference import Reference
 from .config import ImageEntry, MirrorConfig
@@ -30,10 +32,17 @@ class Job:
     target: str  # repository:tag
     platforms: list[str]
     source_digest: str
+    #: Manifest GETs (counted pulls) the copy is expected to cost.
+    cost: int = 1
+    #: Epoch seconds before which the worker must not start (budget deferral).
+    not_before: float | None = None
 
     def message(self) -> dict[str, Any]:
-        return {"source": self.source, "target": self.target, "platforms": self.platforms,
+        body = {"source": self.source, "target": self.target, "platforms": self.platforms,
                 "sourceDigest": self.source_digest}
+        if self.not_before is not None:
+            body["notBefore"] = self.not_before
+        return body
 
     @property
     def registry(self) -> str:
@@ -46,6 +55,8 @@ class Plan:
     unchanged: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     source_requests: dict[str, int] = field(default_factory=dict)
+    #: Jobs held back by a pull budget (queued with `not_before`).
+    deferred: int = 0
 
     @property
     def planned(self) -> int:
@@ -53,7 +64,7 @@ class Plan:
 
     def summary(self) -> dict[str, Any]:
         return {"planned": self.planned, "unchanged": len(self.unchanged),
-                "toCopy": len(self.jobs), "errors": len(self.errors)}
+                "toCopy": len(self.jobs), "deferred": self.deferred, "errors": len(self.errors)}
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.summary(), "jobs": [asdict(j) for j in self.jobs],
@@ -110,8 +121,55 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
             unchanged.append(item)
         else:
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
-                            platforms=[str(p) for p in entry.platforms], source_digest=head.digest))
+                            platforms=[str(p) for p in entry.platforms], source_digest=head.digest,
+                            cost=_pull_cost(head.media_type, current.get(tag), entry.platforms)))
     return jobs, unchanged, errors
+
+
+#: Children assumed for an index never seen before (an official image has
+#: about eight platforms, each with an attestation manifest).
+DEFAULT_INDEX_CHILDREN = 16
+
+
+def _pull_cost(media_type: str, current, platforms) -> int:
+    """Counted pulls a copy will take: the manifest, and for an index its children.
+
+    The children of the index now in ECR (read for free) are the best guess;
+    with a platform subset, two per platform (image and attestation).
+    """
+    if media_type not in INDEX_TYPES:
+        return 1
+    if platforms:
+        return 1 + 2 * len(platforms)
+    if current is not None:
+        try:
+            return 1 + len(json.loads(current.manifest).get("manifests") or [])
+        except (ValueError, AttributeError):
+            pass
+    return 1 + DEFAULT_INDEX_CHILDREN
+
+
+def apply_budget(plan: Plan, mirror: Mirror, now: float) -> None:
+    """Hold back the jobs a registry's pull budget cannot pay for now.
+
+    Each registry's headroom (remaining pulls above the reserve, over all its
+    credentials, as the HEADs of planning reported them) pays for jobs in plan
+    order; the rest get `not_before` = now + the registry's window, so the
+    worker starts them once the budget should have reset.
+    """
+    budgets = mirror.pull_budgets()
+    left = {registry: budget.headroom() for registry, budget in budgets.items()}
+    for i, job in enumerate(plan.jobs):
+        registry = job.registry
+        headroom = left.get(registry)
+        if headroom is None:
+            continue  # no rate limit known: nothing to hold back
+        if job.cost <= headroom:
+            left[registry] = headroom - job.cost
+            continue
+        left[registry] = 0  # first come, first served: later cheaper jobs wait too
+        plan.jobs[i] = replace(job, not_before=now + budgets[registry].wait_seconds())
+        plan.deferred += 1
 
 
 def _default_target(source: Reference, config: MirrorConfig, mirror: Mirror) -> str:
