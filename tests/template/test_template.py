@@ -1,0 +1,291 @@
+"""template.yaml, read as data: least privilege, the queue's redrive and timeouts,
+the worker's event source, the build methods and the settings the handlers read."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+
+from .cfn import (
+    REPO,
+    as_list,
+    ecr_write_actions,
+    function_environment,
+    function_property,
+    grants_on_any_resource,
+    iam_statements,
+    load_template,
+    resources,
+)
+
+PREFIX_ARN = "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${RepositoryPrefix}/*"
+COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SCAN_ON_PUSH",
+              "ECR_MIRROR_TAG_MUTABILITY", "ECR_MIRROR_KMS_KEY", "ECR_MIRROR_CONCURRENCY",
+              "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesFailed", "BlobsUploaded",
+                  "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
+                  "RateLimitRemaining"]
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template()
+
+
+def _worker_mapping(template):
+    """The SQS → worker mapping: an explicit EventSourceMapping or a SAM SQS event."""
+    for name, esm in resources(template, "AWS::Lambda::EventSourceMapping").items():
+        props = esm["Properties"]
+        if props["FunctionName"] in ({"Ref": "WorkerFunction"}, {"Fn::GetAtt": ["WorkerFunction", "Arn"]}):
+            return props
+    for event in template["Resources"]["WorkerFunction"]["Properties"].get("Events", {}).values():
+        if event["Type"] == "SQS":
+            return event["Properties"]
+    pytest.fail("nothing feeds CopyQueue to WorkerFunction")
+
+
+def _sid_statement(template, function, sid):
+    for _, statement in iam_statements(template["Resources"][function]["Properties"]["Policies"]):
+        if statement.get("Sid") == sid:
+            return statement
+    pytest.fail(f"{function} has no statement {sid}")
+
+
+# ---------------------------------------------------------------- IAM
+
+def test_template_has_iam_statements_to_check(template):
+    # Guard for the test below: the walker must actually find the policies.
+    found = list(iam_statements(template))
+    assert len(found) >= 8, found
+
+
+def test_no_statement_grants_ecr_writes_on_any_resource(template):
+    offending = [(where, ecr_write_actions(s)) for where, s in iam_statements(template)
+                 if ecr_write_actions(s) and grants_on_any_resource(s)]
+    assert offending == []
+
+
+def test_ecr_writes_only_under_the_repository_prefix(template):
+    for where, statement in iam_statements(template):
+        if ecr_write_actions(statement):
+            assert as_list(statement["Resource"]) == [{"Fn::Sub": PREFIX_ARN}], where
+
+
+def test_no_ecr_authorization_token(template):
+    # The layer-upload API does not need a registry login token.
+    actions = [a for _, s in iam_statements(template) for a in as_list(s.get("Action", []))]
+    assert "ecr:GetAuthorizationToken" not in actions
+
+
+def test_scheduler_only_reads_ecr(template):
+    ecr = _sid_statement(template, "SchedulerFunction", "EcrReadMirrorRepositoriesOnly")
+    assert sorted(ecr["Action"]) == ["ecr:BatchGetImage", "ecr:DescribeImages",
+                                     "ecr:DescribeRepositories"]
+    for _, statement in iam_statements(template["Resources"]["SchedulerFunction"]):
+        assert ecr_write_actions(statement) == []
+
+
+def test_worker_writes_exactly_the_copy_actions(template):
+    ecr = _sid_statement(template, "WorkerFunction", "EcrReadWriteMirrorRepositoriesOnly")
+    assert set(ecr["Action"]) == {
+        "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:DescribeImages",
+        "ecr:DescribeRepositories", "ecr:CreateRepository", "ecr:TagResource",
+        "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
+        "ecr:PutImage"}
+
+
+@pytest.mark.parametrize("function", ["SchedulerFunction", "WorkerFunction"])
+def test_config_and_secrets_are_scoped(template, function):
+    ssm = _sid_statement(template, function, "ReadMirrorConfig")
+    assert ssm["Action"] == "ssm:GetParameter"
+    assert ssm["Resource"]["Fn::Sub"].endswith(":parameter${ConfigParameterName}")
+    secrets = _sid_statement(template, function, "ReadSourceRegistryCredentials")
+    assert secrets["Action"] == "secretsmanager:GetSecretValue"
+    assert secrets["Resource"]["Fn::Sub"].endswith(":secret:${SecretNamePrefix}*")
+    # The parameter ARN drops the name's leading "/": the name must have one.
+    assert template["Parameters"]["ConfigParameterName"]["AllowedPattern"].startswith("^/")
+
+
+def test_sqs_permissions_are_on_the_copy_queue_only(template):
+    send = _sid_statement(template, "SchedulerFunction", "QueueCopies")
+    assert send["Action"] == "sqs:SendMessage"
+    assert send["Resource"] == {"Fn::GetAtt": ["CopyQueue", "Arn"]}
+    poller = [p for p in template["Resources"]["WorkerFunction"]["Properties"]["Policies"]
+              if isinstance(p, dict) and "SQSPollerPolicy" in p]
+    assert poller == [{"SQSPollerPolicy": {"QueueName": {"Fn::GetAtt": ["CopyQueue", "QueueName"]}}}]
+    # A SAM `SQS` event would add the managed AWSLambdaSQSQueueExecutionRole (every queue).
+    events = template["Resources"]["WorkerFunction"]["Properties"].get("Events", {})
+    assert not [e for e in events.values() if e["Type"] == "SQS"]
+
+
+def test_kms_only_when_a_key_is_given(template):
+    for _, statement in iam_statements(template):
+        if any(str(a).startswith("kms:") for a in as_list(statement.get("Action", []))):
+            assert statement["Resource"] == {"Ref": "KmsKeyArn"}
+    policies = template["Resources"]["WorkerFunction"]["Properties"]["Policies"]
+    kms = [p for p in policies if isinstance(p, dict) and "Fn::If" in p]
+    assert kms and kms[0]["Fn::If"][0] == "HasKmsKey" and kms[0]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+
+
+# ---------------------------------------------------------------- queue and worker
+
+def test_worker_timeout_concurrency_and_queue_visibility(template):
+    worker = template["Resources"]["WorkerFunction"]["Properties"]
+    timeout = function_property(template, "WorkerFunction", "Timeout")
+    assert timeout == 900
+    assert worker["ReservedConcurrentExecutions"] == {"Ref": "WorkerReservedConcurrency"}
+    assert template["Parameters"]["WorkerReservedConcurrency"]["Default"] == 2
+    queue = template["Resources"]["CopyQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_dead_letter_queue_after_three_receives(template):
+    queue = template["Resources"]["CopyQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 3
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    dlq = template["Resources"]["DeadLetterQueue"]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # A message keeps its first enqueue time in the DLQ: it must outlive the source queue's.
+    assert dlq["MessageRetentionPeriod"] >= queue.get("MessageRetentionPeriod", 345600)
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+
+
+def test_worker_reports_batch_item_failures(template):
+    mapping = _worker_mapping(template)
+    assert "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    assert mapping.get("EventSourceArn", mapping.get("Queue")) == {"Fn::GetAtt": ["CopyQueue", "Arn"]}
+    assert mapping["BatchSize"] <= 10
+    assert mapping["MaximumBatchingWindowInSeconds"] == 0
+    # Never more pollers' invocations than the reserved concurrency: no throttled receives.
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerReservedConcurrency"}
+
+
+def test_scheduler_runs_on_the_schedule(template):
+    scheduler = template["Resources"]["SchedulerFunction"]["Properties"]
+    (event,) = [e for e in scheduler["Events"].values() if e["Type"] == "ScheduleV2"]
+    props = event["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+    assert props["State"] == {"Fn::If": ["ScheduleIsEnabled", "ENABLED", "DISABLED"]}
+    assert json.loads(props["Input"]) == {"source": "ecr-mirror.schedule"}
+    assert template["Conditions"]["ScheduleIsEnabled"] == {"Fn::Equals": [{"Ref": "ScheduleEnabled"}, "true"]}
+    assert scheduler["Environment"]["Variables"]["ECR_MIRROR_QUEUE_URL"] == {"Ref": "CopyQueue"}
+
+
+# ---------------------------------------------------------------- code and settings
+
+def test_functions_are_built_from_the_package_alone(template):
+    functions = resources(template, "AWS::Serverless::Function")
+    assert set(functions) == {"SchedulerFunction", "WorkerFunction"}
+    makefile = (REPO / "Makefile").read_text()
+    for name, function in functions.items():
+        assert function_property(template, name, "Runtime") == "python3.13"
+        assert function["Metadata"]["BuildMethod"] == "makefile"
+        assert re.search(rf"^[^\n#]*\bbuild-{name}\b[^\n]*:", makefile, re.M), \
+            f"the Makefile has no build-{name} target"
+    layer = template["Resources"]["DependenciesLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": {"Ref": "Architecture"}}
+    assert layer["Properties"]["ContentUri"] == "layers/deps/"
+    assert function_property(template, "WorkerFunction", "Layers") == [{"Ref": "DependenciesLayer"}]
+    assert function_property(template, "WorkerFunction", "Architectures") == [{"Ref": "Architecture"}]
+    assert function_property(template, "WorkerFunction", "Tracing") == "Active"
+
+
+def test_handlers_get_their_settings(template):
+    scheduler = function_environment(template, "SchedulerFunction")
+    worker = function_environment(template, "WorkerFunction")
+    assert COMMON_ENV <= set(scheduler) and COMMON_ENV <= set(worker)
+    assert "ECR_MIRROR_QUEUE_URL" in scheduler
+    assert "ECR_MIRROR_STOP_MARGIN_SECONDS" in worker
+    # The worker hands a failed message back sooner with ChangeMessageVisibility.
+    assert worker["ECR_MIRROR_QUEUE_URL"] == {"Ref": "CopyQueue"}
+    assert worker["POWERTOOLS_SERVICE_NAME"] == "ecr-mirror"
+    assert worker["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+
+
+def test_default_config_is_a_valid_mirror_config(template):
+    config = pytest.importorskip("ecr_mirror.sync.config")
+    text = template["Resources"]["ConfigParameter"]["Properties"]["Value"]
+    assert len(text.encode()) <= 4096  # a Standard SSM parameter
+    parsed = config.load_config(text, origin="the template's default config")
+    assert parsed.images == [] and parsed.errors == []
+
+
+# ---------------------------------------------------------------- monitoring
+
+def test_alarms_notify_only_when_an_email_is_given(template):
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    assert {"DeadLetterQueueAlarm", "WorkerErrorsAlarm", "SchedulerErrorsAlarm",
+            "PlanErrorsAlarm"} <= set(alarms)
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == {
+            "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+    assert template["Resources"]["AlarmTopic"]["Condition"] == "HasAlarmEmail"
+    dlq = alarms["DeadLetterQueueAlarm"]["Properties"]
+    assert (dlq["MetricName"], dlq["Threshold"], dlq["ComparisonOperator"]) == (
+        "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")
+
+
+def _dashboard_metrics(body):
+    """Each metric row as (namespace, name, {dimension: value}), CloudWatch's "." and
+    "..." shorthands (same as the row above) expanded."""
+    rows = []
+    for widget in body["widgets"]:
+        previous: list = []
+        for row in widget["properties"].get("metrics", []) if widget["type"] == "metric" else []:
+            fields = [f for f in row if not isinstance(f, dict)]
+            if fields[:1] == ["..."]:
+                fields = previous
+            fields = [previous[i] if f == "." else f for i, f in enumerate(fields)]
+            previous = fields
+            rows.append((fields[0], fields[1], dict(zip(fields[2::2], fields[3::2]))))
+    return rows
+
+
+def test_dashboard_shows_the_metrics(template):
+    body_template, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    # !Sub placeholders stand inside JSON strings: name them, then read the JSON.
+    body = json.loads(re.sub(r"\$\{([^}]+)\}", r"\1", body_template))
+    rows = _dashboard_metrics(body)
+    custom = {name for namespace, name, dims in rows
+              if namespace == "MetricsNamespace" and dims == {"service": "Service"}}
+    assert set(CUSTOM_METRICS) <= custom
+    assert variables["Service"] == "ecr-mirror"
+    by_namespace = {(namespace, name, tuple(dims.values())) for namespace, name, dims in rows}
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", ("CopyQueueName",)) in by_namespace
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", ("DeadLetterQueueName",)) in by_namespace
+    for metric in ("Errors", "Duration", "Throttles"):
+        assert ("AWS/Lambda", metric, ("WorkerFunction",)) in by_namespace
+
+
+def test_outputs(template):
+    assert {"SchedulerFunctionName", "SchedulerFunctionArn", "WorkerFunctionName",
+            "WorkerFunctionArn", "CopyQueueUrl", "DeadLetterQueueUrl", "DashboardName",
+            "ConfigParameterName"} <= set(template["Outputs"])
+
+
+# ---------------------------------------------------------------- samconfig.toml
+
+_OVERRIDE = re.compile(r'^(?P<key>[A-Za-z0-9]+)=(?:"(?P<quoted>[^"]*)"|(?P<bare>\S*))$')
+
+
+def test_samconfig_parameters_are_the_templates(template):
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    assert config["default"]["global"]["parameters"]["stack_name"] == "ecr-mirror"
+    assert config["default"]["validate"]["parameters"]["lint"] is True
+    deploy = config["default"]["deploy"]["parameters"]
+    assert "CAPABILITY_IAM" in deploy["capabilities"] and deploy["resolve_s3"] is True
+    for command in ("build", "deploy", "local_invoke"):
+        for item in config["default"][command]["parameters"]["parameter_overrides"]:
+            m = _OVERRIDE.match(item)
+            assert m, f"{command}: {item!r} is not Key=\"value\""
+            assert m["bare"] is None, f'{command}: quote the value, sam splits {item!r} at spaces'
+            parameter = template["Parameters"].get(m["key"])
+            assert parameter, f"{command}: {m['key']} is not a template parameter"
+            value = m["quoted"]
+            if "AllowedValues" in parameter:
+                assert value in [str(v) for v in parameter["AllowedValues"]], item
+            if "AllowedPattern" in parameter:
+                assert re.fullmatch(parameter["AllowedPattern"], value), item
