@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 SOURCE_DIGEST_ANNOTATION = "io.github.ecr-mirror.source.digest"
 PLATFORMS_ANNOTATION = "io.github.ecr-mirror.platforms"
+
+
+_DONE: Future = Future()
+_DONE.set_result(None)  # a blob ECR already had
 
 
 def _retry_blob(exc: BaseException) -> bool:
@@ -127,6 +131,8 @@ class _Copy:
         self.options, self.report = options, report
         self.repo = ref.repository
         self._lock = threading.Lock()
+        self._blob_futures: dict[str, Future] = {}
+        self._blob_pool: ThreadPoolExecutor | None = None
 
     def run(self) -> None:
         head = self.source.head_manifest(self.repo, self.ref.ref)
@@ -136,24 +142,55 @@ class _Copy:
             return
         top = self.source.get_manifest(self.repo, head.digest, image=str(self.ref))
         self.report.media_type = top.media_type
-        children: list[Manifest] = []
-        if top.is_index:
-            top, wanted = self._select(top, head.digest)
-            if current and current.digest == top.digest:
-                return self._unchanged(current.digest)
-            have = self.target.existing_images(d["digest"] for d in wanted)
-            children = self._fetch_children([d for d in wanted if d["digest"] not in have])
-        elif self.options.platforms:
-            self.report.digest_note = "the source is a single-platform image: --platform was not applied"
-        blobs = self._blobs(children or [top])
-        self._copy_blobs(blobs)
-        self._check_time("putting the manifests")
-        for child in children:
-            self.target.put_image(child.text, child.media_type, child.digest, None)
-            self.report.manifests_put += 1
+        self._blob_pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob")
+        try:
+            if top.is_index:
+                top, wanted = self._select(top, head.digest)
+                if current and current.digest == top.digest:
+                    return self._unchanged(current.digest)
+                have = self.target.existing_images(d["digest"] for d in wanted)
+                self.report.repository_created = self.target.ensure_exists()
+                # Each child is finished (blobs, then its manifest by digest, untagged)
+                # on its own: what one try completes, the next does not pull again.
+                self._each(self._copy_child, [d for d in wanted if d["digest"] not in have])
+            else:
+                if self.options.platforms:
+                    self.report.digest_note = ("the source is a single-platform image: "
+                                               "--platform was not applied")
+                self.report.repository_created = self.target.ensure_exists()
+                self._copy_blobs(self._blobs(top))
+        finally:
+            # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
+            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+        self._check_time("moving the tag")
         self.report.target_digest = self.target.put_image(top.text, top.media_type, top.digest, self.tag)
         self.report.manifests_put += 1
         self.report.status = COPIED
+
+    def _copy_child(self, descriptor: dict[str, Any]) -> None:
+        child = self.source.get_manifest(self.repo, descriptor["digest"],
+                                         image=f"{self.ref} child {descriptor['digest']}")
+        if child.is_index:
+            raise UnsupportedMediaType(f"{self.ref}: child {descriptor['digest']} is itself an index "
+                                       f"({child.media_type}); nested indexes are not supported")
+        self._copy_blobs(self._blobs(child))
+        self._check_time(f"putting child {child.digest}")
+        self.target.put_image(child.text, child.media_type, child.digest, None)
+        with self._lock:
+            self.report.manifests_put += 1
+
+    def _each(self, work: Callable[[Any], None], items: list[Any]) -> None:
+        """Run `work` on every item in parallel; the first error stops the rest."""
+        if not items:
+            return
+        pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="child")
+        try:
+            done, _ = wait([pool.submit(work, item) for item in items], return_when=FIRST_EXCEPTION)
+            for f in done:
+                if f.exception() is not None:
+                    raise f.exception()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # -- deciding -----------------------------------------------------------------
 
@@ -201,47 +238,33 @@ class _Copy:
         self.report.digest_note = self._subset_note(source_digest)
         return subset, chosen
 
-    def _fetch_children(self, descriptors: list[dict[str, Any]]) -> list[Manifest]:
-        def fetch(d: dict[str, Any]) -> Manifest:
-            child = self.source.get_manifest(self.repo, d["digest"], image=f"{self.ref} child {d['digest']}")
-            if child.is_index:
-                raise UnsupportedMediaType(f"{self.ref}: child {d['digest']} is itself an index "
-                                           f"({child.media_type}); nested indexes are not supported")
-            return child
-
-        with ThreadPoolExecutor(self.options.concurrency) as pool:
-            return list(pool.map(fetch, descriptors))
-
-    def _blobs(self, manifests: list[Manifest]) -> dict[str, int]:
-        blobs: dict[str, int] = {}
-        for m in manifests:
-            self.report.foreign_layers_skipped += len(m.foreign_layers())
-            for d in m.blobs():
-                blobs[d["digest"]] = int(d.get("size") or 0)
-        return blobs
+    def _blobs(self, manifest: Manifest) -> dict[str, int]:
+        with self._lock:
+            self.report.foreign_layers_skipped += len(manifest.foreign_layers())
+        return {d["digest"]: int(d.get("size") or 0) for d in manifest.blobs()}
 
     # -- moving -------------------------------------------------------------------
 
     def _copy_blobs(self, blobs: dict[str, int]) -> None:
-        missing = self.target.missing_layers(blobs)
-        self.report.blobs_skipped = len(blobs) - len(missing)
-        self.report.bytes_skipped = sum(size for d, size in blobs.items() if d not in missing)
-        self.report.repository_created = self.target.ensure_exists()
-        if not missing:
-            return
-        # Largest first: the long transfers start early and overlap the small ones.
-        order = sorted(missing, key=lambda d: -blobs[d])
-        pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob")
-        try:
-            futures = [pool.submit(self._copy_blob, d, blobs[d]) for d in order]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in done:
-                if f.exception() is not None:
-                    raise f.exception()
-        finally:
-            # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
-            pool.shutdown(wait=True, cancel_futures=True)
-        self.report.blobs_uploaded = len(missing)
+        """Make sure ECR holds these blobs; each blob is copied once per image,
+        however many children share it, largest first."""
+        with self._lock:
+            unknown = [d for d in blobs if d not in self._blob_futures]
+        missing = self.target.missing_layers(unknown) if unknown else set()
+        futures = []
+        with self._lock:
+            for digest in sorted(blobs, key=lambda d: -blobs[d]):
+                if digest not in self._blob_futures:
+                    if digest in missing:
+                        self._blob_futures[digest] = self._blob_pool.submit(
+                            self._copy_blob, digest, blobs[digest])
+                    else:
+                        self._blob_futures[digest] = _DONE
+                        self.report.blobs_skipped += 1
+                        self.report.bytes_skipped += blobs[digest]
+                futures.append(self._blob_futures[digest])
+        for future in futures:
+            future.result()  # the first failure is raised here
 
     def _check_time(self, doing: str) -> None:
         """Stop cleanly, before the tag moves, when the time left is too short."""
@@ -268,5 +291,6 @@ class _Copy:
                 with self.source.open_blob(self.repo, digest, size) as stream:
                     sent = self.target.upload_blob(stream, on_bytes=on_bytes)
                 progress.blob_finished(digest)
-        with self._lock:  # blob threads add to one counter
+        with self._lock:  # blob threads add to one report
+            self.report.blobs_uploaded += 1
             self.report.bytes_uploaded += sent

@@ -12,6 +12,7 @@ failed).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 from ..stats import RateLimit
@@ -27,8 +28,9 @@ class PullBudget:
         self._principals: list[Credentials | None] = list(credentials) or [None]
         self.reserve = reserve
         self._index = 0
-        self._seen: dict[int, RateLimit] = {}
+        self._seen: dict[int, tuple[float, RateLimit]] = {}  # index -> (when, what)
         self._lock = threading.Lock()
+        self._clock = time.monotonic
 
     @property
     def current(self) -> Credentials | None:
@@ -42,14 +44,25 @@ class PullBudget:
 
     def observe(self, rate: RateLimit) -> None:
         with self._lock:
-            self._seen[self._index] = rate
+            self._seen[self._index] = (self._clock(), rate)
+
+    def _rate(self, index: int) -> RateLimit | None:
+        """What was seen for a principal, forgotten once its window has passed."""
+        seen = self._seen.get(index)
+        if seen is None:
+            return None
+        when, rate = seen
+        if self._clock() - when > (rate.window_seconds or DEFAULT_WAIT):
+            del self._seen[index]
+            return None
+        return rate
 
     def _spent(self, index: int) -> bool:
-        rate = self._seen.get(index)
+        rate = self._rate(index)
         return rate is not None and rate.remaining is not None and rate.remaining <= self.reserve
 
     def _wait(self) -> float:
-        windows = [r.window_seconds for r in self._seen.values() if r.window_seconds]
+        windows = [r.window_seconds for _, r in self._seen.values() if r.window_seconds]
         return float(min(windows)) if windows else DEFAULT_WAIT
 
     def ensure(self, what: str) -> bool:
@@ -65,7 +78,7 @@ class PullBudget:
                 if not self._spent(candidate):
                     self._index = candidate
                     return True
-            remaining = [self._seen[i].remaining for i in sorted(self._seen)]
+            remaining = [self._seen[i][1].remaining for i in sorted(self._seen)]
             raise RateLimited(
                 f"{what}: pull budget spent: remaining {remaining} with {self.reserve} kept in "
                 f"reserve, for all {len(self._principals)} credential(s); deferred until the "
@@ -75,10 +88,10 @@ class PullBudget:
     def exhausted(self, retry_after: float | None) -> None:
         """A 429 pull-limit answer: the current principal has nothing left."""
         with self._lock:
-            old = self._seen.get(self._index)
+            old = self._rate(self._index)
             window = old.window_seconds if old else (int(retry_after) if retry_after else None)
-            self._seen[self._index] = RateLimit(limit=old.limit if old else None, remaining=0,
-                                                window_seconds=window)
+            self._seen[self._index] = (self._clock(), RateLimit(
+                limit=old.limit if old else None, remaining=0, window_seconds=window))
 
     def headroom(self) -> int | None:
         """Pulls that may still be spent above the reserve, over all principals.
@@ -87,13 +100,14 @@ class PullBudget:
         (accounts of one kind share a limit); None when nothing is known.
         """
         with self._lock:
-            if not self._seen:
+            rates = {i: r for i in range(len(self._principals)) if (r := self._rate(i))}
+            if not rates:
                 return None
-            limits = [r.limit for r in self._seen.values() if r.limit is not None]
+            limits = [r.limit for r in rates.values() if r.limit is not None]
             assumed = max(limits) if limits else None
             total = 0
             for i in range(len(self._principals)):
-                rate = self._seen.get(i)
+                rate = rates.get(i)
                 left = rate.remaining if rate and rate.remaining is not None else assumed
                 if left is None:
                     return None

@@ -23,7 +23,7 @@ import tenacity
 from ..stats import RequestStats
 from .budget import PullBudget
 from .auth import Challenge, Credentials, TokenCache, parse_challenge, token_lifetime
-from .errors import ConnectionFailed, RegistryError, Unauthorized, from_response
+from .errors import ConnectionFailed, RateLimited, RegistryError, Unauthorized, from_response
 from .ratelimit import parse_rate_limit
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,11 @@ class Transport:
                 if not error.pull_limit:
                     raise error
                 self.budget.exhausted(error.retry_after)
-                if not self.budget.ensure(what):  # raises when every credential is spent
-                    raise error
+                try:
+                    if not self.budget.ensure(what):
+                        raise error
+                except RateLimited:
+                    raise error from None  # the registry's own words and Retry-After
                 continue  # the next credential takes over
             if response.status_code != 401 or refreshed:
                 break
