@@ -163,3 +163,15 @@ def test_cli_sync_reports_a_bad_config_entry_and_exits_1(source, registry, ecr, 
     assert 'images[0] (Bad)' in capsys.readouterr().out
     assert cli.main(["sync", "--config", str(tmp_path / "absent.yaml")]) == 2
     assert "absent.yaml" in capsys.readouterr().err
+
+
+def test_cli_shows_a_progress_bar_per_blob_on_a_terminal(source, registry, ecr, repo_name,
+                                                          capsys, monkeypatch):
+    make_image(registry.url, repo_name, "1", layers=[layer_bytes(repo_name, 300_000)])
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
+    assert cli.main(["copy", f"{source.host}/{repo_name}:1", "mirror/bars", "--insecure"]) == 0
+    out, err = capsys.readouterr()
+    assert "copied" in out
+    assert "%|" in err and "B/s" in err  # tqdm's bar, on stderr only

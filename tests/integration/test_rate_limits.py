@@ -222,3 +222,49 @@ def test_a_token_expiring_during_a_large_blob_is_refreshed_and_the_copy_complete
     assert hub.counts["cdn-auth-refused"] == 0
     assert hub.counts["cdn-dropped"] == 1
     assert ecr_image(ecr, "mirror/large", tag="1")["imageManifest"].encode() == image.raw
+
+
+def test_credentials_from_secrets_manager_are_used_and_never_logged(
+        stack, registry, ecr, clock, capsys, caplog, monkeypatch):
+    import base64
+    import logging
+
+    password = "s3cr3t-Pa55-w0rd"
+    sqs, queue_url, _ = stack
+    # Our own logs at every level (botocore's DEBUG output is not ours: it
+    # prints request bodies, the test's own CreateSecret included).
+    caplog.set_level(logging.DEBUG, logger="ecr_mirror")
+    caplog.set_level(logging.DEBUG, logger="ecr-mirror")
+    import io
+
+    lambda_log = io.StringIO()  # what CloudWatch Logs would receive from Powertools
+    monkeypatch.setattr(common.logger.registered_handler, "stream", lambda_log)
+    with DockerHubSimulator(registry.url, accounts={"alice": password, "bob": password},
+                            limits={"alice": 1, "bob": 5}, window=WINDOW) as hub:
+        monkeypatch.setenv("ECR_MIRROR_REGISTRY_ENDPOINTS", f"docker.io={hub.url}")
+        for name, user in (("ecr-mirror/hub-a", "alice"), ("ecr-mirror/hub-b", "bob")):
+            boto3.client("secretsmanager").create_secret(
+                Name=name, SecretString=json.dumps({"username": user, "password": password}))
+        for tag in ("1", "2"):
+            make_image(registry.url, "library/secret", tag, layers=[layer_bytes(f"secret-{tag}")])
+        capsys.readouterr()
+        write_config("registries:\n  docker.io:\n    credentials: [ecr-mirror/hub-a, ecr-mirror/hub-b]\n"
+                     "images:\n  - source: library/secret\n    tags: ['1', '2']\n")
+        assert schedule()["queued"] == 2
+        drain(sqs, queue_url, clock)
+        # alice's single pull went first, then bob took over
+        assert (hub.pulls("alice"), hub.pulls("bob")) == (1, 1)
+        assert hub.counts["cdn-auth-refused"] == 0
+        tokens = {h.get("Authorization", "").split(" ", 1)[-1] for (where, _, _, h) in hub.requests
+                  if where == "registry" and h.get("Authorization", "").startswith("Bearer ")}
+        assert tokens
+    assert set(tags_in_ecr(ecr, "mirror/dockerhub/library/secret")) == {"1", "2"}
+    out = capsys.readouterr()
+    # every field of every record our loggers made (Powertools puts keys in extras)
+    records = [json.dumps(r.__dict__, default=str) for r in caplog.records]
+    assert any("copy finished" in r and "mirror/dockerhub/library/secret" in r for r in records)
+    assert '"copy finished"' in lambda_log.getvalue()
+    logged = out.out + out.err + "\n".join(records) + lambda_log.getvalue()
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+    for secret in [password, basic, *tokens]:
+        assert secret not in logged

@@ -116,3 +116,17 @@ def test_the_shipped_example_is_valid():
     assert not config.errors
     assert len(config.images) >= 4
     assert config.registries["docker.io"].credentials
+
+
+def test_registry_settings_several_credentials_and_a_reserve():
+    config = load_config("""
+registries:
+  docker.io: {credentials: [hub-a, hub-b], reserve: 10}
+  ghcr.io: {credentials: ghcr-token}
+  registry.internal:5000: {insecure: true}
+images: []
+""")
+    hub = config.registries["docker.io"]
+    assert hub.credentials == ("hub-a", "hub-b") and hub.reserve == 10
+    assert config.registries["ghcr.io"].credentials == ("ghcr-token",)
+    assert config.registries["registry.internal:5000"].insecure
