@@ -12,19 +12,10 @@ from ecr_mirror.handlers import copy_one
 from tests.integration.conftest import ecr_image
 from tests.support import strict_ecr
 from tests.support.images import layer_bytes, make_image, make_index
+from tests.support.lambdas import FakeContext
 
 pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-class FakeContext:
-    function_name = "ecr-mirror-test"
-    memory_limit_in_mb = 1769
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ecr-mirror-test"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
 
 
 # -- CLI ------------------------------------------------------------------------

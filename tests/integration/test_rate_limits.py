@@ -17,7 +17,7 @@ import pytest
 
 from ecr_mirror.handlers import common, copy_one, scheduler, worker
 from tests.integration.conftest import MiB, ecr_image
-from tests.integration.test_entrypoints import FakeContext
+from tests.support.lambdas import FakeContext, deliver
 from tests.support.dockerhub import DockerHubSimulator
 from tests.support.images import layer_bytes, make_image, make_index
 
@@ -83,26 +83,13 @@ def schedule() -> dict:
 def drain(sqs, queue_url, clock) -> dict[str, int]:
     """Run every message that is due through the worker, as Lambda would; stop
     when only messages waiting for a later window are left."""
-    outcome = {"copied": 0, "deferred": 0, "failed": 0}
+    failures = 0
     for _ in range(200):
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            return outcome
-        due = [m for m in got if float(json.loads(m["Body"]).get("notBefore") or 0) <= clock()]
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-                              "body": m["Body"], "attributes": {}, "messageAttributes": {},
-                              "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-                              "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ecr-mirror-copy",
-                              "awsRegion": "us-east-1"} for m in got]}
-        before = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
-        failed = {f["itemIdentifier"] for f in worker.handler(event, FakeContext())["batchItemFailures"]}
-        outcome["failed"] += len(failed)
-        for m in got:
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-        if not due:  # everything left waits for the window: the next run's job
-            return outcome
-        del before
+        messages, failed = deliver(sqs, queue_url, worker.handler)
+        failures += len(failed)
+        due = [m for m in messages if float(json.loads(m["Body"]).get("notBefore") or 0) <= clock()]
+        if not due:  # empty, or everything left waits for the window: the next run's job
+            return {"failed": failures}
     raise AssertionError("the queue never drained")
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from ecr_mirror.handlers import common, copy_one, scheduler, worker
 from tests.integration.conftest import ecr_image
-from tests.integration.test_entrypoints import FakeContext
+from tests.support.lambdas import FakeContext, deliver, sqs_record
 from tests.support.images import layer_bytes, make_image, make_index
 
 pytestmark = pytest.mark.integration
@@ -97,21 +97,11 @@ def drain(sqs, queue_url) -> list[str]:
     """Feed every message to the worker, as Lambda's event source would."""
     copied = []
     while True:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        messages = got.get("Messages", [])
+        messages, failed = deliver(sqs, queue_url, worker.handler)
         if not messages:
             return copied
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-                              "body": m["Body"], "attributes": {}, "messageAttributes": {},
-                              "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-                              "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ecr-mirror-copy",
-                              "awsRegion": "us-east-1"} for m in messages]}
-        answer = worker.handler(event, FakeContext())
-        failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
         assert not failed, failed
-        for m in messages:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-            copied.append(json.loads(m["Body"])["target"])
+        copied += [json.loads(m["Body"])["target"] for m in messages]
 
 
 def test_schedule_queues_what_changed_and_the_worker_copies_it(app, registry, ecr, source):
@@ -151,14 +141,7 @@ def test_a_failing_image_is_reported_alone_and_stays_queued(app, registry, ecr):
     make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("ok")])
     good = json.dumps({"source": "docker.io/library/nginx:stable", "target": "mirror/ok:stable"})
     bad = json.dumps({"source": "docker.io/library/nginx:absent", "target": "mirror/bad:absent"})
-    event = {"Records": [
-        {"messageId": "good", "receiptHandle": "r1", "body": good, "attributes": {},
-         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"},
-        {"messageId": "bad", "receiptHandle": "r2", "body": bad, "attributes": {},
-         "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"},
-    ]}
+    event = {"Records": [sqs_record(good, "good", "r1"), sqs_record(bad, "bad", "r2")]}
     answer = worker.handler(event, FakeContext())
     assert answer["batchItemFailures"] == [{"itemIdentifier": "bad"}]
     assert ecr_image(ecr, "mirror/ok", tag="stable")
@@ -201,17 +184,11 @@ def test_worker_event_files_run_through_the_worker(app, registry, ecr, name):
 
 def test_time_running_out_hands_the_image_back_untagged(app, registry, ecr, monkeypatch):
     monkeypatch.setattr(worker, "RETRY_DELAY_SECONDS", 0)  # to read the message back at once
-    class ShortContext(FakeContext):
-        def get_remaining_time_in_millis(self) -> int:
-            return 30_000  # under the 60 s margin
-
     make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("late")])
     body = json.dumps({"source": "docker.io/library/nginx:stable", "target": "mirror/late:stable"})
-    record = {"messageId": "m1", "receiptHandle": "r", "body": body, "attributes": {},
-              "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-              "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+    record = sqs_record(body)
     sqs, queue_url = app
-    answer = worker.handler({"Records": [record]}, ShortContext())
+    answer = worker.handler({"Records": [record]}, FakeContext(remaining_ms=30_000))  # < 60 s margin
     assert answer["batchItemFailures"] == []  # handed back as a new message, not failed
     again = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     body = json.loads(again[0]["Body"])
