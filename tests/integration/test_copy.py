@@ -234,3 +234,44 @@ def test_failure_inside_an_index_leaves_the_tag_on_the_old_index(copy, ecr, regi
     assert ecr_image(ecr, "mirror/idxfail", tag="m")["imageId"]["imageDigest"] == old.digest
     put = ecr.describe_images(repositoryName="mirror/idxfail")["imageDetails"]
     assert new.digest not in {i["imageDigest"] for i in put}
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_blobs_are_copied_in_parallel_up_to_the_concurrency(source, ecr, registry, repo_name,
+                                                            concurrency):
+    """Every blob upload waits (bounded) until `concurrency` uploads are in flight:
+    with parallel copies they all get there; the count never goes above it."""
+    import threading
+
+    from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+    from tests.integration.conftest import FAST_RETRY
+    from tests.integration.test_ecr_target import Wrapped
+
+    make_image(registry.url, repo_name, "par",
+               layers=[layer_bytes(f"{repo_name}-{i}", 50_000) for i in range(6)])
+    in_flight, peak, reached = [0], [0], []
+    cond = threading.Condition()
+
+    def initiate_layer_upload(**kwargs):
+        with cond:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            cond.notify_all()
+            reached.append(cond.wait_for(lambda: in_flight[0] >= concurrency, timeout=10))
+        return ecr.initiate_layer_upload(**kwargs)
+
+    def complete_layer_upload(**kwargs):
+        answer = ecr.complete_layer_upload(**kwargs)
+        with cond:
+            in_flight[0] -= 1
+        return answer
+
+    client = Wrapped(ecr, initiate_layer_upload=initiate_layer_upload,
+                     complete_layer_upload=complete_layer_upload)
+    settings = MirrorSettings(concurrency=concurrency, retry=FAST_RETRY, region="us-east-1",
+                              registries={source.host: SourceRegistry(insecure=True)})
+    report = Mirror(settings, ecr_client=client).copy(f"{source.host}/{repo_name}:par", "mirror/par:par")
+
+    assert report.status == "copied" and report.blobs_uploaded == 7
+    assert peak[0] == concurrency
+    assert all(reached[:7 - concurrency + 1])  # the first uploads all saw `concurrency` in flight
