@@ -16,7 +16,8 @@ PY313_BIN  ?= $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin)),$(pa
 export PY313_BIN
 SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: demo test test-fast registry bench bench-import python313 sam-validate sam-build clean
+.PHONY: demo test test-fast registry bench bench-import python313 sam-validate sam-build clean \
+        build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/deps/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ecr-mirror needs Python 3.11+, got " + sys.version'
@@ -56,19 +57,61 @@ bench: $(STAMP) registry
 	$(PY) bench/copy_big_layer.py
 
 bench-import: sam-build
-	$(PY) bench/cold_import.py --precompiled
+	$(PY) bench/cold_import.py --without-bytecode
 
 sam-validate: $(SAM_STAMP)
 	$(SAM) validate --lint
 
+# samconfig.toml has sam build reuse a layer built from the same layers/deps/, but its
+# recipe is build-DependenciesLayer below: the layer is always built afresh here (a few
+# seconds), which also refreshes the cache that a plain `sam build` reuses.
 sam-build: $(SAM_STAMP) python313
+	rm -rf .aws-sam/cache
 	$(SAM) build --build-dir .aws-sam/build
 
-# `sam build` runs these in its scratch copy of src/ (template.yaml: CodeUri src/,
-# ContextPath .): the function code is the ecr_mirror package and nothing else.
-build-SchedulerFunction build-WorkerFunction:
+# ---------------------------------------------------------------- sam build targets
+# `sam build` (Metadata: BuildMethod makefile) runs these in its scratch copy of the
+# resource's CodeUri/ContentUri, with ARTIFACTS_DIR set to the artifact to fill.
+PY313 = $(PY313_BIN)/python3.13
+
+# Bytecode for the runtime's Python, in the normal __pycache__ layout. /var/task and
+# /opt are read-only on Lambda, so whatever ships without .pyc is compiled again at
+# every cold start. unchecked-hash: Python uses the .pyc without looking at the .py,
+# so the timestamps the deployment zip gives the files cannot invalidate them. -f:
+# recompile whatever is there; -s/-p: file names as on Lambda (/var/task, /opt), the
+# same in every build.
+COMPILE = $(PY313) -m compileall -q -f -j 0 --invalidation-mode unchecked-hash -s "$(ARTIFACTS_DIR)"
+
+# The functions (template.yaml: CodeUri src/, ContextPath .): the ecr_mirror package
+# and its bytecode, nothing else.
+build-SchedulerFunction build-WorkerFunction: python313
 	cp -R ecr_mirror "$(ARTIFACTS_DIR)/"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
+	$(COMPILE) -p /var/task "$(ARTIFACTS_DIR)/ecr_mirror"
+
+# The layer (ContentUri layers/deps/): the wheels pinned in requirements.txt, for
+# CPython 3.13 on manylinux2014 of the template's Architecture, installed as they are
+# (--no-deps: requirements.txt pins every package the layer needs). boto3, botocore,
+# s3transfer, jmespath, python-dateutil and six are left to the python3.13 runtime,
+# which has them: resolving the X-Ray SDK's dependencies would put a second botocore
+# in the layer, shadowing the runtime's.
+# SAM tells a makefile build nothing about the architecture: template.yaml points the
+# layer's ContextPath at layers/deps/${Architecture}/, whose Makefile sets LAYER_ARCH
+# and includes this one. So `sam build --parameter-overrides Architecture=x86_64`
+# builds an x86_64 layer, and SAM's build cache keeps the two apart.
+LAYER_PLATFORM_arm64  := manylinux2014_aarch64
+LAYER_PLATFORM_x86_64 := manylinux2014_x86_64
+
+build-DependenciesLayer: python313
+	@test -n "$(LAYER_PLATFORM_$(LAYER_ARCH))" || { \
+	  echo "build-DependenciesLayer: LAYER_ARCH is '$(LAYER_ARCH)', not arm64 or x86_64" >&2; \
+	  echo "(sam build sets it through layers/deps/<Architecture>/Makefile)" >&2; exit 1; }
+	rm -rf "$(ARTIFACTS_DIR)/python"
+	$(PY313) -m pip install -q --no-compile --no-deps --only-binary=:all: \
+	  --platform $(LAYER_PLATFORM_$(LAYER_ARCH)) --implementation cp --python-version 3.13 \
+	  --target "$(ARTIFACTS_DIR)/python" -r requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)/python/bin"
+	$(COMPILE) -p /opt "$(ARTIFACTS_DIR)/python"
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache

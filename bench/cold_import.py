@@ -1,29 +1,34 @@
 """Benchmark: cold import time of the Lambda handlers, as `sam build` packages them.
 
 Each run is a fresh python3.13 process (the runtime's version) whose sys.path is
-the built function directory and the built layer's python/ directory, nothing
-else (-I -S: no site-packages), with the Lambda environment variables a deployed
-function has. It writes no bytecode (-B), as on Lambda, where /var/task and /opt
-are read-only: whatever ships without .pyc files is compiled at every cold start.
-The time is measured inside the child around `importlib.import_module`; the
-process column adds interpreter start-up.
+the built function directory, the built layer's python/ directory and, after
+them, a stand-in for the runtime's own boto3 (see below), nothing else (-I -S: no
+site-packages), with the Lambda environment variables a deployed function has.
+It measures the artifacts as shipped, with the .pyc the build compiled, and
+writes no bytecode (-B), as on Lambda, where /var/task and /opt are read-only:
+whatever ships without valid .pyc is compiled at every cold start. The "compiled"
+column counts the function's and the layer's modules that were compiled from
+source all the same (it should be 0). The time is measured inside the child
+around `importlib.import_module`; the process column adds interpreter start-up.
 
-    make bench-import                    # sam build, then this
-    .venv/bin/python bench/cold_import.py [--runs 10] [--precompiled] [--top 8]
+    make bench-import                    # sam build, then this with --without-bytecode
+    .venv/bin/python bench/cold_import.py [--runs 10] [--without-bytecode] [--top 8]
 
---precompiled also measures a copy of the artifacts compiled to .pyc by
-python3.13 (unchecked-hash, so zip timestamps do not invalidate them): what
-shipping bytecode would save. --top lists the packages that take the most
-import time (-X importtime, one run).
+--without-bytecode also measures a copy of the artifacts with every __pycache__
+removed: what the same code costs when nothing is precompiled. --top lists the
+packages that take the most import time (-X importtime, one run).
 
-If the layer has no boto3 (the Lambda runtime provides one), boto3 and its
-dependencies are taken from the project's .venv, and the output says so.
+The layer has no boto3, botocore, s3transfer, jmespath, python-dateutil or six:
+the python3.13 runtime provides them (the X-Ray SDK imports botocore). The
+stand-in for the runtime's copies is the project's .venv's, copied and compiled
+for python3.13 as the runtime's are, and put on sys.path after the layer, where
+the runtime's are. The output also gives each artifact's size, unzipped and zipped
+(deflate, as `sam package` zips).
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
 import glob
 import json
 import os
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -42,15 +48,27 @@ HANDLERS = {  # module: the function whose artifact holds it
     "ecr_mirror.handlers.worker": "WorkerFunction",
     "ecr_mirror.handlers.copy_one": "WorkerFunction",
 }
+ARTIFACTS = ("SchedulerFunction", "WorkerFunction", "DependenciesLayer")
+# What the python3.13 runtime provides, and the layer leaves out.
 RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "dateutil", "jmespath", "six.py"]
 
 CHILD = """
-import importlib, json, sys, time
-sys.path[:0] = json.loads(sys.argv[2])
+import importlib, importlib.machinery, json, sys, time
+paths = json.loads(sys.argv[2])
+sys.path[:0] = paths
+# Count the function's and the layer's modules compiled from source: none, when the
+# shipped .pyc are valid for this Python (SourceLoader calls this only without one).
+compiled = []
+to_code = importlib.machinery.SourceFileLoader.source_to_code
+def source_to_code(self, data, path, *args, **kwargs):
+    if path.startswith(tuple(paths[:2])):
+        compiled.append(path)
+    return to_code(self, data, path, *args, **kwargs)
+importlib.machinery.SourceFileLoader.source_to_code = source_to_code
 start = time.perf_counter()
 importlib.import_module(sys.argv[1])
 elapsed = time.perf_counter() - start
-print(json.dumps({"import_s": elapsed, "modules": len(sys.modules)}))
+print(json.dumps({"import_s": elapsed, "modules": len(sys.modules), "compiled": len(compiled)}))
 """
 
 
@@ -87,25 +105,30 @@ def lambda_env(function_dir: Path, function: str) -> dict[str, str]:
     }
 
 
-def runtime_fallback(layer: Path, workdir: Path) -> Path | None:
-    """boto3 and friends from the project's venv, when the layer has none."""
-    if (layer / "boto3").is_dir():
-        return None
+def runtime_stand_in(workdir: Path, python: str) -> Path:
+    """boto3 and its dependencies from the project's venv, compiled for python3.13."""
     venvs = sorted(glob.glob(str(REPO / ".venv" / "lib" / "python3.*" / "site-packages")))
     if not venvs:
-        sys.exit("the layer has no boto3 and there is no .venv to borrow it from: run make test")
-    runtime = workdir / "runtime-boto3"
+        sys.exit("no .venv to take the runtime's boto3 from: run make test")
+    runtime = workdir / "runtime"
     runtime.mkdir()
     for name in RUNTIME_PACKAGES:
         source = Path(venvs[-1]) / name
-        if source.exists() and not (layer / name).exists():
-            (runtime / name).symlink_to(source)
+        if not source.exists():
+            sys.exit(f"{source} is missing: the .venv has no {name}")
+        if source.is_dir():
+            shutil.copytree(source, runtime / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, runtime / name)
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+                    "unchecked-hash", str(runtime)], check=True, capture_output=True)
     return runtime
 
 
 def measure(python: str, module: str, paths: list[str], env: dict[str, str],
             runs: int) -> dict[str, float]:
-    imports, processes, modules = [], [], 0
+    imports, processes, modules, compiled = [], [], 0, 0
     for _ in range(runs):
         start = time.perf_counter()
         result = subprocess.run([python, "-I", "-S", "-B", "-c", CHILD, module, json.dumps(paths)],
@@ -116,9 +139,10 @@ def measure(python: str, module: str, paths: list[str], env: dict[str, str],
         answer = json.loads(result.stdout.strip().splitlines()[-1])
         imports.append(answer["import_s"] * 1000)
         processes.append(wall * 1000)
-        modules = answer["modules"]
+        modules, compiled = answer["modules"], answer["compiled"]
     return {"import_median_ms": statistics.median(imports), "import_max_ms": max(imports),
-            "process_median_ms": statistics.median(processes), "modules": modules}
+            "process_median_ms": statistics.median(processes), "modules": modules,
+            "compiled": compiled}
 
 
 def top_packages(python: str, module: str, paths: list[str], env: dict[str, str],
@@ -136,27 +160,46 @@ def top_packages(python: str, module: str, paths: list[str], env: dict[str, str]
     return sorted(totals.items(), key=lambda item: -item[1])[:count]
 
 
-def precompile(build: Path, workdir: Path, python: str) -> Path:
-    """A copy of the build with every .py compiled to .pyc by python3.13."""
-    copy = workdir / "precompiled"
-    for name in ("SchedulerFunction", "WorkerFunction", "DependenciesLayer"):
-        shutil.copytree(build / name, copy / name, symlinks=True)
-    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-                    "unchecked-hash", str(copy)], check=True, capture_output=True)
+def without_bytecode(build: Path, workdir: Path) -> Path:
+    """A copy of the build with every __pycache__ removed."""
+    copy = workdir / "without-bytecode"
+    for name in ARTIFACTS:
+        shutil.copytree(build / name, copy / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     return copy
 
 
-def du(path: Path) -> str:
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def zipped(path: Path, workdir: Path) -> int:
+    """The size of path's contents zipped with deflate, as `sam package` uploads them."""
+    archive = workdir / f"{path.name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(path.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(path))
+    size = archive.stat().st_size
+    archive.unlink()
+    return size
+
+
+def mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
+
+
+def pyc_count(path: Path) -> tuple[int, int]:
+    return (sum(1 for _ in path.rglob("*.py")),
+            sum(1 for _ in path.rglob("__pycache__/*.cpython-313.pyc")))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-dir", type=Path, default=REPO / ".aws-sam" / "build")
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--precompiled", action="store_true",
-                        help="also measure the artifacts compiled to .pyc")
+    parser.add_argument("--without-bytecode", action="store_true",
+                        help="also measure a copy of the artifacts without any .pyc")
     parser.add_argument("--top", type=int, default=8, help="packages to list by import time (0: none)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -169,50 +212,54 @@ def main() -> int:
     python = python313()
     version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    cached = [str(p.relative_to(build)) for p in build.rglob("__pycache__")][:3]
     print(f"python {version} ({python}), {args.runs} runs per module, build {build}")
-    print(f"artifacts: SchedulerFunction {du(build / 'SchedulerFunction')}, "
-          f"WorkerFunction {du(build / 'WorkerFunction')}, layer {du(build / 'DependenciesLayer')}"
-          + (f"; bytecode already present in {cached}" if cached else "; no bytecode shipped"))
 
-    results = []
+    results, sizes = [], {}
     with tempfile.TemporaryDirectory(prefix="cold-import-") as tmp:
         workdir = Path(tmp)
-        fallback = runtime_fallback(build / "DependenciesLayer" / "python", workdir)
-        if fallback:
-            print(f"note: the layer has no boto3; boto3/botocore come from the project's .venv "
-                  f"({', '.join(sorted(os.listdir(fallback)))}), standing in for the runtime's")
-        variants = [("source", build)]
-        if args.precompiled:
-            variants.append(("precompiled", precompile(build, workdir, python)))
+        for name in ARTIFACTS:
+            sources, pycs = pyc_count(build / name)
+            sizes[name] = {"unzipped": du(build / name), "zipped": zipped(build / name, workdir),
+                           "py": sources, "pyc_313": pycs}
+            print(f"{name:18} {mib(sizes[name]['unzipped']):>10} unzipped "
+                  f"{mib(sizes[name]['zipped']):>10} zipped   {sources} .py, {pycs} cpython-313 .pyc")
+        layer = build / "DependenciesLayer" / "python"
+        shadowing = [name for name in RUNTIME_PACKAGES if (layer / name).exists()]
+        if shadowing:
+            print(f"note: the layer has its own {', '.join(shadowing)}, shadowing the runtime's")
+        runtime = runtime_stand_in(workdir, python)
+        print(f"runtime stand-in after the layer: {', '.join(RUNTIME_PACKAGES)} from the .venv, "
+              f"compiled for python {version}")
+        variants = [("shipped", build)]
+        if args.without_bytecode:
+            variants.append(("no .pyc", without_bytecode(build, workdir)))
         for variant, root in variants:
             for module, function in HANDLERS.items():
-                paths = [str(root / function), str(root / "DependenciesLayer" / "python")]
-                if fallback:
-                    paths.append(str(fallback))
+                paths = [str(root / function), str(root / "DependenciesLayer" / "python"),
+                         str(runtime)]
                 env = lambda_env(root / function, function)
                 row = {"module": module, "variant": variant,
                        **measure(python, module, paths, env, args.runs)}
-                if args.top and variant == "source":
+                if args.top and variant == "shipped":
                     row["top"] = top_packages(python, module, paths, env, args.top)
                 results.append(row)
 
     print()
-    header = f"{'module':34} {'variant':12} {'import median':>14} {'import max':>11} " \
-             f"{'process median':>15} {'modules':>8}"
+    header = f"{'module':34} {'variant':10} {'import median':>14} {'import max':>11} " \
+             f"{'process median':>15} {'modules':>8} {'compiled':>9}"
     print(header)
     print("-" * len(header))
     for row in results:
-        print(f"{row['module']:34} {row['variant']:12} {row['import_median_ms']:11.0f} ms "
+        print(f"{row['module']:34} {row['variant']:10} {row['import_median_ms']:11.0f} ms "
               f"{row['import_max_ms']:8.0f} ms {row['process_median_ms']:12.0f} ms "
-              f"{row['modules']:8d}")
+              f"{row['modules']:8d} {row['compiled']:9d}")
     for row in results:
         if row.get("top"):
             listed = ", ".join(f"{name} {ms:.0f}" for name, ms in row["top"])
             print(f"\n{row['module']}: self import time by package (ms, one run): {listed}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"python": version, "runs": args.runs,
+        args.json.write_text(json.dumps({"python": version, "runs": args.runs, "sizes": sizes,
                                          "results": results}, indent=2))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import tomllib
 
 import pytest
@@ -185,12 +186,57 @@ def test_functions_are_built_from_the_package_alone(template):
         assert function["Metadata"]["BuildMethod"] == "makefile"
         assert re.search(rf"^[^\n#]*\bbuild-{name}\b[^\n]*:", makefile, re.M), \
             f"the Makefile has no build-{name} target"
-    layer = template["Resources"]["DependenciesLayer"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": {"Ref": "Architecture"}}
-    assert layer["Properties"]["ContentUri"] == "layers/deps/"
     assert function_property(template, "WorkerFunction", "Layers") == [{"Ref": "DependenciesLayer"}]
     assert function_property(template, "WorkerFunction", "Architectures") == [{"Ref": "Architecture"}]
     assert function_property(template, "WorkerFunction", "Tracing") == "Active"
+
+
+# The python3.13 runtime's own packages: boto3 and its dependencies. The layer leaves
+# them out (a copy would shadow the runtime's).
+RUNTIME_DISTRIBUTIONS = {"boto3", "botocore", "s3transfer", "jmespath", "python_dateutil", "six"}
+
+
+def test_layer_is_built_by_the_makefile_for_the_architecture(template):
+    layer = template["Resources"]["DependenciesLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/deps/"
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    # SAM passes a makefile build no architecture: the Makefile it runs is picked by it.
+    assert layer["Metadata"] == {"BuildMethod": "makefile",
+                                 "BuildArchitecture": {"Ref": "Architecture"},
+                                 "ContextPath": {"Fn::Sub": "layers/deps/${Architecture}"}}
+    assert re.search(r"^build-DependenciesLayer\b[^\n]*:", (REPO / "Makefile").read_text(), re.M)
+
+
+@pytest.mark.parametrize("architecture, platform", [("arm64", "manylinux2014_aarch64"),
+                                                    ("x86_64", "manylinux2014_x86_64")])
+def test_layer_makefile_of_each_architecture(template, architecture, platform, tmp_path):
+    assert architecture in template["Parameters"]["Architecture"]["AllowedValues"]
+    makefile = REPO / "layers" / "deps" / architecture / "Makefile"
+    # What `sam build` runs (make -n: print the commands, run none).
+    result = subprocess.run(["make", "-n", "--makefile", str(makefile), "build-DependenciesLayer",
+                             f"ARTIFACTS_DIR={tmp_path}"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    pip = " ".join(line.strip(" \\") for line in result.stdout.splitlines()
+                   if "-m pip" in line or line.startswith("  "))
+    for option in ("--no-deps", "--only-binary=:all:", f"--platform {platform}",
+                   "--implementation cp", "--python-version 3.13",
+                   f'--target "{tmp_path}/python"', "-r requirements.txt"):
+        assert option in pip, f"{option!r} not in: {pip}"
+    assert "python3.13 -m compileall" in result.stdout
+    assert "--invalidation-mode unchecked-hash" in result.stdout
+
+
+def test_layer_pins_every_package_but_the_runtimes():
+    pins = {}
+    for line in (REPO / "layers" / "deps" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version and not line.startswith("-"), f"pin {line!r} with =="
+            pins[re.sub(r"[-_.]+", "_", name).lower()] = version
+    assert {"requests", "aws_lambda_powertools", "aws_xray_sdk", "wrapt"} <= set(pins)
+    assert set(pins) & RUNTIME_DISTRIBUTIONS == set()
 
 
 def test_handlers_get_their_settings(template):
