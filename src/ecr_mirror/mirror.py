@@ -159,6 +159,14 @@ class Mirror:
                           target_name=repository + (f":{tag}" if tag else ""))
 
 
+def check_prefix(repository: str, prefix: str) -> None:
+    """The functions may only write under the mirror prefix (their IAM says so too)."""
+    prefix = prefix.strip("/")
+    if prefix and not repository.startswith(prefix + "/"):
+        raise UsageError(f'target repository "{repository}" is outside the mirror prefix "{prefix}/"; '
+                         "the functions may only write there")
+
+
 def credentials_from_secret(secret_id: str, client=None) -> Credentials:
     """A Secrets Manager secret holding {"username": ..., "password": ...}."""
     import boto3

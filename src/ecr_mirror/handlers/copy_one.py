@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from ..errors import UsageError
-from ..mirror import Mirror, parse_platforms
+from ..mirror import Mirror, check_prefix, parse_platforms
 from .common import build_mirror, logger, metrics, read_config, record_copy_metrics, tracer
 
 ALLOWED_KEYS = {"source", "target", "platforms"}
@@ -54,10 +54,7 @@ def copy_one(event: Any, mirror: Mirror | None = None) -> dict[str, Any]:
         mirror = mirror or get_mirror()
         platform_set = parse_platforms(platforms)
         _, repository, _, _ = mirror.resolve(source, target)
-        prefix = mirror.settings.prefix.strip("/")
-        if prefix and not repository.startswith(prefix + "/"):
-            raise UsageError(f'target repository "{repository}" is outside the mirror prefix '
-                             f'"{prefix}/": this function may only write there')
+        check_prefix(repository, mirror.settings.prefix)
     except UsageError as exc:
         logger.warning("rejected event", extra={"error": str(exc)})
         metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)

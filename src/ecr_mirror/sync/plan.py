@@ -17,7 +17,7 @@ from typing import Any
 from ..copy.engine import already_mirrored
 from ..errors import MirrorError, UsageError
 from ..manifest import INDEX_TYPES
-from ..mirror import Mirror
+from ..mirror import Mirror, check_prefix
 from ..reference import Reference
 from .config import ImageEntry, MirrorConfig
 
@@ -72,13 +72,6 @@ class Plan:
                 "sourceRequests": self.source_requests}
 
 
-def check_prefix(repository: str, prefix: str, entry: str) -> None:
-    prefix = prefix.strip("/")
-    if prefix and not repository.startswith(prefix + "/"):
-        raise UsageError(f'target repository "{repository}" is outside the mirror prefix "{prefix}/"; '
-                         "the functions may only write there")
-
-
 def build_plan(config: MirrorConfig, mirror: Mirror, *, required_prefix: str | None = None,
                concurrency: int = 8) -> Plan:
     plan = Plan(errors=[e.as_dict() for e in config.errors])
@@ -103,7 +96,7 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
         target_repo = entry.target or _default_target(entry.source, config, mirror)
         if required_prefix is not None:
-            check_prefix(target_repo, required_prefix, entry.label)
+            check_prefix(target_repo, required_prefix)
         current = mirror.repository(target_repo).tagged_many(tags)
     except MirrorError as exc:
         return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
