@@ -189,6 +189,12 @@ class _Copy:
             for f in done:
                 if f.exception() is not None:
                     raise f.exception()
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C: drop the queued blobs too, so the children waiting on them
+            # stop at once. (On an error, children already running finish: a
+            # retry then does not pull them again.)
+            self._blob_pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
