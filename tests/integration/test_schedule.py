@@ -204,3 +204,9 @@ def _exists(ecr, name: str) -> bool:
         return True
     except ecr.exceptions.RepositoryNotFoundException:
         return False
+
+
+def test_every_event_file_is_exercised_by_these_tests():
+    """A new file in events/ must get a test through its handler here."""
+    exercised = {"scheduled.json", "dry-run.json", "copy-one.json", "sqs-copy.json"}
+    assert {p.name for p in EVENTS.glob("*.json")} == exercised

@@ -302,3 +302,31 @@ def test_heads_never_spend_the_budget():
         client.head_manifest("library/nginx", "stable")
     assert left == {"alice": 2, "bob": 2}
     assert client.transport.budget.headroom() == 4
+
+
+@responses.activate
+def test_connection_errors_and_408_are_retried_with_backoff():
+    import requests as rq
+
+    path = "/v2/library/nginx/manifests/stable"
+    responses.add(responses.HEAD, HUB + path, body=rq.exceptions.ConnectionError("reset by peer"))
+    responses.add(responses.HEAD, HUB + path, status=408)
+    responses.add(responses.HEAD, HUB + path, headers={"Docker-Content-Digest": INDEX_DIGEST})
+    client = hub()
+    assert client.head_manifest("library/nginx", "stable").digest == INDEX_DIGEST
+    assert client.stats.get("manifest_head") == 3
+
+
+@responses.activate
+def test_403_and_digest_mismatch_are_not_retried():
+    path = "/v2/library/nginx/manifests/"
+    responses.add(responses.GET, HUB + path + "denied", status=403,
+                  json={"errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]})
+    responses.add(responses.GET, HUB + path + "bad", body=INDEX,
+                  headers={"Docker-Content-Digest": "sha256:" + "1" * 64})
+    client = hub()
+    with pytest.raises(Unauthorized):
+        client.get_manifest("library/nginx", "denied")
+    with pytest.raises(DigestMismatch):
+        client.get_manifest("library/nginx", "bad")
+    assert client.stats.get("manifest_get") == 2
