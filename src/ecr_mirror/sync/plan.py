@@ -72,10 +72,16 @@ class Plan:
                 "sourceRequests": self.source_requests}
 
 
-def build_plan(config: MirrorConfig, mirror: Mirror, *, required_prefix: str | None = None,
-               concurrency: int = 8) -> Plan:
+#: Entries planned at once, and HEADs at once within an entry: a few hundred
+#: tags plan in seconds without hammering the registry (HEADs are not pulls,
+#: but an abuse limit still exists).
+ENTRY_CONCURRENCY = 4
+HEAD_CONCURRENCY = 4
+
+
+def build_plan(config: MirrorConfig, mirror: Mirror, *, required_prefix: str | None = None) -> Plan:
     plan = Plan(errors=[e.as_dict() for e in config.errors])
-    with ThreadPoolExecutor(concurrency) as pool:
+    with ThreadPoolExecutor(ENTRY_CONCURRENCY) as pool:
         results = list(pool.map(lambda e: _plan_entry(e, config, mirror, required_prefix),
                                 config.images))
     for jobs, unchanged, errors in results:
@@ -102,12 +108,19 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
     if not tags:
         errors.append({"entry": entry.label, "message": "no source tag matches the selection"})
-    for tag in tags:
-        ref = entry.source.with_tag(tag)
+
+    def head(tag: str):
         try:
-            head = client.head_manifest(ref.repository, tag)
+            return client.head_manifest(entry.source.repository, tag)
         except MirrorError as exc:
-            errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{exc.kind}: {exc}"})
+            return exc
+
+    with ThreadPoolExecutor(HEAD_CONCURRENCY) as pool:
+        heads = list(pool.map(head, tags))
+    for tag, head in zip(tags, heads, strict=True):
+        ref = entry.source.with_tag(tag)
+        if isinstance(head, MirrorError):
+            errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{head.kind}: {head}"})
             continue
         item = {"source": str(ref), "target": f"{target_repo}:{tag}", "digest": head.digest}
         if already_mirrored(head.digest, current.get(tag), entry.platforms):
