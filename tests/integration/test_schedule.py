@@ -210,3 +210,21 @@ def test_every_event_file_is_exercised_by_these_tests():
     """A new file in events/ must get a test through its handler here."""
     exercised = {"scheduled.json", "dry-run.json", "copy-one.json", "sqs-copy.json"}
     assert {p.name for p in EVENTS.glob("*.json")} == exercised
+
+
+def test_a_failed_image_comes_back_in_a_minute_and_reaches_the_dlq_after_three(app, ecr, monkeypatch):
+    sqs, queue_url = app
+    dlq = sqs.create_queue(QueueName="ecr-mirror-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
+        "VisibilityTimeout": "5400",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})
+    monkeypatch.setattr(worker, "RETRY_DELAY_SECONDS", 0)  # a minute on AWS; now, here
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(
+        {"source": "docker.io/library/nginx:absent", "target": "mirror/absent:absent"}))
+    for _ in range(3):
+        messages, failed = deliver(sqs, queue_url, worker.handler)
+        assert len(messages) == 1 and len(failed) == 1  # back at once, not after 90 minutes
+    assert deliver(sqs, queue_url, worker.handler) == ([], set())
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(dead[0]["Body"])["source"] == "docker.io/library/nginx:absent"

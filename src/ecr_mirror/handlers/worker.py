@@ -109,8 +109,10 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         return _defer(body, clock() + wait, error.get("message", ""))
     if not report.ok:
         error = report.error or {}
-        if error.get("temporary"):
-            _retry_sooner(record, RETRY_DELAY_SECONDS)
+        # Back on the queue in a minute, not after the 90-minute visibility
+        # timeout: a temporary failure gets its retries soon, a permanent one
+        # reaches the DLQ (and its alarm) after 3 receives within minutes.
+        _retry_sooner(record, RETRY_DELAY_SECONDS)
         raise ImageNotCopied(f"{source}: {error.get('type')}: {error.get('message')}")
     return report.as_dict()
 
