@@ -31,18 +31,11 @@ pytestmark = pytest.mark.integration
 PLATFORMS = [("linux", "amd64", None), ("linux", "arm64", "v8")]
 
 
-# Fixtures live here (not in conftest.py) so that conftest stays free for the
-# integration tests of the tool itself.
-@pytest.fixture(scope="module")
-def registry():
-    with LocalRegistry() as reg:
-        yield reg
-
-
+# `registry` (the real distribution registry, one per session) comes from conftest.py.
 @pytest.fixture
-def proxy(registry):
-    with SourceProxy(registry.url) as p:
-        yield p
+def proxy(source):
+    """conftest's counting proxy, under the name these tests use."""
+    return source
 
 
 @pytest.fixture
