@@ -23,7 +23,7 @@ from tests.support.images import (
     make_index,
     push_blob,
 )
-from tests.support.proxy import SourceProxy, classify
+from tests.support.proxy import classify
 from tests.support.registry import MISSING_BINARY, LocalRegistry
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..copy.engine import already_mirrored
-from ..errors import MirrorError, UsageError
+from ..errors import MirrorError
 from ..manifest import INDEX_TYPES
 from ..mirror import Mirror, check_prefix
 from ..reference import Reference
