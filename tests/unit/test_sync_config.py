@@ -115,7 +115,7 @@ def test_the_shipped_example_is_valid():
     config = load_config(EXAMPLE.read_text())
     assert not config.errors
     assert len(config.images) >= 4
-    assert config.registries["docker.io"].credentials
+    assert config.registries["docker.io"].credentials_secrets
 
 
 def test_registry_settings_several_credentials_and_a_reserve():
@@ -127,6 +127,6 @@ registries:
 images: []
 """)
     hub = config.registries["docker.io"]
-    assert hub.credentials == ("hub-a", "hub-b") and hub.reserve == 10
-    assert config.registries["ghcr.io"].credentials == ("ghcr-token",)
+    assert hub.credentials_secrets == ("hub-a", "hub-b") and hub.reserve == 10
+    assert config.registries["ghcr.io"].credentials_secrets == ("ghcr-token",)
     assert config.registries["registry.internal:5000"].insecure

@@ -17,6 +17,7 @@ import yaml
 from ..ecr.target import RepositorySettings
 from ..errors import UsageError
 from ..manifest import Platform
+from ..mirror import SourceRegistry
 from ..reference import InvalidReference, Reference, parse
 from .tags import SemverRange, TagSelector
 
@@ -90,14 +91,6 @@ _validate_image = fastjsonschema.compile(IMAGE_SCHEMA)
 
 
 @dataclass(frozen=True)
-class RegistryConfig:
-    credentials: tuple[str, ...] = ()
-    reserve: int = 0
-    insecure: bool = False
-    endpoint: str | None = None
-
-
-@dataclass(frozen=True)
 class ImageEntry:
     index: int
     source: Reference  # registry and repository; no tag
@@ -125,7 +118,7 @@ class ConfigError:
 
 @dataclass
 class MirrorConfig:
-    registries: dict[str, RegistryConfig] = field(default_factory=dict)
+    registries: dict[str, SourceRegistry] = field(default_factory=dict)
     target_prefix: str | None = None
     platforms: tuple[Platform, ...] = ()
     #: None: the deployment's settings (template parameters) apply.
@@ -169,7 +162,7 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
     if repo.get("encryption") == "KMS" and not repo.get("kmsKey"):
         raise UsageError(f"{origin}: defaults.repository: encryption KMS needs kmsKey")
     config = MirrorConfig(
-        registries={host: RegistryConfig(credentials=_as_tuple(r.get("credentials")),
+        registries={host: SourceRegistry(credentials_secrets=_as_tuple(r.get("credentials")),
                                          reserve=int(r.get("reserve", 0)),
                                          insecure=bool(r.get("insecure", False)),
                                          endpoint=r.get("endpoint"))
@@ -242,13 +235,11 @@ def apply_config(settings, config: MirrorConfig):
     """
     from dataclasses import replace
 
-    from ..mirror import SourceRegistry
-
     registries = dict(settings.registries)
     for host, reg in config.registries.items():
         env = registries.get(host, SourceRegistry())
         registries[host] = SourceRegistry(
-            credentials_secrets=reg.credentials or env.credentials_secrets,
+            credentials_secrets=reg.credentials_secrets or env.credentials_secrets,
             reserve=max(reg.reserve, env.reserve), insecure=reg.insecure or env.insecure,
             endpoint=env.endpoint or reg.endpoint)
     return replace(settings, registries=registries,
