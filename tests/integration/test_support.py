@@ -178,8 +178,12 @@ def test_proxy_counts_and_forwards(registry, proxy, http):
     assert tags.json()["tags"] == ["t"]
     assert proxy.counts == {"GET manifest": 1, "HEAD manifest": 1, "GET blob": 1, "GET tags": 1}
     assert proxy.requests[0][:2] == ("GET", "/v2/lib/counted/manifests/t")
+    # body bytes, by kind: what the benchmark reports as "read from the source"
+    assert proxy.bytes_out["GET blob"] == 3000
+    assert proxy.bytes_out["GET manifest"] == len(image.raw)
+    assert proxy.bytes_out_total() == 3000 + len(image.raw) + len(tags.content) and proxy.bytes_in_total() == 0
     proxy.reset_counts()
-    assert not proxy.counts and not proxy.requests
+    assert not proxy.counts and not proxy.requests and proxy.bytes_out_total() == 0
 
 
 def test_proxy_upload_rewrites_location(proxy, registry):
@@ -192,6 +196,19 @@ def test_proxy_upload_rewrites_location(proxy, registry):
     size = 3 * (1 << 20) + 5
     digest = images.push_random_blob(proxy.url, "lib/up", size, seed="proxy", chunk=1 << 20)
     assert registry.blob_data_path(digest).stat().st_size == size
+    # request bodies are counted as forwarded, whatever their framing
+    assert proxy.bytes_in_total() == len(data) + size
+
+
+def test_proxy_counts_only_the_bytes_a_dropped_blob_delivered(registry, proxy, http):
+    data = layer_bytes("cut short", 2 * (1 << 20))
+    digest = push_blob(registry.url, "lib/cut", data)
+    proxy.drop_blob_once(digest, after_bytes=300_000)
+    with pytest.raises(requests.exceptions.RequestException):
+        with http.get(f"{proxy.url}/v2/lib/cut/blobs/{digest}", stream=True) as resp:
+            for _ in resp.iter_content(100_000):
+                pass
+    assert proxy.bytes_out["GET blob"] == 300_000
 
 
 def test_drop_blob_once_then_range_resume(registry, proxy, http):

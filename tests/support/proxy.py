@@ -16,7 +16,9 @@ header pointing at the upstream is rewritten to point at the proxy.
 
 Requests are counted by ``"<METHOD> <kind>"`` where kind is ``manifest``,
 ``blob``, ``upload`` (``/blobs/uploads/...``), ``tags``, ``referrers`` or
-``other`` (including ``/v2/``).
+``other`` (including ``/v2/``). Body bytes are counted per kind too:
+``bytes_out`` (answers relayed to clients) and ``bytes_in`` (request bodies
+forwarded to the upstream).
 """
 
 from __future__ import annotations
@@ -164,13 +166,16 @@ class _Handler(BaseHTTPRequestHandler):
                 if framing == "chunked":
                     conn.putheader("Transfer-Encoding", "chunked")
                 conn.endheaders()
+                sent = 0
                 for data in body or ():
+                    sent += len(data)
                     if framing == "chunked":
                         conn.send(b"%X\r\n" % len(data) + data + b"\r\n")
                     else:
                         conn.send(data)
                 if framing == "chunked":
                     conn.send(b"0\r\n\r\n")
+                proxy._count_bytes(proxy.bytes_in, key, sent)
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 self.close_connection = True
@@ -179,12 +184,12 @@ class _Handler(BaseHTTPRequestHandler):
             drop_after = None
             if self.command == "GET" and kind == "blob" and resp.status in (200, 206):
                 drop_after = proxy._take_drop(digest)
-            self._relay(resp, drop_after)
+            self._relay(resp, drop_after, key)
         finally:
             conn.close()
 
     # -- response side -----------------------------------------------------
-    def _relay(self, resp: http.client.HTTPResponse, drop_after: int | None) -> None:
+    def _relay(self, resp: http.client.HTTPResponse, drop_after: int | None, key: str) -> None:
         proxy = self.server.proxy
         self.send_response_only(resp.status, resp.reason)
         skip = _hop_by_hop(resp.msg) | {"content-length"}
@@ -210,10 +215,16 @@ class _Handler(BaseHTTPRequestHandler):
         if no_body:
             return
 
-        chunked = length is None and resp.chunked
-        budget = drop_after
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
+        self._relayed = 0
+        try:
+            self._relay_body(resp, length is None and resp.chunked, drop_after)
+        finally:
+            proxy._count_bytes(proxy.bytes_out, key, self._relayed)
+
+    def _relay_body(self, resp: http.client.HTTPResponse, chunked: bool, budget: int | None) -> None:
+        """Stream the body to the client (cut after ``budget`` bytes if given),
+        adding to ``self._relayed`` what was written."""
+        view = memoryview(bytearray(CHUNK))
         while True:
             n = resp.readinto(view)
             if not n:
@@ -226,6 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%X\r\n" % len(piece) + bytes(piece) + b"\r\n")
             else:
                 self.wfile.write(piece)
+            self._relayed += len(piece)
             if budget == 0:
                 self._abort()
                 return
@@ -274,6 +286,8 @@ class SourceProxy:
         self._upstream_netloc = parts.netloc
         self._upstream_timeout = upstream_timeout
         self.counts: collections.Counter[str] = collections.Counter()
+        self.bytes_out: collections.Counter[str] = collections.Counter()
+        self.bytes_in: collections.Counter[str] = collections.Counter()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._drops: dict[str, int] = {}
@@ -326,11 +340,28 @@ class SourceProxy:
             self.counts[key] += 1
             self.requests.append((method, path, headers))
 
+    def _count_bytes(self, counter: collections.Counter, key: str, n: int) -> None:
+        if n:
+            with self._lock:
+                counter[key] += n
+
+    def bytes_out_total(self) -> int:
+        """Body bytes relayed to clients since the last reset."""
+        with self._lock:
+            return sum(self.bytes_out.values())
+
+    def bytes_in_total(self) -> int:
+        """Request body bytes forwarded to the upstream since the last reset."""
+        with self._lock:
+            return sum(self.bytes_in.values())
+
     def reset_counts(self) -> None:
-        """Forget counted and recorded requests."""
+        """Forget counted and recorded requests, and counted bytes."""
         with self._lock:
             self.counts.clear()
             self.requests.clear()
+            self.bytes_out.clear()
+            self.bytes_in.clear()
 
     # -- fault injection --------------------------------------------------
     def drop_blob_once(self, digest: str, after_bytes: int) -> None:
