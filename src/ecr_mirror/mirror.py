@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from .copy import CopyOptions, CopyReport, Progress, copy_image
 from .ecr import EcrRepository, RepositorySettings, default_repository, parse_target
 from .ecr.client import make_ecr_client
+from .ecr.leases import DynamoLeases, Leases, NoLeases
 from .errors import UsageError
 from .manifest import Platform
 from .reference import DOCKER_HUB, Reference, parse
@@ -53,6 +54,8 @@ class MirrorSettings:
     #: Seconds left (a callable) for the Lambda worker, to stop before its timeout.
     time_left: object = None
     stop_margin: float = 60.0
+    #: DynamoDB table of blob leases shared by concurrent workers (None: no leases).
+    lease_table: str | None = None
 
 
 def parse_platforms(values: list[str] | tuple[str, ...] | None) -> tuple[Platform, ...]:
@@ -74,6 +77,8 @@ class Mirror:
         self._secrets = secrets_client
         self._sources: dict[tuple[str, bool], RegistryClient] = {}
         self._lock = threading.Lock()
+        table = self.settings.lease_table
+        self.leases: Leases = DynamoLeases(table) if table else NoLeases()
 
     @property
     def ecr(self):
@@ -153,7 +158,7 @@ class Mirror:
         ref, repository, tag, registry_id = self.resolve(source, target)
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
                               progress=progress or Progress(), time_left=self.settings.time_left,
-                              stop_margin=self.settings.stop_margin)
+                              stop_margin=self.settings.stop_margin, leases=self.leases)
         return copy_image(self.source_client(ref, insecure), ref,
                           self.repository(repository, registry_id), tag, options,
                           target_name=repository + (f":{tag}" if tag else ""))
@@ -216,6 +221,7 @@ def settings_from_env(env=None) -> MirrorSettings:
         concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", "4"),
         registries=registries,
         stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS", "60", float),
+        lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None,
         repository=RepositorySettings(
             scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", True),
             tag_mutability=mutability, encryption="KMS" if kms_key else "AES256", kms_key=kms_key))

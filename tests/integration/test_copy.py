@@ -275,3 +275,61 @@ def test_blobs_are_copied_in_parallel_up_to_the_concurrency(source, ecr, registr
     assert report.status == "copied" and report.blobs_uploaded == 7
     assert peak[0] == concurrency
     assert all(reached[:7 - concurrency + 1])  # the first uploads all saw `concurrency` in flight
+
+
+def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, ecr_endpoint, registry,
+                                                              repo_name, monkeypatch):
+    """Two worker instances copy two tags of one repository that share a big base
+    layer. The first holds the layer's lease (DynamoDB, as the stack's table): the
+    second uploads its own blobs, waits for the shared one to land in ECR, and never
+    fetches it. Both tags end up complete, with their upstream digests."""
+    import threading
+
+    import boto3
+
+    from ecr_mirror.copy import engine
+    from ecr_mirror.ecr.leases import DynamoLeases
+    from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+    from tests.integration.conftest import FAST_RETRY
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
+    monkeypatch.setattr(engine, "LEASE_POLL_SECONDS", 0.02)
+    table = f"leases-{repo_name.replace('/', '-')}"
+    boto3.client("dynamodb").create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}])
+    base = layer_bytes(f"{repo_name}-base", 6 * MiB)  # two ECR parts
+    first = make_image(registry.url, repo_name, "a", layers=[base, layer_bytes(f"{repo_name}-a")])
+    second = make_image(registry.url, repo_name, "b", layers=[base, layer_bytes(f"{repo_name}-b")],
+                        config_extra={"Labels": {"variant": "b"}})
+    shared = first.blobs[1]
+    assert shared in second.blobs
+
+    def worker() -> Mirror:  # each with its own lease owner, as separate Lambda instances are
+        settings = MirrorSettings(concurrency=4, retry=FAST_RETRY, region="us-east-1", lease_table=table,
+                                  registries={source.host: SourceRegistry(insecure=True)})
+        return Mirror(settings, ecr_client=ecr)
+
+    a, b = worker(), worker()
+    assert isinstance(a.leases, DynamoLeases) and a.leases.owner != b.leases.owner
+    # Worker a is in the middle of uploading the shared layer when worker b starts.
+    assert a.leases.acquire("mirror/shared", shared, 300)
+    reports = {}
+    b_thread = threading.Thread(target=lambda: reports.setdefault(
+        "b", b.copy(f"{source.host}/{repo_name}:b", "mirror/shared:b")))
+    source.reset_counts()
+    b_thread.start()
+    reports["a"] = a.copy(f"{source.host}/{repo_name}:a", "mirror/shared:a")
+    b_thread.join(timeout=60)
+
+    assert reports["a"].status == reports["b"].status == "copied", (reports["a"].error, reports["b"].error)
+    assert reports["a"].blobs_uploaded == 3
+    assert reports["b"].blobs_uploaded == 2 and reports["b"].blobs_skipped == 1
+    assert reports["b"].bytes_skipped == len(base)
+    shared_gets = [path for method, path, _ in source.requests if method == "GET" and path.endswith(shared)]
+    assert len(shared_gets) == 1  # fetched by a only
+    assert_mirrored(ecr, "mirror/shared", "a", first)
+    assert_mirrored(ecr, "mirror/shared", "b", second)
+    assert "Item" not in boto3.client("dynamodb").get_item(  # released
+        TableName=table, Key={"lease": {"S": f"mirror/shared@{shared}"}})

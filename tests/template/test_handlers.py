@@ -18,6 +18,7 @@ FUNCTIONS = sorted(resources(TEMPLATE, "AWS::Serverless::Function"))
 # What the intrinsics in the environment resolve to in a deployed stack, roughly.
 _PLACEHOLDERS = {
     "CopyQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/ecr-mirror-CopyQueue-x",
+    "LeaseTable": "ecr-mirror-LeaseTable-x",
 }
 
 IMPORT_HANDLER = """

@@ -122,6 +122,21 @@ def test_sqs_permissions_are_on_the_copy_queue_only(template):
     assert not [e for e in events.values() if e["Type"] == "SQS"]
 
 
+def test_blob_leases_are_the_workers_own_table_only(template):
+    leases = _sid_statement(template, "WorkerFunction", "BlobLeases")
+    assert set(leases["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert leases["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
+    assert function_environment(template, "WorkerFunction")["ECR_MIRROR_LEASE_TABLE"] == {"Ref": "LeaseTable"}
+    table = template["Resources"]["LeaseTable"]["Properties"]
+    # The key and TTL attribute the code writes (DynamoLeases).
+    assert table["KeySchema"] == [{"AttributeName": "lease", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires", "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    dynamodb = [s for _, s in iam_statements(template["Resources"]["SchedulerFunction"]["Properties"]["Policies"])
+                if any(a.startswith("dynamodb:") for a in as_list(s.get("Action")))]
+    assert not dynamodb
+
+
 def test_kms_only_when_a_key_is_given(template):
     for _, statement in iam_statements(template):
         if any(str(a).startswith("kms:") for a in as_list(statement.get("Action", []))):

@@ -18,6 +18,7 @@ from typing import Any
 
 import tenacity
 
+from ..ecr.leases import Leases, NoLeases, lease_seconds
 from ..ecr.target import EcrRepository, TaggedImage
 from ..errors import Deferred, MirrorError, UnsupportedMediaType, UsageError
 from ..manifest import OCI_INDEX, Manifest, Platform, is_attestation, select_platforms, sha256_digest
@@ -28,6 +29,8 @@ from .report import COPIED, DEFERRED, FAILED, UNCHANGED, CopyReport
 
 log = logging.getLogger(__name__)
 
+#: Seconds between looks at ECR while another worker uploads a blob this copy needs.
+LEASE_POLL_SECONDS = 2.0
 SOURCE_DIGEST_ANNOTATION = "io.github.ecr-mirror.source.digest"
 PLATFORMS_ANNOTATION = "io.github.ecr-mirror.platforms"
 
@@ -86,6 +89,8 @@ class CopyOptions:
     time_left: Callable[[], float] | None = None
     #: Stop with `Deferred` when fewer seconds than this are left.
     stop_margin: float = 60.0
+    #: Who uploads a blob that other workers want too (one at a time per repository).
+    leases: Leases = field(default_factory=NoLeases)
 
 
 def copy_image(source: RegistryClient, ref: Reference, target: EcrRepository, tag: str | None,
@@ -282,8 +287,39 @@ class _Copy:
                            f"margin, before {doing}; nothing was tagged, the image is handed back")
 
     def _copy_blob(self, digest: str, size: int) -> None:
-        progress = self.options.progress
         self._check_time(f"copying blob {digest}")
+        if not self._take_lease(digest, size):
+            return
+        try:
+            self._transfer_blob(digest, size)
+        finally:
+            self.options.leases.release(self.target.repository, digest)
+
+    def _take_lease(self, digest: str, size: int) -> bool:
+        """Hold the blob's lease; False when another worker put the blob into ECR meanwhile."""
+        leases, repository = self.options.leases, self.target.repository
+        if not leases.shared:
+            return True
+        while not leases.acquire(repository, digest, lease_seconds(size)):
+            self._check_time(f"waiting for blob {digest}, which another worker is uploading")
+            time.sleep(LEASE_POLL_SECONDS)
+            if not self.target.missing_layers([digest]):
+                return self._landed(digest, size)
+        # It may have landed between this image's first look at ECR and now.
+        if not self.target.missing_layers([digest]):
+            leases.release(repository, digest)
+            return self._landed(digest, size)
+        return True
+
+    def _landed(self, digest: str, size: int) -> bool:
+        """Another worker uploaded the blob: it counts as one ECR already had."""
+        with self._lock:
+            self.report.blobs_skipped += 1
+            self.report.bytes_skipped += size
+        return False
+
+    def _transfer_blob(self, digest: str, size: int) -> None:
+        progress = self.options.progress
 
         def on_bytes(n: int) -> None:
             progress.blob_advanced(digest, n)
