@@ -19,18 +19,19 @@ class FakeStream:
     """Stands in for a source blob: known bytes, a running digest, read calls logged."""
 
     def __init__(self, data: bytes) -> None:
-        self.data, self.offset = data, 0
+        self.data, self.offset, self.size = data, 0, len(data)
         self.digest = "sha256:" + hashlib.sha256(data).hexdigest()
         self.reads: list[int] = []
         self.read_called = threading.Condition()
 
-    def read(self, n: int) -> bytes:
-        chunk = self.data[self.offset:self.offset + n]
+    def readinto(self, buffer: bytearray) -> int:
+        chunk = self.data[self.offset:self.offset + len(buffer)]
+        buffer[:len(chunk)] = chunk
         self.offset += len(chunk)
         with self.read_called:
             self.reads.append(self.offset)
             self.read_called.notify_all()
-        return chunk
+        return len(chunk)
 
     def verify(self) -> None:
         assert self.offset == len(self.data)

@@ -32,7 +32,7 @@ def install(client) -> None:
 
 def take_part(params, context, **_) -> None:
     part = params.get("layerPartBlob")
-    if isinstance(part, (bytes, bytearray)) and part:
+    if isinstance(part, (bytes, bytearray, memoryview)) and len(part):
         context[_PART] = part
         params["layerPartBlob"] = b""
 

@@ -209,7 +209,7 @@ class EcrRepository:
                 raise self._fail("CompleteLayerUpload", exc) from exc
         return sent
 
-    def _upload_part(self, upload_id: str, first: int, part: bytes | bytearray) -> None:
+    def _upload_part(self, upload_id: str, first: int, part: bytes | bytearray | memoryview) -> None:
         """Upload bytes [first, first+len(part)), resuming from `lastValidByteReceived`."""
         end = first + len(part)
         start, data = first, part
@@ -264,14 +264,19 @@ _END = object()
 class _ReadAhead:
     """Reads the next part from the source in a thread while the caller uploads.
 
-    At most one finished part waits in the queue, so memory per blob stays at
-    about three parts, whatever the blob's size.
+    Two part buffers per blob, reused from part to part: one being uploaded,
+    one being filled. Memory per blob stays at two parts (none bigger than the
+    blob), whatever the blob's size, and nothing is allocated per part.
     """
+
+    BUFFERS = 2
 
     def __init__(self, stream: BlobStream, part_size: int) -> None:
         self._stream = stream
-        self._part_size = part_size
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._buffer_size = max(1, min(part_size, stream.size)) if stream.size else part_size
+        self._free: queue.Queue = queue.Queue()
+        self._allocated = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=self.BUFFERS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"read-{stream.digest[7:19]}",
                                         daemon=True)
@@ -285,29 +290,42 @@ class _ReadAhead:
                 continue
         return False
 
+    def _buffer(self) -> bytearray | None:
+        """A free buffer (the second one is made only when the blob needs it); None on stop."""
+        if self._allocated < self.BUFFERS and self._free.empty():
+            self._allocated += 1
+            return bytearray(self._buffer_size)
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        return None
+
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                part = self._stream.read(self._part_size)
-                if not part:
-                    self._put(_END)
+            while (buffer := self._buffer()) is not None:
+                n = self._stream.readinto(buffer)
+                if n and not self._put((buffer, n)):
                     return
-                if not self._put(part):
-                    return
-                if len(part) < self._part_size:
+                if n < len(buffer):
                     self._put(_END)
                     return
         except BaseException as exc:  # handed to the consumer, raised there
             self._put(exc)
 
-    def __iter__(self) -> Iterator[bytearray]:
+    def __iter__(self) -> Iterator[memoryview]:
         while True:
             item = self._queue.get()
             if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            buffer, n = item
+            try:
+                yield memoryview(buffer)[:n]
+            finally:  # the caller is done with the part: the reader may fill it again
+                self._free.put(buffer)
 
     def __enter__(self) -> _ReadAhead:
         self._thread.start()

@@ -98,25 +98,30 @@ class BlobStream:
             log.warning("blob stream dropped; resuming", extra={
                 "digest": self.digest, "offset": self.offset, "error": type(error).__name__ if error else "EOF"})
 
+    def readinto(self, buffer: bytearray) -> int:
+        """Fill `buffer` (less of it only at the end of the blob); return the bytes read."""
+        view = memoryview(buffer)
+        n, filled = len(view), 0
+        try:
+            while filled < n and not self._eof:
+                data = self._read_chunk(min(READ_CHUNK, n - filled))
+                if not data:
+                    self._eof = True
+                    break
+                view[filled:filled + len(data)] = data
+                self._hash.update(data)
+                filled += len(data)
+                self.offset += len(data)
+                if self.size is not None and self.offset > self.size:
+                    raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
+        finally:
+            view.release()
+        return filled
+
     def read(self, n: int) -> bytearray:
         """Read up to `n` bytes (fewer only at the end of the blob)."""
         out = bytearray(n)
-        view = memoryview(out)
-        filled = 0
-        while filled < n and not self._eof:
-            data = self._read_chunk(min(READ_CHUNK, n - filled))
-            if not data:
-                self._eof = True
-                break
-            view[filled:filled + len(data)] = data
-            self._hash.update(data)
-            filled += len(data)
-            self.offset += len(data)
-            if self.size is not None and self.offset > self.size:
-                raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
-        view.release()
-        if filled < n:
-            del out[filled:]
+        del out[self.readinto(out):]
         return out
 
     def verify(self) -> None:
