@@ -14,6 +14,7 @@ import threading
 from .copy import CopyReport, Progress
 from .ecr import RepositorySettings
 from .errors import UsageError
+from .memory import limit_malloc_arenas
 from .mirror import Mirror, MirrorSettings, parse_platforms
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -170,6 +171,7 @@ def _print(report: CopyReport, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -10,8 +10,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ..copy import CopyReport
 from ..errors import UsageError
+from ..memory import limit_malloc_arenas
 from ..mirror import Mirror, settings_from_env
 from ..sync.config import MirrorConfig, apply_config, load_config
+
+limit_malloc_arenas()  # at import, before any copy starts its threads
 
 logger = Logger(service="ecr-mirror")
 # The namespace is a template parameter; EcrMirror when run outside the stack.
