@@ -88,8 +88,22 @@ def build_plan(config: MirrorConfig, mirror: Mirror, *, required_prefix: str | N
         plan.jobs += jobs
         plan.unchanged += unchanged
         plan.errors += errors
+    plan.jobs = spread_by_repository(plan.jobs)
     plan.source_requests = mirror.source_stats()
     return plan
+
+
+def spread_by_repository(jobs: list[Job]) -> list[Job]:
+    """The queue's order: one image of each target repository in turn, those with
+    the most images first, each repository's in their planned order.
+
+    Workers take messages in about this order, so concurrent workers are seldom
+    on the same repository, where they would wait for each other's shared layers."""
+    by_repository: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_repository.setdefault(job.target.rpartition(":")[0], []).append(job)
+    queues = sorted(by_repository.values(), key=len, reverse=True)
+    return [q[i] for i in range(len(queues[0]) if queues else 0) for q in queues if i < len(q)]
 
 
 def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
