@@ -277,8 +277,32 @@ def test_blobs_are_copied_in_parallel_up_to_the_concurrency(source, ecr, registr
     assert all(reached[:7 - concurrency + 1])  # the first uploads all saw `concurrency` in flight
 
 
-def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, ecr_endpoint, registry,
-                                                              repo_name, monkeypatch):
+@pytest.fixture
+def lease_table(ecr, ecr_endpoint, repo_name, monkeypatch) -> str:
+    """A blob lease table (the stack's LeaseTable) on the emulator; its name."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
+    table = f"leases-{repo_name.replace('/', '-')}"
+    boto3.client("dynamodb").create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}])
+    return table
+
+
+def leasing_worker(source, ecr, table: str):
+    """A Mirror as a worker instance builds it: its own lease owner, the shared table."""
+    from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+    from tests.integration.conftest import FAST_RETRY
+
+    settings = MirrorSettings(concurrency=4, retry=FAST_RETRY, region="us-east-1", lease_table=table,
+                              registries={source.host: SourceRegistry(insecure=True)})
+    return Mirror(settings, ecr_client=ecr)
+
+
+def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, registry, repo_name,
+                                                              lease_table, monkeypatch):
     """Two worker instances copy two tags of one repository that share a big base
     layer. The first holds the layer's lease (DynamoDB, as the stack's table): the
     second uploads its own blobs, waits for the shared one to land in ECR, and never
@@ -289,16 +313,8 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, ecr_e
 
     from ecr_mirror.copy import engine
     from ecr_mirror.ecr.leases import DynamoLeases
-    from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-    from tests.integration.conftest import FAST_RETRY
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
     monkeypatch.setattr(engine, "LEASE_POLL_SECONDS", 0.02)
-    table = f"leases-{repo_name.replace('/', '-')}"
-    boto3.client("dynamodb").create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}])
     base = layer_bytes(f"{repo_name}-base", 6 * MiB)  # two ECR parts
     first = make_image(registry.url, repo_name, "a", layers=[base, layer_bytes(f"{repo_name}-a")])
     second = make_image(registry.url, repo_name, "b", layers=[base, layer_bytes(f"{repo_name}-b")],
@@ -306,12 +322,7 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, ecr_e
     shared = first.blobs[1]
     assert shared in second.blobs
 
-    def worker() -> Mirror:  # each with its own lease owner, as separate Lambda instances are
-        settings = MirrorSettings(concurrency=4, retry=FAST_RETRY, region="us-east-1", lease_table=table,
-                                  registries={source.host: SourceRegistry(insecure=True)})
-        return Mirror(settings, ecr_client=ecr)
-
-    a, b = worker(), worker()
+    a, b = leasing_worker(source, ecr, lease_table), leasing_worker(source, ecr, lease_table)
     assert isinstance(a.leases, DynamoLeases) and a.leases.owner != b.leases.owner
     # Worker a is in the middle of uploading the shared layer when worker b starts.
     assert a.leases.acquire("mirror/shared", shared, 300)
@@ -332,4 +343,23 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, ecr_e
     assert_mirrored(ecr, "mirror/shared", "a", first)
     assert_mirrored(ecr, "mirror/shared", "b", second)
     assert "Item" not in boto3.client("dynamodb").get_item(  # released
-        TableName=table, Key={"lease": {"S": f"mirror/shared@{shared}"}})
+        TableName=lease_table, Key={"lease": {"S": f"mirror/shared@{shared}"}})
+
+
+def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry, repo_name, lease_table):
+    """Another worker holds (and never gives back) the lease of a small layer: the
+    copy does not wait for it, since a lease costs more calls than the copy."""
+    import threading
+
+    from ecr_mirror.ecr.leases import DynamoLeases
+
+    small = layer_bytes(f"{repo_name}-small", 200_000)
+    image = make_image(registry.url, repo_name, "s", layers=[small])
+    assert DynamoLeases(lease_table, owner="someone else").acquire("mirror/small", image.blobs[1], 900)
+    reports = []
+    copier = threading.Thread(target=lambda: reports.append(leasing_worker(source, ecr, lease_table).copy(
+        f"{source.host}/{repo_name}:s", "mirror/small:s")), daemon=True)
+    copier.start()
+    copier.join(timeout=30)
+    assert reports and reports[0].status == "copied" and reports[0].blobs_uploaded == 2
+    assert_mirrored(ecr, "mirror/small", "s", image)

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between looks at ECR while another worker uploads a blob this copy needs.
 LEASE_POLL_SECONDS = 2.0
+#: Smaller blobs are copied without a lease. A lease is three API calls (take it,
+#: look at ECR again, give it back), about as much CPU as copying a megabyte, and
+#: workers seldom want the same blob at once (the queue alternates repositories).
+LEASE_MIN_BYTES = 1 << 20
 SOURCE_DIGEST_ANNOTATION = "io.github.ecr-mirror.source.digest"
 PLATFORMS_ANNOTATION = "io.github.ecr-mirror.platforms"
 
@@ -298,7 +302,7 @@ class _Copy:
     def _take_lease(self, digest: str, size: int) -> bool:
         """Hold the blob's lease; False when another worker put the blob into ECR meanwhile."""
         leases, repository = self.options.leases, self.target.repository
-        if not leases.shared:
+        if not leases.shared or size < LEASE_MIN_BYTES:
             return True
         while not leases.acquire(repository, digest, lease_seconds(size)):
             self._check_time(f"waiting for blob {digest}, which another worker is uploading")
