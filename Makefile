@@ -16,7 +16,7 @@ PY313_BIN  ?= $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin)),$(pa
 export PY313_BIN
 SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: demo test test-fast registry bench bench-import python313 sam-validate sam-build clean \
+.PHONY: demo test test-fast registry skopeo bench bench-layer bench-import python313 sam-validate sam-build clean \
         build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
 $(STAMP): pyproject.toml requirements-dev.txt layers/deps/requirements.txt
@@ -53,7 +53,25 @@ test: $(STAMP) $(SAM_STAMP) python313 registry
 demo: $(STAMP) registry
 	$(PY) tools/demo.py
 
-bench: $(STAMP) registry
+# skopeo (Debian package) is what bench/sync_bench.py compares ecr-mirror with.
+skopeo:
+	@command -v skopeo >/dev/null 2>&1 || { \
+	  echo "installing the Debian package skopeo"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq skopeo; }
+
+# The benchmarks' own packages (matplotlib for the chart), not the tests'.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(PY) -m pip install -q -r bench/requirements.txt
+	@touch $@
+
+# ecr-mirror vs skopeo sync vs the floors on a ~2 GiB corpus (BENCH_ARGS: e.g. --publish).
+bench: $(BENCH_STAMP) registry skopeo
+	$(PY) bench/sync_bench.py $(BENCH_ARGS)
+
+# Memory and CPU of copying one big layer (1 and 2 GiB).
+bench-layer: $(STAMP) registry
 	$(PY) bench/copy_big_layer.py
 
 bench-import: sam-build
