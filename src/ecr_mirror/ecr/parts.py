@@ -12,8 +12,9 @@ in place before the request is signed.
 
 from __future__ import annotations
 
-import binascii
 import json
+
+import pybase64
 
 _PART = "ecr_mirror.layer_part"
 _B64_PIECE = 3 * 64 * 1024  # a multiple of 3, so pieces encode without padding
@@ -50,7 +51,7 @@ def splice_part(params, context, **_) -> None:
     body[:len(head)] = head
     pos, view = len(head), memoryview(part)
     for i in range(0, len(part), _B64_PIECE):
-        piece = binascii.b2a_base64(view[i:i + _B64_PIECE], newline=False)
+        piece = pybase64.b64encode(view[i:i + _B64_PIECE])
         body[pos:pos + len(piece)] = piece
         pos += len(piece)
     body[pos:] = b'"}'
