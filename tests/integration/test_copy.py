@@ -356,10 +356,21 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     small = layer_bytes(f"{repo_name}-small", 200_000)
     image = make_image(registry.url, repo_name, "s", layers=[small])
     assert DynamoLeases(lease_table, owner="someone else").acquire("mirror/small", image.blobs[1], 900)
+    import boto3
+
+    from tests.integration.test_ecr_target import Wrapped
+
+    calls = []
+    dynamodb = boto3.client("dynamodb")
+    worker = leasing_worker(source, ecr, lease_table)
+    worker.leases._client = Wrapped(dynamodb, **{
+        name: (lambda name: lambda **kw: calls.append(name) or getattr(dynamodb, name)(**kw))(name)
+        for name in ("put_item", "delete_item")})
     reports = []
-    copier = threading.Thread(target=lambda: reports.append(leasing_worker(source, ecr, lease_table).copy(
+    copier = threading.Thread(target=lambda: reports.append(worker.copy(
         f"{source.host}/{repo_name}:s", "mirror/small:s")), daemon=True)
     copier.start()
     copier.join(timeout=30)
     assert reports and reports[0].status == "copied" and reports[0].blobs_uploaded == 2
+    assert calls == []  # no lease taken or given back for the layer or the config
     assert_mirrored(ecr, "mirror/small", "s", image)

@@ -292,18 +292,18 @@ class _Copy:
 
     def _copy_blob(self, digest: str, size: int) -> None:
         self._check_time(f"copying blob {digest}")
-        if not self._take_lease(digest, size):
+        leased = self.options.leases.shared and size >= LEASE_MIN_BYTES
+        if leased and not self._take_lease(digest, size):
             return
         try:
             self._transfer_blob(digest, size)
         finally:
-            self.options.leases.release(self.target.repository, digest)
+            if leased:
+                self.options.leases.release(self.target.repository, digest)
 
     def _take_lease(self, digest: str, size: int) -> bool:
         """Hold the blob's lease; False when another worker put the blob into ECR meanwhile."""
         leases, repository = self.options.leases, self.target.repository
-        if not leases.shared or size < LEASE_MIN_BYTES:
-            return True
         while not leases.acquire(repository, digest, lease_seconds(size)):
             self._check_time(f"waiting for blob {digest}, which another worker is uploading")
             time.sleep(LEASE_POLL_SECONDS)
