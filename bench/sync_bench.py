@@ -389,22 +389,29 @@ def medians(values: list[dict]) -> dict:
 
 def goals(results: dict) -> list[dict]:
     m = results["medians"]
-    cold, warm = m["ecr-mirror cold"], m["ecr-mirror warm"]
+    cold = m["ecr-mirror cold"]
     floor_wall = max(m["floor fetch"]["wall_s"], m["floor upload"]["wall_s"])
     floor = results["cpu_floor"]
     gib = floor["bytes"] / GiB
     cpu_per_gib, floor_per_gib = cold["cpu_s"] / gib, floor["cpu_s"] / gib
     signed_per_gib = (floor["cpu_s"] + floor["sigv4_sha256_s"]) / gib
-    rss = max(max(v["max_rss_mib"] for v in results["samples"][k]) for k in ("ecr-mirror cold", "ecr-mirror warm"))
+    samples = results["samples"]
+
+    def worst(row: str, key: str) -> float:  # counts and memory: the worst run, not the median
+        return max(v[key] for v in samples[row])
+
+    rss = max(worst("ecr-mirror cold", "max_rss_mib"), worst("ecr-mirror warm", "max_rss_mib"))
+    warm_pulls, warm_gets = worst("ecr-mirror warm", "pulls"), worst("ecr-mirror warm", "blob_gets")
+    repeated = worst("ecr-mirror cold", "blob_gets_repeated")
     return [
         {"goal": "warm sync: 0 counted pulls and 0 blob GETs at the source",
-         "measured": f"{warm['pulls']:g} pulls, {warm['blob_gets']:g} blob GETs "
+         "measured": f"{warm_pulls:g} pulls, {warm_gets:g} blob GETs in the worst run "
                      f"(skopeo: {m['skopeo warm']['pulls']:g} pulls)",
-         "met": warm["pulls"] == 0 and warm["blob_gets"] == 0},
+         "met": warm_pulls == 0 and warm_gets == 0},
         {"goal": "cold sync: each blob fetched at most once per repository",
-         "measured": f"{cold['blob_gets']:g} blob GETs, {cold['blob_gets_repeated']:g} repeated "
+         "measured": f"{cold['blob_gets']:g} blob GETs, {repeated:g} repeated in the worst run "
                      f"(of {results['blob_repo_pairs']} blob-repository pairs)",
-         "met": cold["blob_gets_repeated"] == 0},
+         "met": repeated == 0},
         {"goal": f"cold wall time <= {GOALS['wall_ratio']}x the floor",
          "measured": f"{cold['wall_s']:.1f} s vs floor {floor_wall:.1f} s = {cold['wall_s'] / floor_wall:.2f}x",
          "met": cold["wall_s"] <= GOALS["wall_ratio"] * floor_wall},
