@@ -215,15 +215,16 @@ class _Handler(BaseHTTPRequestHandler):
         if no_body:
             return
 
-        self._relayed = 0
-        try:
-            self._relay_body(resp, length is None and resp.chunked, drop_after)
-        finally:
-            proxy._count_bytes(proxy.bytes_out, key, self._relayed)
+        self._relay_body(resp, length is None and resp.chunked, drop_after, key)
 
-    def _relay_body(self, resp: http.client.HTTPResponse, chunked: bool, budget: int | None) -> None:
-        """Stream the body to the client (cut after ``budget`` bytes if given),
-        adding to ``self._relayed`` what was written."""
+    def _relay_body(self, resp: http.client.HTTPResponse, chunked: bool, budget: int | None,
+                    key: str) -> None:
+        """Stream the body to the client (cut after ``budget`` bytes if given).
+
+        Each piece is counted in ``bytes_out`` before it is written (and taken back
+        if the write fails), so the count is complete once the client has the body.
+        """
+        proxy = self.server.proxy
         view = memoryview(bytearray(CHUNK))
         while True:
             n = resp.readinto(view)
@@ -233,11 +234,15 @@ class _Handler(BaseHTTPRequestHandler):
             if budget is not None:
                 piece = piece[:budget]
                 budget -= len(piece)
-            if chunked:
-                self.wfile.write(b"%X\r\n" % len(piece) + bytes(piece) + b"\r\n")
-            else:
-                self.wfile.write(piece)
-            self._relayed += len(piece)
+            proxy._count_bytes(proxy.bytes_out, key, len(piece))
+            try:
+                if chunked:
+                    self.wfile.write(b"%X\r\n" % len(piece) + bytes(piece) + b"\r\n")
+                else:
+                    self.wfile.write(piece)
+            except OSError:
+                proxy._count_bytes(proxy.bytes_out, key, -len(piece))
+                raise
             if budget == 0:
                 self._abort()
                 return
