@@ -184,10 +184,12 @@ def ecr_mirror_sync(corpus: Corpus, ecr_url: str, proxy: SourceProxy, workers: i
     outputs = [json.loads((scratch / f"worker{i}.json").read_text()) for i in range(instances)]
     reports = [r for out in outputs for r in out["reports"]]
     failed = [body for out in outputs for body in out["failed"]]
-    if plan.get("errors") or failed or any(r.get("status") not in ("copied", "unchanged") for r in reports):
+    if (plan.get("errors") or failed or len(reports) != plan.get("queued")
+            or any(r.get("status") not in ("copied", "unchanged") for r in reports)):
         logs = "\n".join(f"--- {p['name']}:\n{tail(p['stderr'])}" for p in drained)
         raise RuntimeError(f"ecr-mirror did not sync cleanly: plan {json.dumps(plan)[:2000]}, "
-                           f"failed {[r for r in reports if r.get('status') not in ('copied', 'unchanged')]}\n{logs}")
+                           f"{len(reports)} images handled, failed "
+                           f"{[r for r in reports if r.get('status') not in ('copied', 'unchanged')]}\n{logs}")
     processes = [scheduler, *drained]
     return {"wall_s": wall, "cpu_s": sum(p["cpu_s"] for p in processes),
             "max_rss_mib": max(p["max_rss_mib"] for p in processes),
