@@ -19,6 +19,10 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .target import error_code
+
 log = logging.getLogger(__name__)
 
 #: Seconds a lease lasts: long enough for the holder to upload the blob at a
@@ -90,8 +94,8 @@ class DynamoLeases:
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":now": {"N": str(now)}, ":me": {"S": self.owner}})
             return True
-        except Exception as exc:  # noqa: BLE001 - a lease is an optimisation, never a failure
-            if _code(exc) == "ConditionalCheckFailedException":
+        except (ClientError, BotoCoreError) as exc:  # a lease is an optimisation, never a failure
+            if isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException":
                 return False
             log.warning("blob lease unavailable; copying without one",
                         extra={"table": self.table, "error": str(exc)})
@@ -103,12 +107,7 @@ class DynamoLeases:
                 TableName=self.table, Key={"lease": {"S": f"{repository}@{digest}"}},
                 ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": {"S": self.owner}})
-        except Exception as exc:  # noqa: BLE001 - it expires anyway
-            if _code(exc) != "ConditionalCheckFailedException":
+        except (ClientError, BotoCoreError) as exc:  # it expires anyway
+            if not (isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException"):
                 log.warning("could not release a blob lease; it will expire",
                             extra={"table": self.table, "error": str(exc)})
-
-
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return response.get("Error", {}).get("Code", "")

@@ -57,7 +57,7 @@ class TaggedImage:
     media_type: str | None
 
 
-def _code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
@@ -94,7 +94,7 @@ class EcrRepository:
             raise TargetError(f"ECR {operation} on {self.repository}: {exc}", temporary=True) from exc
 
     def _fail(self, operation: str, exc: ClientError) -> TargetError:
-        code = _code(exc)
+        code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message", "")
         return TargetError(f"ECR {operation} on {self.repository}: {code}: {message}", code=code,
                            temporary=code in TEMPORARY_CODES)
@@ -113,7 +113,7 @@ class EcrRepository:
                 answer = self._call("BatchGetImage", imageIds=[{"imageTag": t} for t in batch],
                                     acceptedMediaTypes=list(SUPPORTED))
             except ClientError as exc:
-                if _code(exc) == "RepositoryNotFoundException":
+                if error_code(exc) == "RepositoryNotFoundException":
                     self._exists = False
                     return {}
                 raise self._fail("BatchGetImage", exc) from exc
@@ -137,7 +137,7 @@ class EcrRepository:
                 answer = self._call("BatchGetImage", imageIds=[{"imageDigest": d} for d in batch],
                                     acceptedMediaTypes=list(SUPPORTED))
             except ClientError as exc:
-                if _code(exc) == "RepositoryNotFoundException":
+                if error_code(exc) == "RepositoryNotFoundException":
                     return set()
                 raise self._fail("BatchGetImage", exc) from exc
             found.update(i["imageId"]["imageDigest"] for i in answer.get("images", []))
@@ -153,7 +153,7 @@ class EcrRepository:
             try:
                 answer = self._call("BatchCheckLayerAvailability", layerDigests=batch)
             except ClientError as exc:
-                if _code(exc) == "RepositoryNotFoundException":
+                if error_code(exc) == "RepositoryNotFoundException":
                     return set(digests)
                 raise self._fail("BatchCheckLayerAvailability", exc) from exc
             available = {layer["layerDigest"] for layer in answer.get("layers", [])
@@ -172,7 +172,7 @@ class EcrRepository:
                 self._call("CreateRepository", **self.settings.create_arguments())
                 created = True
             except ClientError as exc:
-                if _code(exc) != "RepositoryAlreadyExistsException":
+                if error_code(exc) != "RepositoryAlreadyExistsException":
                     raise self._fail("CreateRepository", exc) from exc
                 created = False
             self._exists = True
@@ -205,7 +205,7 @@ class EcrRepository:
         try:
             self._call("CompleteLayerUpload", uploadId=upload_id, layerDigests=[stream.digest])
         except ClientError as exc:
-            if _code(exc) != "LayerAlreadyExistsException":
+            if error_code(exc) != "LayerAlreadyExistsException":
                 raise self._fail("CompleteLayerUpload", exc) from exc
         return sent
 
@@ -219,7 +219,7 @@ class EcrRepository:
                            partLastByte=end - 1, layerPartBlob=data)
                 return
             except ClientError as exc:
-                if _code(exc) != "InvalidLayerPartException":
+                if error_code(exc) != "InvalidLayerPartException":
                     raise self._fail("UploadLayerPart", exc) from exc
                 next_byte = int(exc.response.get("lastValidByteReceived", -1)) + 1
                 if next_byte == end:
@@ -243,7 +243,7 @@ class EcrRepository:
         try:
             answer = self._call("PutImage", **kwargs)
         except ClientError as exc:
-            code = _code(exc)
+            code = error_code(exc)
             if code == "ImageAlreadyExistsException":
                 return digest
             if code == "ImageTagAlreadyExistsException":
