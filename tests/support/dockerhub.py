@@ -72,7 +72,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from tests.support.proxy import CHUNK, _hop_by_hop, classify
+from tests.support.proxy import CHUNK, _hop_by_hop, classify, shutdown_connections
 
 log = logging.getLogger(__name__)
 
@@ -579,13 +579,7 @@ class DockerHubSimulator:
             self._threads = []
         for server in self._servers.values():
             server.server_close()
-        with self._lock:
-            open_connections = list(self._connections)
-        for sock in open_connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_connections(self._lock, self._connections)
 
     def __enter__(self) -> "DockerHubSimulator":
         return self.start()

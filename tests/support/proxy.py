@@ -52,6 +52,18 @@ _ROUTES = [  # order matters: uploads before blobs
 ]
 
 
+def shutdown_connections(lock: threading.Lock, connections: set[socket.socket]) -> None:
+    """Shut down the client connections a server still has open (keep-alive ones
+    would otherwise outlive it)."""
+    with lock:
+        open_connections = list(connections)
+    for sock in open_connections:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def classify(path: str) -> tuple[str, str | None]:
     """``(kind, blob digest or None)`` of a request path (query string ignored)."""
     path = urlsplit(path).path
@@ -322,13 +334,7 @@ class SourceProxy:
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
-        with self._lock:
-            open_connections = list(self._connections)
-        for sock in open_connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_connections(self._lock, self._connections)
 
     def __enter__(self) -> "SourceProxy":
         return self.start()
