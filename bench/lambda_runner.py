@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.lambdas import FakeContext, sqs_event  # noqa: E402
+from tests.support.lambdas import FakeContext, deliver  # noqa: E402
 
 WORKER_BATCH_SIZE = 1  # template.yaml: the worker's SQS event source mapping
 
@@ -61,18 +61,12 @@ def run_worker() -> dict:
     failed: list[str] = []
     invocations = 0
     while True:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=WORKER_BATCH_SIZE,
-                                       WaitTimeSeconds=0).get("Messages", [])
+        messages, failures = deliver(sqs, queue_url, worker.handler, batch_size=WORKER_BATCH_SIZE)
         if not messages:
             break
         invocations += 1
-        answer = worker.handler(sqs_event(messages), FakeContext())
-        failures = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
-        for m in messages:
-            if m["MessageId"] in failures:
-                failed.append(m["Body"])  # left on the queue; the bench reports it and fails
-            else:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+        # A failed message is left on the queue; the bench reports it and fails.
+        failed += [m["Body"] for m in messages if m["MessageId"] in failures]
         if failures:
             break
     return {"invocations": invocations, "reports": reports, "failed": failed}

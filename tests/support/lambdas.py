@@ -29,10 +29,11 @@ def sqs_event(messages: list[dict]) -> dict:
     return {"Records": [sqs_record(m["Body"], m["MessageId"], m["ReceiptHandle"]) for m in messages]}
 
 
-def deliver(sqs, queue_url: str, handler) -> tuple[list[dict], set[str]]:
-    """One poll of the event source: up to 10 messages through `handler`; the
-    ones it did not report as failed are deleted. Returns (messages, failed ids)."""
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+def deliver(sqs, queue_url: str, handler, batch_size: int = 10) -> tuple[list[dict], set[str]]:
+    """One poll of the event source: up to `batch_size` messages through `handler`;
+    the ones it did not report as failed are deleted. Returns (messages, failed ids)."""
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size,
+                                   WaitTimeSeconds=0).get("Messages", [])
     if not messages:
         return [], set()
     answer = handler(sqs_event(messages), FakeContext())
