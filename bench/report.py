@@ -26,7 +26,7 @@ def _ratio(a: float, b: float) -> str:
 
 def render(results: dict, png: Path) -> str:
     m, mach, corpus = results["medians"], results["machine"], results["corpus"]
-    floor_wall = max(m["floor fetch"]["wall_s"], m["floor upload"]["wall_s"])
+    floor_wall = results["floor_wall_s"]
     lines = [
         f"Corpus: {corpus['repos']} repositories, {corpus['tags']} tags, {corpus['manifests']} manifests, "
         f"{corpus['blobs']} blobs, {corpus['unique_bytes'] / GiB:.2f} GiB distinct "
@@ -86,8 +86,7 @@ def lambda_sentence(results: dict) -> str:
     m = results["medians"]
     cold = m["ecr-mirror cold"]
     gib = results["cpu_floor"]["bytes"] / GiB
-    rss = max(max(v["max_rss_mib"] for v in results["samples"][k])
-              for k in ("ecr-mirror cold", "ecr-mirror warm"))
+    rss = results["peak_rss_mib"]
     per_gib = cold["cpu_s"] / gib
     warm, skopeo_warm = m["ecr-mirror warm"], m["skopeo warm"]
     return (
@@ -122,7 +121,7 @@ def draw(results: dict, png: Path) -> None:
         ax.set_ylabel(unit)
 
     bars(axes[0], "wall_s", "wall time", "s")
-    floor_wall = max(m["floor fetch"]["wall_s"], m["floor upload"]["wall_s"])
+    floor_wall = results["floor_wall_s"]
     axes[0].axhline(floor_wall, color="grey", linestyle="--", linewidth=1)
     axes[0].annotate("cold floor", (1.45, floor_wall), color="grey", fontsize=8, va="bottom", ha="right")
     bars(axes[1], "cpu_s", "CPU of the mirroring processes", "CPU s")

@@ -373,6 +373,7 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
             reset_emulator(ecr_url)
             sample("floor upload", floor_run("upload", upload_jobs, env, in_flight, scratch))
     results["medians"] = {name: medians(values) for name, values in samples.items()}
+    summarize(results)
     results["goals"] = goals(results)
     results["goals_met"] = sum(g["met"] for g in results["goals"])
     return results
@@ -389,10 +390,19 @@ def medians(values: list[dict]) -> dict:
     return out
 
 
+def summarize(results: dict) -> None:
+    """Add what the goals, the table and the chart share: the wall-time floor (the slower
+    of the two floors' medians) and ecr-mirror's peak RSS (its largest process, worst run)."""
+    m, samples = results["medians"], results["samples"]
+    results["floor_wall_s"] = max(m["floor fetch"]["wall_s"], m["floor upload"]["wall_s"])
+    results["peak_rss_mib"] = max(v["max_rss_mib"] for row in ("ecr-mirror cold", "ecr-mirror warm")
+                                  for v in samples[row])
+
+
 def goals(results: dict) -> list[dict]:
     m = results["medians"]
     cold = m["ecr-mirror cold"]
-    floor_wall = max(m["floor fetch"]["wall_s"], m["floor upload"]["wall_s"])
+    floor_wall, rss = results["floor_wall_s"], results["peak_rss_mib"]
     floor = results["cpu_floor"]
     gib = floor["bytes"] / GiB
     cpu_per_gib, floor_per_gib = cold["cpu_s"] / gib, floor["cpu_s"] / gib
@@ -402,7 +412,6 @@ def goals(results: dict) -> list[dict]:
     def worst(row: str, key: str) -> float:  # counts and memory: the worst run, not the median
         return max(v[key] for v in samples[row])
 
-    rss = max(worst("ecr-mirror cold", "max_rss_mib"), worst("ecr-mirror warm", "max_rss_mib"))
     warm_pulls, warm_gets = worst("ecr-mirror warm", "pulls"), worst("ecr-mirror warm", "blob_gets")
     repeated = worst("ecr-mirror cold", "blob_gets_repeated")
     return [

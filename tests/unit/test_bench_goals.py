@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.sync_bench import GiB, goals, medians
+from bench.sync_bench import GiB, goals, medians, summarize
 
 
 def run(wall=40.0, cpu=16.0, rss=240.0, pulls=0, gets=0, repeated=0) -> dict:
@@ -19,6 +19,7 @@ def results(cold: list[dict], warm: list[dict]) -> dict:
     out = {"samples": samples, "medians": {name: medians(values) for name, values in samples.items()},
            "blob_repo_pairs": 402,
            "cpu_floor": {"bytes": 3 * GiB, "cpu_s": 2.4, "sigv4_sha256_s": 2.4}}
+    summarize(out)
     return out
 
 
