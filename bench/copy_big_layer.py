@@ -113,22 +113,23 @@ def floor_pass(path: Path) -> dict:
 
 def run_copier(source: str, target: str, env: dict, concurrency: int, logdir: str,
                watch: dict[str, int]) -> dict:
-    """Run the CLI as a child; its rusage comes from os.wait4. `watch`: other pids whose CPU to note."""
+    """Run the CLI as a child, under rusage.py (which takes its rusage from os.wait4).
+    `watch`: other pids whose CPU to note."""
     out_path, err_path = os.path.join(logdir, "copier.out"), os.path.join(logdir, "copier.err")
-    cmd = [str(VENV_BIN / "ecr-mirror"), "copy", source, target, "--insecure", "--json",
+    usage_path = os.path.join(logdir, "copier.rusage")
+    cmd = [PYTHON, "-S", str(REPO / "bench" / "rusage.py"), usage_path,
+           str(VENV_BIN / "ecr-mirror"), "copy", source, target, "--insecure", "--json",
            "--concurrency", str(concurrency)]
     before = {name: proc_cpu(pid) for name, pid in watch.items()}
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.monotonic()
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)  # a process group: killed whole on Ctrl-C
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         except BaseException:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
-        wall = time.monotonic() - started
     others = {f"{name}_cpu_s": round(proc_cpu(pid) - before[name], 3) for name, pid in watch.items()}
     text = Path(out_path).read_text()
     try:
@@ -136,9 +137,11 @@ def run_copier(source: str, target: str, env: dict, concurrency: int, logdir: st
     except ValueError:
         raise RuntimeError(f"copier exited {proc.returncode} without a JSON report: {text[-500:]!r}; "
                            f"its stderr:\n{tail(err_path)}") from None
-    return {"exit": proc.returncode, "wall_s": round(wall, 3), "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "utime_s": usage.ru_utime, "stime_s": usage.ru_stime, "minor_faults": usage.ru_minflt,
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), **others, "report": report}
+    usage = json.loads(Path(usage_path).read_text())
+    return {"exit": proc.returncode, "wall_s": round(usage["wall_s"], 3),
+            "max_rss_mib": round(usage["max_rss_mib"], 1), "utime_s": usage["user_s"],
+            "stime_s": usage["sys_s"], "minor_faults": usage["minor_faults"],
+            "cpu_s": round(usage["cpu_s"], 3), **others, "report": report}
 
 
 def copier_env(ecr_url: str) -> dict:

@@ -25,7 +25,8 @@ def main() -> int:
     with open(out, "w") as f:
         json.dump({"exit": code, "wall_s": time.monotonic() - started,
                    "cpu_s": usage.ru_utime + usage.ru_stime, "user_s": usage.ru_utime,
-                   "sys_s": usage.ru_stime, "max_rss_mib": usage.ru_maxrss / 1024}, f)
+                   "sys_s": usage.ru_stime, "max_rss_mib": usage.ru_maxrss / 1024,
+                   "minor_faults": usage.ru_minflt}, f)
     return code if code >= 0 else 128 - code
 
 
