@@ -33,7 +33,6 @@ goal is reported, not an error; a wrong copy or a failed run exits non-zero.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -52,9 +51,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-import pybase64  # noqa: E402
 from corpus import Corpus, build_corpus, parse_size  # noqa: E402
-from copy_big_layer import start_emulator, tail  # noqa: E402
+from copy_big_layer import floor_cpu, start_emulator, tail  # noqa: E402
 
 from tests.support.ecr_server import reset as reset_emulator  # noqa: E402
 from tests.support.proxy import SourceProxy, classify  # noqa: E402
@@ -297,32 +295,6 @@ def floor_run(kind: str, jobs: list[dict], env: dict, concurrency: int, scratch:
     return result
 
 
-def cpu_floor(jobs: list[dict]) -> dict:
-    """CPU seconds of sha256 + base64 over the bytes to upload, in 10 MiB parts (reads not
-    counted): the work a copier into ECR cannot avoid, with the fastest base64 at hand
-    (pybase64's SIMD, which ecr-mirror uses too). Also the sha256 of each part's base64,
-    which SigV4 signs in every UploadLayerPart. The cheaper of two passes."""
-    def one_pass() -> dict:
-        buf = bytearray(PART)
-        view, sha, b64, sigv4 = memoryview(buf), 0.0, 0.0, 0.0
-        for job in jobs:
-            h = hashlib.sha256()
-            with open(job["path"], "rb", buffering=0) as f:
-                while n := f.readinto(buf):
-                    t0 = time.process_time()
-                    h.update(view[:n])
-                    t1 = time.process_time()
-                    encoded = pybase64.b64encode(view[:n])
-                    t2 = time.process_time()
-                    hashlib.sha256(encoded).digest()
-                    t3 = time.process_time()
-                    sha, b64, sigv4 = sha + t1 - t0, b64 + t2 - t1, sigv4 + t3 - t2
-        return {"cpu_s": sha + b64, "sha256_s": sha, "base64_s": b64, "sigv4_sha256_s": sigv4}
-
-    best = min((one_pass(), one_pass()), key=lambda f: f["cpu_s"])
-    return {**best, "bytes": sum(j["size"] for j in jobs)}
-
-
 # -- the run ---------------------------------------------------------------------------------
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -351,7 +323,8 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
         emulator, ecr_url = start_emulator(stack, str(scratch))
         fetch_jobs, upload_jobs = floor_jobs(corpus, source)
         results["blob_repo_pairs"] = len(upload_jobs)
-        results["cpu_floor"] = cpu_floor(upload_jobs)
+        # The work a copier into ECR cannot avoid: sha256 + base64 of the bytes it uploads.
+        results["cpu_floor"] = floor_cpu([Path(job["path"]) for job in upload_jobs])
         in_flight = workers * concurrency
         for run in range(1, runs + 1):
             def sample(name: str, value: dict) -> None:
@@ -405,8 +378,8 @@ def goals(results: dict) -> list[dict]:
     floor_wall, rss = results["floor_wall_s"], results["peak_rss_mib"]
     floor = results["cpu_floor"]
     gib = floor["bytes"] / GiB
-    cpu_per_gib, floor_per_gib = cold["cpu_s"] / gib, floor["cpu_s"] / gib
-    signed_per_gib = (floor["cpu_s"] + floor["sigv4_sha256_s"]) / gib
+    cpu_per_gib, floor_per_gib = cold["cpu_s"] / gib, floor["total_s"] / gib
+    signed_per_gib = (floor["total_s"] + floor["sigv4_sha256_s"]) / gib
     samples = results["samples"]
 
     def worst(row: str, key: str) -> float:  # counts and memory: the worst run, not the median
