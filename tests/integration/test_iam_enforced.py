@@ -1,0 +1,263 @@
+"""The functions and the CLI with IAM enforced, as AWS would (tests/support/iam.py).
+
+Each run is the real handler (or `ecr-mirror`) on the emulator, with every AWS
+call it makes checked against the role SAM generates from template.yaml for that
+function (the CLI: the policy the README gives CLI users), action and resource
+ARN. A call the role does not allow is answered AccessDenied and fails the test,
+naming the function, the action and the resource.
+
+The last tests take one action at a time out of a role and show the run is then
+refused exactly that action: every grant is needed, and the oracle enforces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from ecr_mirror import cli
+from ecr_mirror.handlers import common, copy_one, scheduler, worker
+from tests.integration.conftest import MiB, ecr_image
+from tests.support.iam import ACCOUNT, IamEnforcer, StackRoles, decide
+from tests.support.images import layer_bytes, make_image
+from tests.support.lambdas import FakeContext, deliver, sqs_record
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "events"
+PARAMETER = "/ecr-mirror/config"  # the template's defaults
+SECRET = "ecr-mirror/dockerhub"
+QUEUE = "ecr-mirror-CopyQueue-1X2Y3Z4W"  # names as CloudFormation makes them
+TABLE = "ecr-mirror-LeaseTable-5V6U7T"
+CONFIG = f"""
+registries:
+  docker.io:
+    credentials: {SECRET}
+defaults:
+  targetPrefix: mirror
+images:
+  - source: nginx
+    tags: [stable]
+"""
+NGINX = "mirror/dockerhub/library/nginx"
+BIG = 1 * MiB + 17  # a blob this size takes a lease (DynamoDB) before its upload
+
+
+class Stack:
+    """The deployed stack on the emulator: its resources, roles and environment."""
+
+    def __init__(self, monkeypatch, iam: IamEnforcer, source_url: str) -> None:
+        self.monkeypatch, self.iam = monkeypatch, iam
+        self.sqs = boto3.client("sqs")
+        self.queue_url = self.sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        table = boto3.client("dynamodb").create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])["TableDescription"]
+        boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG, Type="String", Overwrite=True)
+        boto3.client("secretsmanager").create_secret(
+            Name=SECRET, SecretString=json.dumps({"username": "u", "password": "p"}))
+        self.roles = StackRoles({
+            "CopyQueue": {"Ref": self.queue_url, "Arn": queue_arn, "QueueName": QUEUE},
+            "LeaseTable": {"Ref": TABLE, "Arn": table["TableArn"]},
+        })
+        self.source_url = source_url
+
+    @contextmanager
+    def function(self, name: str, statements: list[dict] | None = None):
+        """Run as the deployed function: its environment (from the translated
+        template) and its role enforced."""
+        with self.monkeypatch.context() as env:
+            for key, value in self.roles.environment(name).items():
+                env.setenv(key, value)
+            env.setenv("ECR_MIRROR_REGISTRY_ENDPOINTS", f"docker.io={self.source_url}")
+            with self.iam.acting_as(name, self.roles.statements(name) if statements is None
+                                    else statements):
+                yield
+
+    def messages(self) -> list[dict]:
+        return self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                        WaitTimeSeconds=0).get("Messages", [])
+
+
+@pytest.fixture
+def iam():
+    with IamEnforcer() as enforcer:
+        yield enforcer
+
+
+@pytest.fixture
+def stack(monkeypatch, source, ecr, ecr_endpoint, iam):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
+    monkeypatch.setattr(copy_one, "_mirror", None)
+    monkeypatch.setattr(common, "_cache", {})
+    monkeypatch.setattr(worker, "MAX_SQS_DELAY", 0)  # SQS delays are real time
+    return Stack(monkeypatch, iam, source.url)
+
+
+@pytest.fixture
+def nginx(registry):
+    """nginx:stable upstream, with one layer big enough to take a lease."""
+    return make_image(registry.url, "library/nginx", "stable",
+                      layers=[layer_bytes("iam-big", BIG), layer_bytes("iam-small")])
+
+
+# ---------------------------------------------------------------- the runs
+
+def scheduled_run(stack: Stack, statements=None) -> dict:
+    with stack.function("SchedulerFunction", statements):
+        return scheduler.handler(json.loads((EVENTS / "scheduled.json").read_text()), FakeContext())
+
+
+def worker_poll(stack: Stack, statements=None) -> tuple[list[dict], set[str]]:
+    """Three messages through the worker as Lambda's event source delivers them:
+    one copied, one that fails (its retry is brought forward), one still waiting
+    for the pull budget (deferred: sent again, delayed)."""
+    not_before = time.time() + 3600
+    for body in ({"source": "nginx:stable", "target": f"{NGINX}:stable"},
+                 {"source": "nginx:absent", "target": f"{NGINX}:absent"},
+                 {"source": "nginx:later", "target": f"{NGINX}:later", "notBefore": not_before}):
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(body))
+    with stack.function("WorkerFunction", statements):
+        # The event source mapping polls with the function's role: it reads the
+        # queue's attributes, receives, and deletes what the function did not fail.
+        sqs = boto3.client("sqs")
+        sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
+        return deliver(sqs, stack.queue_url, worker.handler)
+
+
+def test_the_scheduler_plans_and_queues_with_its_role(stack, nginx, iam):
+    answer = scheduled_run(stack)
+    iam.assert_clean()
+    assert (answer["planned"], answer["queued"], answer["errors"]) == (1, 1, 0), answer
+    assert [json.loads(m["Body"])["target"] for m in stack.messages()] == [f"{NGINX}:stable"]
+    assert iam.actions_used("SchedulerFunction") == {
+        "ssm:GetParameter", "secretsmanager:GetSecretValue", "ecr:BatchGetImage", "sqs:SendMessage"}
+
+
+def test_a_dry_run_with_the_schedulers_role(stack, nginx, iam):
+    with stack.function("SchedulerFunction"):
+        answer = scheduler.handler(json.loads((EVENTS / "dry-run.json").read_text()), FakeContext())
+    iam.assert_clean()
+    assert answer["dryRun"] and answer["queued"] == 0 and len(answer["jobs"]) == 1
+    assert "sqs:SendMessage" not in iam.actions_used("SchedulerFunction")
+
+
+def test_the_worker_copies_fails_and_defers_sqs_records_with_its_role(stack, nginx, ecr, iam):
+    messages, failed = worker_poll(stack)
+    iam.assert_clean()
+    assert len(messages) == 3
+    bodies = {m["MessageId"]: json.loads(m["Body"]) for m in messages}
+    assert [bodies[i]["source"] for i in failed] == ["nginx:absent"]
+    assert ecr_image(ecr, NGINX, tag="stable")["imageId"]["imageDigest"] == nginx.digest
+    # The deferred image is back on the queue, waiting for its window.
+    again = [json.loads(m["Body"]) for m in stack.messages()]
+    assert [b["source"] for b in again] == ["nginx:later"] and again[0]["notBefore"] > time.time()
+    used = iam.actions_used("WorkerFunction")
+    assert {"sqs:SendMessage", "sqs:ChangeMessageVisibility", "dynamodb:PutItem",
+            "dynamodb:DeleteItem", "ecr:PutImage"} <= used
+
+
+def test_a_direct_invocation_copies_with_the_workers_role(stack, nginx, ecr, iam):
+    with stack.function("WorkerFunction"):
+        report = worker.handler({"source": "nginx:stable", "target": f"{NGINX}:direct"}, FakeContext())
+    iam.assert_clean()
+    assert report["status"] == "copied", report.get("error")
+    assert ecr_image(ecr, NGINX, tag="direct")["imageId"]["imageDigest"] == nginx.digest
+
+
+def test_running_out_of_time_hands_the_image_back_with_the_workers_role(stack, nginx, ecr, iam):
+    body = json.dumps({"source": "nginx:stable", "target": f"{NGINX}:late"})
+    with stack.function("WorkerFunction"):
+        # less time left than the template's stop margin (60 s)
+        answer = worker.handler({"Records": [sqs_record(body)]}, FakeContext(remaining_ms=30_000))
+    iam.assert_clean()
+    assert answer["batchItemFailures"] == []  # handed back as a new message, not failed
+    again = [json.loads(m["Body"]) for m in stack.messages()]
+    assert [(b["target"], b["timeouts"]) for b in again] == [(f"{NGINX}:late", 1)]
+
+
+# ---------------------------------------------------------------- the CLI
+
+def cli_policy() -> list[dict]:
+    """The policy README.md gives CLI users (its "IAM policy for the CLI" JSON),
+    for the account the emulator plays."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### IAM policy for the CLI", 1)[1]
+    document = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    return json.loads(document.replace("111122223333", ACCOUNT))["Statement"]
+
+
+def test_the_cli_copies_and_syncs_with_the_readmes_policy(stack, nginx, source, ecr, iam,
+                                                         tmp_path, capsys):
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"registries:\n  {source.host}: {{insecure: true}}\n"
+                      f"defaults: {{targetPrefix: mirror}}\n"
+                      f"images:\n  - source: {source.host}/library/nginx\n    tags: [stable]\n")
+    outputs = []
+    with iam.acting_as("ecr-mirror CLI", cli_policy()):
+        for argv in (["copy", f"{source.host}/library/nginx:stable", "mirror/cli/nginx",
+                      "--insecure", "--json"],
+                     ["sync", "--config", str(config), "--json"],
+                     ["sync", "--config", str(config), "--json"]):
+            code = cli.main(argv)
+            outputs.append((code, json.loads(capsys.readouterr().out)))
+    iam.assert_clean()
+    assert [code for code, _ in outputs] == [0, 0, 0], outputs
+    (_, copied), (_, synced), (_, again) = outputs
+    assert copied["status"] == "copied" and copied["target_digest"] == nginx.digest
+    assert synced["summary"]["copied"] == 1 and again["summary"]["unchanged"] == 1
+    target = synced["reports"][0]["target"]
+    repository, tag = target.rsplit(":", 1)
+    assert repository.startswith("mirror/") and tag == "stable"
+    assert ecr_image(ecr, repository, tag=tag)["imageId"]["imageDigest"] == nginx.digest
+
+
+def test_the_cli_policy_allows_nothing_outside_the_prefix():
+    statements = cli_policy()
+    inside = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/mirror/x/y"
+    outside = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/other/y"
+    assert decide(statements, "ecr:PutImage", inside) == "allowed"
+    assert decide(statements, "ecr:PutImage", outside) == "not allowed"
+    assert decide(statements, "ecr:DeleteRepository", inside) == "not allowed"
+
+
+# ---------------------------------------------------------------- every grant is needed
+
+def _granted(function: str) -> list[str]:
+    statements = StackRoles(resources=None).statements(function)
+    return [a for s in statements for a in s["Action"]]
+
+
+def _without(statements: list[dict], action: str) -> list[dict]:
+    out = []
+    for s in statements:
+        actions = [a for a in s["Action"] if a != action]
+        if actions:
+            out.append({**s, "Action": actions})
+    return out
+
+
+RUNS = {"SchedulerFunction": scheduled_run, "WorkerFunction": worker_poll}
+
+
+@pytest.mark.parametrize("function, action", [
+    (function, action) for function in RUNS for action in _granted(function)])
+def test_each_grant_is_needed(stack, nginx, iam, function, action):
+    try:
+        RUNS[function](stack, _without(stack.roles.statements(function), action))
+    except ClientError as exc:  # the function itself failed (Lambda retries, then alarms)
+        assert exc.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException"), exc
+    assert iam.denials, f"{function} ran without {action}: the grant is not needed"
+    assert {d.action for d in iam.denials} == {action}, [str(d) for d in iam.denials]
+    with pytest.raises(AssertionError, match=re.escape(f"{function}: {action} on arn:aws:")):
+        iam.assert_clean()
