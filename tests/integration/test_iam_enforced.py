@@ -197,27 +197,32 @@ def cli_policy() -> list[dict]:
     return json.loads(document.replace("111122223333", ACCOUNT))["Statement"]
 
 
-def test_the_cli_copies_and_syncs_with_the_readmes_policy(stack, nginx, source, ecr, iam,
-                                                         tmp_path, capsys):
+def cli_copy_and_sync(iam, source, tmp_path, capsys, statements) -> list[tuple[int, dict]]:
+    """`ecr-mirror copy` into a new repository, then `sync` twice (the second
+    finds nothing to do); (exit status, JSON output) of each."""
     config = tmp_path / "mirror.yaml"
     config.write_text(f"registries:\n  {source.host}: {{insecure: true}}\n"
                       f"defaults: {{targetPrefix: mirror}}\n"
                       f"images:\n  - source: {source.host}/library/nginx\n    tags: [stable]\n")
     outputs = []
-    with iam.acting_as("ecr-mirror CLI", cli_policy()):
+    with iam.acting_as("ecr-mirror CLI", statements):
         for argv in (["copy", f"{source.host}/library/nginx:stable", "mirror/cli/nginx",
                       "--insecure", "--json"],
                      ["sync", "--config", str(config), "--json"],
                      ["sync", "--config", str(config), "--json"]):
             code = cli.main(argv)
             outputs.append((code, json.loads(capsys.readouterr().out)))
+    return outputs
+
+
+def test_the_cli_copies_and_syncs_with_the_readmes_policy(source, nginx, ecr, iam, tmp_path, capsys):
+    outputs = cli_copy_and_sync(iam, source, tmp_path, capsys, cli_policy())
     iam.assert_clean()
     assert [code for code, _ in outputs] == [0, 0, 0], outputs
     (_, copied), (_, synced), (_, again) = outputs
     assert copied["status"] == "copied" and copied["target_digest"] == nginx.digest
     assert synced["summary"]["copied"] == 1 and again["summary"]["unchanged"] == 1
-    target = synced["reports"][0]["target"]
-    repository, tag = target.rsplit(":", 1)
+    repository, tag = synced["reports"][0]["target"].rsplit(":", 1)
     assert repository.startswith("mirror/") and tag == "stable"
     assert ecr_image(ecr, repository, tag=tag)["imageId"]["imageDigest"] == nginx.digest
 
@@ -261,3 +266,10 @@ def test_each_grant_is_needed(stack, nginx, iam, function, action):
     assert {d.action for d in iam.denials} == {action}, [str(d) for d in iam.denials]
     with pytest.raises(AssertionError, match=re.escape(f"{function}: {action} on arn:aws:")):
         iam.assert_clean()
+
+
+@pytest.mark.parametrize("action", [a for s in cli_policy() for a in s["Action"]])
+def test_each_action_of_the_cli_policy_is_needed(source, nginx, ecr, iam, tmp_path, capsys, action):
+    outputs = cli_copy_and_sync(iam, source, tmp_path, capsys, _without(cli_policy(), action))
+    assert {d.action for d in iam.denials} == {action}, [str(d) for d in iam.denials]
+    assert outputs[0][0] == 1 and outputs[0][1]["status"] == "failed"  # the copy said so
