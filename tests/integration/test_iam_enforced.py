@@ -273,3 +273,59 @@ def test_each_action_of_the_cli_policy_is_needed(source, nginx, ecr, iam, tmp_pa
     outputs = cli_copy_and_sync(iam, source, tmp_path, capsys, _without(cli_policy(), action))
     assert {d.action for d in iam.denials} == {action}, [str(d) for d in iam.denials]
     assert outputs[0][0] == 1 and outputs[0][1]["status"] == "failed"  # the copy said so
+
+
+# ---------------------------------------------------------------- the oracle itself
+
+REPOSITORY = f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/"
+
+
+@pytest.mark.parametrize("pattern, resource, expected", [
+    ("mirror/*", "mirror/a/b", "allowed"),
+    ("mirror/*", "mirror", "not allowed"),            # the whole ARN, not a prefix of it
+    ("mirror/?", "mirror/a", "allowed"),              # ? is one character
+    ("mirror/?", "mirror/ab", "not allowed"),
+    ("mirror.x/*", "mirrorAx/a", "not allowed"),      # . is a dot (moto's matcher: any character)
+    ("mirror/a", "mirror/a\n", "not allowed"),        # no trailing newline slips through
+    ("Mirror/*", "mirror/a", "not allowed"),          # resources are case-sensitive
+])
+def test_resources_match_with_iams_wildcards(pattern, resource, expected):
+    allow = [{"Effect": "Allow", "Action": "ecr:PutImage", "Resource": REPOSITORY + pattern}]
+    assert decide(allow, "ecr:PutImage", REPOSITORY + resource) == expected
+
+
+def test_actions_match_case_insensitively_and_an_explicit_deny_wins():
+    statements = [{"Effect": "Allow", "Action": "ECR:put*", "Resource": "*"}]
+    assert decide(statements, "ecr:PutImage", REPOSITORY + "a") == "allowed"
+    assert decide(statements, "ecr:BatchGetImage", REPOSITORY + "a") == "not allowed"
+    statements.append({"Effect": "Deny", "Action": "ecr:PutImage", "Resource": REPOSITORY + "a"})
+    assert decide(statements, "ecr:PutImage", REPOSITORY + "a") == "explicitly denied"
+    assert decide(statements, "ecr:PutImage", REPOSITORY + "b") == "allowed"
+
+
+@pytest.mark.parametrize("element", [{"NotResource": "*"}, {"Condition": {"Bool": {"aws:SecureTransport": "true"}}}])
+def test_what_the_oracle_cannot_evaluate_is_refused_not_guessed(element):
+    with pytest.raises(NotImplementedError):
+        decide([{"Effect": "Allow", "Action": "ecr:PutImage", **element}], "ecr:PutImage", "x")
+
+
+def test_a_denied_call_gets_awss_answer_and_is_recorded(ecr, iam):
+    with iam.acting_as("SomeFunction", [{"Effect": "Allow", "Action": "ecr:BatchGetImage",
+                                         "Resource": REPOSITORY + "other/*"}]):
+        with pytest.raises(ClientError) as denied:
+            ecr.batch_get_image(repositoryName="mirror/x", imageIds=[{"imageTag": "1"}])
+    error = denied.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+    assert f"ecr:BatchGetImage on resource: {REPOSITORY}mirror/x" in error["Message"]
+    with pytest.raises(AssertionError, match=re.escape(
+            f"SomeFunction: ecr:BatchGetImage on {REPOSITORY}mirror/x is not allowed "
+            "(the call ecr.BatchGetImage)")):
+        iam.assert_clean()
+
+
+def test_a_call_the_oracle_does_not_know_fails_loudly(ecr, iam):
+    with iam.acting_as("SomeFunction", [{"Effect": "Allow", "Action": "*", "Resource": "*"}]):
+        with pytest.raises(AssertionError, match="ecr.DescribeRepositories is not in"):
+            ecr.describe_repositories()
+    with pytest.raises(AssertionError, match="SomeFunction: ecr.DescribeRepositories: unknown"):
+        iam.assert_clean()
