@@ -128,8 +128,9 @@ def worker_poll(stack: Stack, statements=None) -> tuple[list[dict], set[str]]:
                  {"source": "nginx:later", "target": f"{NGINX}:later", "notBefore": not_before}):
         stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(body))
     with stack.function("WorkerFunction", statements):
-        # The event source mapping polls with the function's role: it reads the
-        # queue's attributes, receives, and deletes what the function did not fail.
+        # The event source mapping polls with the function's role (AWS's Lambda
+        # guide: sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes): it
+        # reads the queue's attributes, receives, and deletes what did not fail.
         sqs = boto3.client("sqs")
         sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])
         return deliver(sqs, stack.queue_url, worker.handler)
