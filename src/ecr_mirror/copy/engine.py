@@ -18,6 +18,7 @@ from typing import Any
 
 import tenacity
 
+from ..deadline import Deadline
 from ..ecr.leases import Leases, NoLeases, lease_seconds
 from ..ecr.target import EcrRepository, TaggedImage
 from ..errors import Deferred, MirrorError, UnsupportedMediaType, UsageError
@@ -89,10 +90,9 @@ class CopyOptions:
     #: Whole-blob attempts for temporary failures (after in-stream resumes).
     blob_attempts: int = 3
     progress: Progress = field(default_factory=Progress)
-    #: Seconds left to work (a Lambda's remaining time); None means no limit.
-    time_left: Callable[[], float] | None = None
-    #: Stop with `Deferred` when fewer seconds than this are left.
-    stop_margin: float = 60.0
+    #: When to stop with `Deferred` (a Lambda's remaining time less a margin);
+    #: None means no limit.
+    deadline: Deadline | None = None
     #: Who uploads a blob that other workers want too (one at a time per repository).
     leases: Leases = field(default_factory=NoLeases)
 
@@ -283,12 +283,8 @@ class _Copy:
 
     def _check_time(self, doing: str) -> None:
         """Stop cleanly, before the tag moves, when the time left is too short."""
-        if self.options.time_left is None:
-            return
-        left = self.options.time_left()
-        if left < self.options.stop_margin:
-            raise Deferred(f"{self.ref}: {left:.0f}s left, less than the {self.options.stop_margin:.0f}s "
-                           f"margin, before {doing}; nothing was tagged, the image is handed back")
+        if self.options.deadline is not None:
+            self.options.deadline.check(str(self.ref), doing)
 
     def _copy_blob(self, digest: str, size: int) -> None:
         self._check_time(f"copying blob {digest}")
