@@ -154,6 +154,22 @@ def test_dropped_connection_mid_blob_resumes_with_range(copy, ecr, source, regis
     assert_mirrored(ecr, "mirror/drop", "d", image)
 
 
+def test_a_lost_complete_layer_upload_answer_is_looked_up_in_ecr_not_copied_again(
+        copy, ecr, source, registry, repo_name):
+    """ECR stores the layer but its CompleteLayerUpload answer is lost (a 5xx):
+    the copy asks ECR whether it has the layer before fetching it again."""
+    image = make_image(registry.url, repo_name, "c", layers=[layer_bytes(f"{repo_name}-lost", 6 * MiB)])
+    strict_ecr.lose_complete_answers(times=1)
+
+    report = copy(f"{repo_name}:c", "mirror/lost:c", concurrency=1)
+
+    assert report.status == "copied", report.error
+    assert source.counts["GET blob"] == 2  # the layer and the config, once each
+    assert strict_ecr.calls["InitiateLayerUpload"] == 2
+    assert report.blobs_uploaded == 2
+    assert_mirrored(ecr, "mirror/lost", "c", image)
+
+
 def test_repository_is_created_with_the_configured_settings(copy, ecr, registry, repo_name):
     from ecr_mirror.ecr import RepositorySettings
 

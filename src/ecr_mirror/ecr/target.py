@@ -203,10 +203,18 @@ class EcrRepository:
         if sent == 0:
             raise TargetError(f"blob {stream.digest} is empty: ECR refuses empty layers")
         try:
-            self._call("CompleteLayerUpload", uploadId=upload_id, layerDigests=[stream.digest])
-        except ClientError as exc:
-            if error_code(exc) != "LayerAlreadyExistsException":
-                raise self._fail("CompleteLayerUpload", exc) from exc
+            try:
+                self._call("CompleteLayerUpload", uploadId=upload_id, layerDigests=[stream.digest])
+            except ClientError as exc:
+                if error_code(exc) != "LayerAlreadyExistsException":
+                    raise self._fail("CompleteLayerUpload", exc) from exc
+        except TargetError as exc:
+            # A temporary error or a dropped connection may have lost the answer
+            # of a completed upload: ask ECR before the blob is fetched again.
+            if not exc.temporary or self.missing_layers([stream.digest]):
+                raise
+            log.info("CompleteLayerUpload answer lost; ECR has the layer",
+                     extra={"digest": stream.digest, "error": str(exc)})
         return sent
 
     def _upload_part(self, upload_id: str, first: int, part: bytes | bytearray | memoryview) -> None:
