@@ -77,6 +77,16 @@ def allow_wait(seconds: float, why: BaseException | str) -> float:
     return seconds
 
 
+def bounded_wait(wait: Callable[[Any], float]) -> Callable[[Any], float]:
+    """A tenacity `wait` that raises `Deferred` (from the failed attempt's error)
+    instead of returning a wait the current deadline cannot afford."""
+    def bounded(state: Any) -> float:
+        seconds = wait(state)
+        error = state.outcome.exception() if state.outcome is not None else None
+        return allow_wait(seconds, error or "retrying")
+    return bounded
+
+
 def sleep(seconds: float) -> None:
     """Sleep through the current deadline's sleeper (time.sleep without one)."""
     deadline = _current.get()

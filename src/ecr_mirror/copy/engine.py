@@ -7,6 +7,7 @@ anything fails before that, the tag still points where it pointed before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -18,7 +19,8 @@ from typing import Any
 
 import tenacity
 
-from ..deadline import Deadline
+from ..deadline import Deadline, allow_wait, bounded_wait, propagate
+from ..deadline import sleep as deadline_sleep
 from ..ecr.leases import Leases, NoLeases, lease_seconds
 from ..ecr.target import EcrRepository, TaggedImage
 from ..errors import Deferred, MirrorError, UnsupportedMediaType, UsageError
@@ -107,7 +109,9 @@ def copy_image(source: RegistryClient, ref: Reference, target: EcrRepository, ta
     before = {**source.stats.snapshot(), **target.stats.snapshot()}
     started = time.monotonic()
     try:
-        _Copy(source, ref, target, tag, options, report).run()
+        # The deadline goes with the copy into every thread it starts (propagate).
+        with options.deadline.applied() if options.deadline else contextlib.nullcontext():
+            _Copy(source, ref, target, tag, options, report).run()
     except MirrorError as exc:
         deferred = isinstance(exc, Deferred) or getattr(exc, "pull_limit", False)
         report.status = DEFERRED if deferred else FAILED
@@ -194,7 +198,8 @@ class _Copy:
             return
         pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="child")
         try:
-            done, _ = wait([pool.submit(work, item) for item in items], return_when=FIRST_EXCEPTION)
+            done, _ = wait([pool.submit(propagate(work), item) for item in items],
+                           return_when=FIRST_EXCEPTION)
             for f in done:
                 if f.exception() is not None:
                     raise f.exception()
@@ -272,7 +277,7 @@ class _Copy:
                 if digest not in self._blob_futures:
                     if digest in missing:
                         self._blob_futures[digest] = self._blob_pool.submit(
-                            self._copy_blob, digest, blobs[digest])
+                            propagate(self._copy_blob), digest, blobs[digest])
                     else:
                         self._blob_futures[digest] = _DONE
                         self.report.blobs_skipped += 1
@@ -301,8 +306,8 @@ class _Copy:
         """Hold the blob's lease; False when another worker put the blob into ECR meanwhile."""
         leases, repository = self.options.leases, self.target.repository
         while not leases.acquire(repository, digest, lease_seconds(size)):
-            self._check_time(f"waiting for blob {digest}, which another worker is uploading")
-            time.sleep(LEASE_POLL_SECONDS)
+            allow_wait(LEASE_POLL_SECONDS, f"{self.ref}: blob {digest} is being uploaded by another worker")
+            deadline_sleep(LEASE_POLL_SECONDS)
             if not self.target.missing_layers([digest]):
                 return self._landed(digest, size)
         # It may have landed between this image's first look at ECR and now.
@@ -327,7 +332,8 @@ class _Copy:
         for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception(_retry_blob),
                 stop=tenacity.stop_after_attempt(self.options.blob_attempts),
-                wait=tenacity.wait_exponential_jitter(multiplier=1, max=20), reraise=True):
+                wait=bounded_wait(tenacity.wait_exponential_jitter(multiplier=1, max=20)),
+                sleep=deadline_sleep, reraise=True):
             with attempt:
                 progress.blob_started(digest, size)
                 with self.source.open_blob(self.repo, digest, size) as stream:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..deadline import propagate
 from ..errors import TagConflict, TargetError
 from ..manifest import SUPPORTED
 from ..registry.blob import BlobStream
@@ -286,8 +287,9 @@ class _ReadAhead:
         self._allocated = 0
         self._queue: queue.Queue = queue.Queue(maxsize=self.BUFFERS)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"read-{stream.digest[7:19]}",
-                                        daemon=True)
+        # The source reads retry: they answer to the copy's deadline too.
+        self._thread = threading.Thread(target=propagate(self._run),
+                                        name=f"read-{stream.digest[7:19]}", daemon=True)
 
     def _put(self, item) -> bool:
         while not self._stop.is_set():
