@@ -328,7 +328,7 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, regis
     import boto3
 
     from ecr_mirror.copy import engine
-    from ecr_mirror.ecr.leases import DynamoLeases
+    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
 
     monkeypatch.setattr(engine, "LEASE_POLL_SECONDS", 0.02)
     base = layer_bytes(f"{repo_name}-base", 6 * MiB)  # two ECR parts
@@ -341,7 +341,7 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, regis
     a, b = leasing_worker(source, ecr, lease_table), leasing_worker(source, ecr, lease_table)
     assert isinstance(a.leases, DynamoLeases) and a.leases.owner != b.leases.owner
     # Worker a is in the middle of uploading the shared layer when worker b starts.
-    assert a.leases.acquire("mirror/shared", shared, 300)
+    assert a.leases.acquire(blob_key("mirror/shared", shared), 300)
     reports = {}
     b_thread = threading.Thread(target=lambda: reports.setdefault(
         "b", b.copy(f"{source.host}/{repo_name}:b", "mirror/shared:b")))
@@ -367,11 +367,11 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     copy does not wait for it, since a lease costs more calls than the copy."""
     import threading
 
-    from ecr_mirror.ecr.leases import DynamoLeases
+    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
 
     small = layer_bytes(f"{repo_name}-small", 200_000)
     image = make_image(registry.url, repo_name, "s", layers=[small])
-    assert DynamoLeases(lease_table, owner="someone else").acquire("mirror/small", image.blobs[1], 900)
+    assert DynamoLeases(lease_table, owner="someone else").acquire(blob_key("mirror/small", image.blobs[1]), 900)
     import boto3
 
     from tests.integration.test_ecr_target import Wrapped
@@ -379,8 +379,11 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     calls = []
     dynamodb = boto3.client("dynamodb")
     worker = leasing_worker(source, ecr, lease_table)
+    def lease_key(kw: dict) -> str:
+        return (kw.get("Item") or kw.get("Key"))["lease"]["S"]
     worker.leases._client = Wrapped(dynamodb, **{
-        name: (lambda name: lambda **kw: calls.append(name) or getattr(dynamodb, name)(**kw))(name)
+        name: (lambda name: lambda **kw: calls.append((name, lease_key(kw)))
+               or getattr(dynamodb, name)(**kw))(name)
         for name in ("put_item", "delete_item")})
     reports = []
     copier = threading.Thread(target=lambda: reports.append(worker.copy(
@@ -388,5 +391,6 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     copier.start()
     copier.join(timeout=30)
     assert reports and reports[0].status == "copied" and reports[0].blobs_uploaded == 2
-    assert calls == []  # no lease taken or given back for the layer or the config
+    # No lease taken or given back for the layer or the config (only the tag's).
+    assert calls == [("put_item", "mirror/small:s"), ("delete_item", "mirror/small:s")]
     assert_mirrored(ecr, "mirror/small", "s", image)

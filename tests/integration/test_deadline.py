@@ -103,11 +103,11 @@ def test_waiting_for_another_workers_blob_stops_at_the_deadline(source, ecr, reg
     """Another worker holds the lease of a big layer and never finishes: the copy
     polls ECR every LEASE_POLL_SECONDS while its time allows, then defers."""
     from ecr_mirror.copy.engine import LEASE_POLL_SECONDS
-    from ecr_mirror.ecr.leases import DynamoLeases
+    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
 
     image = make_image(registry.url, repo_name, "held", layers=[layer_bytes(f"{repo_name}-held", 2 * MiB)])
     layer = image.json["layers"][0]["digest"]
-    assert DynamoLeases(lease_table, owner="another worker").acquire("mirror/held", layer, 900)
+    assert DynamoLeases(lease_table, owner="another worker").acquire(blob_key("mirror/held", layer), 900)
     clock = FakeClock(left=10)
     mirror = mirror_for(source, ecr, concurrency=2, lease_table=lease_table)
 

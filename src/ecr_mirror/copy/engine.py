@@ -21,14 +21,14 @@ import tenacity
 
 from ..deadline import Deadline, allow_wait, bounded_wait, propagate
 from ..deadline import sleep as deadline_sleep
-from ..ecr.leases import Leases, NoLeases, lease_seconds
+from ..ecr.leases import TAG_LEASE_SECONDS, Leases, NoLeases, blob_key, hold_tag, lease_seconds
 from ..ecr.target import EcrRepository, TaggedImage
 from ..errors import Deferred, MirrorError, UnsupportedMediaType, UsageError
 from ..manifest import OCI_INDEX, Manifest, Platform, is_attestation, select_platforms, sha256_digest
 from ..reference import Reference
 from ..registry.client import RegistryClient
 from ..registry.errors import RateLimited
-from .report import COPIED, DEFERRED, FAILED, UNCHANGED, CopyReport
+from .report import COPIED, DEFERRED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,24 @@ class _Copy:
         current = self.target.tagged(self.tag) if self.tag else None
         if self._unchanged_without_pull(head.digest, current):
             return
-        top = self.source.get_manifest(self.repo, head.digest, image=str(self.ref))
+        # One copy of a target tag at a time (across workers, with a lease table).
+        with self._tag_lease():
+            self._copy(head.digest, current)
+
+    def _tag_lease(self) -> contextlib.AbstractContextManager:
+        if not self.tag or not self.options.leases.shared:
+            return contextlib.nullcontext()
+        deadline = self.options.deadline
+        seconds = deadline.time_left() if deadline else TAG_LEASE_SECONDS
+        return hold_tag(self.options.leases, self.target.repository, self.tag, seconds, str(self.ref))
+
+    def _copy(self, source_digest: str, current: TaggedImage | None) -> None:
+        top = self.source.get_manifest(self.repo, source_digest, image=str(self.ref))
         self.report.media_type = top.media_type
         self._blob_pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob")
         try:
             if top.is_index:
-                top, wanted = self._select(top, head.digest)
+                top, wanted = self._select(top, source_digest)
                 if current and current.digest == top.digest:
                     return self._unchanged(current.digest)
                 have = self.target.existing_images(d["digest"] for d in wanted)
@@ -176,9 +188,30 @@ class _Copy:
             # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
             self._blob_pool.shutdown(wait=True, cancel_futures=True)
         self._check_time("moving the tag")
+        if self.tag and self._superseded():
+            return
         self.report.target_digest = self.target.put_image(top.text, top.media_type, top.digest, self.tag)
         self.report.manifests_put += 1
         self.report.status = COPIED
+
+    def _superseded(self) -> bool:
+        """Just before the tag moves: has upstream's tag moved to another image
+        meanwhile? Then a copy of the newer image owns the tag, and this one
+        leaves it where it is: a tag never goes back to an older image. (A HEAD:
+        no pull is counted. A pinned digest has no upstream tag to follow.)"""
+        if self.ref.digest:
+            return False
+        now = self.source.head_manifest(self.repo, self.ref.ref).digest
+        if now == self.report.source_digest:
+            return False
+        current = self.target.tagged(self.tag)
+        self.report.status = SUPERSEDED
+        self.report.superseded_by = now
+        self.report.target_digest = current.digest if current else None
+        log.info("superseded: upstream's tag moved during the copy",
+                 extra={"image": str(self.ref), "copied": self.report.source_digest, "upstream": now,
+                        "ecr_tag": self.report.target_digest})
+        return True
 
     def _copy_child(self, descriptor: dict[str, Any]) -> None:
         child = self.source.get_manifest(self.repo, descriptor["digest"],
@@ -300,19 +333,19 @@ class _Copy:
             self._transfer_blob(digest, size)
         finally:
             if leased:
-                self.options.leases.release(self.target.repository, digest)
+                self.options.leases.release(blob_key(self.target.repository, digest))
 
     def _take_lease(self, digest: str, size: int) -> bool:
         """Hold the blob's lease; False when another worker put the blob into ECR meanwhile."""
-        leases, repository = self.options.leases, self.target.repository
-        while not leases.acquire(repository, digest, lease_seconds(size)):
+        leases, key = self.options.leases, blob_key(self.target.repository, digest)
+        while not leases.acquire(key, lease_seconds(size)):
             allow_wait(LEASE_POLL_SECONDS, f"{self.ref}: blob {digest} is being uploaded by another worker")
             deadline_sleep(LEASE_POLL_SECONDS)
             if not self.target.missing_layers([digest]):
                 return self._landed(digest, size)
         # It may have landed between this image's first look at ECR and now.
         if not self.target.missing_layers([digest]):
-            leases.release(repository, digest)
+            leases.release(key)
             return self._landed(digest, size)
         return True
 

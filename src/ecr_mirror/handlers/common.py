@@ -65,7 +65,8 @@ def build_mirror(config: MirrorConfig | None) -> Mirror:
 def record_copy_metrics(report: CopyReport) -> None:
     """One report's figures as CloudWatch metrics (EMF, flushed by log_metrics)."""
     status_metric = {"copied": "ImagesCopied", "unchanged": "ImagesUnchanged",
-                     "deferred": "ImagesDeferred"}.get(report.status, "ImagesFailed")
+                     "deferred": "ImagesDeferred",
+                     "superseded": "ImagesSuperseded"}.get(report.status, "ImagesFailed")
     metrics.add_metric(name=status_metric, unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="BlobsUploaded", unit=MetricUnit.Count, value=report.blobs_uploaded)
     metrics.add_metric(name="BytesUploaded", unit=MetricUnit.Bytes, value=report.bytes_uploaded)
