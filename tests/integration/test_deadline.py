@@ -39,12 +39,15 @@ class FakeClock:
             self.sleeps.append(seconds)
 
 
-def mirror_for(source, ecr, **settings) -> Mirror:
-    """A Mirror as the worker builds it: the default retry policy (5 attempts,
-    Retry-After waits up to 60 s)."""
-    return Mirror(MirrorSettings(region="us-east-1", retry=RetryPolicy(),
-                                 registries={source.host: SourceRegistry(insecure=True)}, **settings),
-                  ecr_client=ecr)
+def copy_with_deadline(source, ecr, path: str, target: str, clock: FakeClock, margin: float,
+                       **settings):
+    """Copy as the worker does, with the default retry policy (5 attempts,
+    Retry-After waits up to 60 s), on the fake clock; the report."""
+    mirror = Mirror(MirrorSettings(region="us-east-1", retry=RetryPolicy(),
+                                   registries={source.host: SourceRegistry(insecure=True)}, **settings),
+                    ecr_client=ecr)
+    return mirror.copy(f"{source.host}/{path}", target,
+                       deadline=Deadline(clock.time_left, margin=margin, sleeper=clock.sleep))
 
 
 def tags(ecr, repository: str) -> list[str]:
@@ -63,10 +66,9 @@ def test_retry_after_waits_stop_at_the_deadline_and_the_image_is_deferred(source
     layer = image.json["layers"][0]["digest"]  # the largest blob: copied first
     source.fail("GET blob", 503, headers={"Retry-After": "3"}, times=100)
     clock = FakeClock(left=20)
-    mirror = mirror_for(source, ecr, concurrency=1)
 
-    report = mirror.copy(f"{source.host}/{repo_name}:slow", "mirror/deadline:slow",
-                         deadline=Deadline(clock.time_left, margin=5, sleeper=clock.sleep))
+    report = copy_with_deadline(source, ecr, f"{repo_name}:slow", "mirror/deadline:slow", clock,
+                                margin=5, concurrency=1)
 
     assert report.status == "deferred" and report.error["type"] == "Deferred", report.error
     assert "503" in report.error["message"] and "deadline" in report.error["message"]
@@ -87,10 +89,9 @@ def test_the_deadline_reaches_the_child_and_blob_threads(source, ecr, registry, 
                platforms=[("linux", "amd64", None), ("linux", "arm64", None)])
     source.fail("GET blob", 503, headers={"Retry-After": "2"}, times=1000)
     clock = FakeClock(left=30)
-    mirror = mirror_for(source, ecr, concurrency=4)
 
-    report = mirror.copy(f"{source.host}/{repo_name}:wide", "mirror/deadline:wide",
-                         deadline=Deadline(clock.time_left, margin=10, sleeper=clock.sleep))
+    report = copy_with_deadline(source, ecr, f"{repo_name}:wide", "mirror/deadline:wide", clock,
+                                margin=10, concurrency=4)
 
     assert report.status == "deferred" and report.error["type"] == "Deferred", report.error
     assert 2 in clock.sleeps  # the blob threads' Retry-After waits used the deadline's clock
@@ -109,10 +110,9 @@ def test_waiting_for_another_workers_blob_stops_at_the_deadline(source, ecr, reg
     layer = image.json["layers"][0]["digest"]
     assert DynamoLeases(lease_table, owner="another worker").acquire(blob_key("mirror/held", layer), 900)
     clock = FakeClock(left=10)
-    mirror = mirror_for(source, ecr, concurrency=2, lease_table=lease_table)
 
-    report = mirror.copy(f"{source.host}/{repo_name}:held", "mirror/held:held",
-                         deadline=Deadline(clock.time_left, margin=5, sleeper=clock.sleep))
+    report = copy_with_deadline(source, ecr, f"{repo_name}:held", "mirror/held:held", clock,
+                                margin=5, concurrency=2, lease_table=lease_table)
 
     assert report.status == "deferred" and report.error["type"] == "Deferred", report.error
     assert clock.sleeps == [LEASE_POLL_SECONDS] * 2  # 5 usable seconds: two polls, not a third

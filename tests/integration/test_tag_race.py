@@ -13,7 +13,8 @@ import pytest
 from ecr_mirror.copy import Progress
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from tests.integration.conftest import FAST_RETRY, ecr_image
-from tests.integration.test_copy import lease_table  # noqa: F401 - the fixture
+from tests.integration.test_copy import lease_table  # noqa: F401 - a fixture
+from tests.integration.test_warm_state import warm  # noqa: F401 - a fixture
 from tests.support.images import layer_bytes, make_image
 
 pytestmark = pytest.mark.integration
@@ -108,23 +109,15 @@ def test_the_cli_exits_1_when_superseded_since_the_tag_does_not_hold_the_source(
     assert report["status"] == "superseded" and report["superseded_by"].startswith("sha256:")
 
 
-def test_the_worker_counts_a_superseded_image_as_done(source, ecr, registry, repo_name, monkeypatch,
+def test_the_worker_counts_a_superseded_image_as_done(warm, ecr, registry, repo_name, monkeypatch,
                                                       capsys):
     """Through the real worker handler (SQS record): a superseded image is not a
     failed item (no retry, no DLQ) and has its own metric."""
     import json
 
     from ecr_mirror import mirror as mirror_module
-    from ecr_mirror.handlers import common, copy_one
     from ecr_mirror.handlers import worker as worker_handler
     from tests.support.lambdas import FakeContext, sqs_record
-
-    for name, value in {"AWS_REGION": "us-east-1", "ECR_MIRROR_PREFIX": "mirror",
-                        "POWERTOOLS_METRICS_NAMESPACE": "EcrMirrorTest",
-                        "ECR_MIRROR_REGISTRY_ENDPOINTS": f"docker.io={source.url}"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(copy_one, "_mirror", None)
-    monkeypatch.setattr(common, "_cache", {})
     make_image(registry.url, "library/nginx", "moving", layers=[layer_bytes(f"{repo_name}-w1")])
     moved = {}
 
