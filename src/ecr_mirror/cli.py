@@ -1,6 +1,9 @@
 """`ecr-mirror`: the command line over the same engine the Lambda functions use.
 
-Exit status: 0 copied or unchanged, 1 failed, 2 usage error.
+Exit status: 0 copied or unchanged, 1 failed, deferred or superseded, 2 usage error.
+`superseded` (upstream's tag moved to another image during the copy, so the
+ECR tag was left alone rather than moved to the older image) exits 1: the tag
+does not hold what the source names now; run the command again to copy it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import sys
 import threading
 
-from .copy import CopyReport, Progress
+from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
 from .ecr import RepositorySettings
 from .errors import UsageError
 from .memory import limit_malloc_arenas
@@ -121,7 +124,7 @@ def run_copy(args: argparse.Namespace) -> int:
     report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
                                    insecure=args.insecure, progress=progress)
     _print(report, args.json)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK if report.status in (COPIED, UNCHANGED) else EXIT_FAILED
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -141,8 +144,9 @@ def run_sync(args: argparse.Namespace) -> int:
                     progress=None if args.json or not sys.stderr.isatty() else BarProgress())
         for job in plan.jobs]
     failed = [r for r in reports if not r.ok]
-    summary = {**plan.summary(), "copied": sum(r.status == "copied" for r in reports),
-               "failed": len(failed), "dryRun": args.dry_run}
+    superseded = sum(r.status == SUPERSEDED for r in reports)
+    summary = {**plan.summary(), "copied": sum(r.status == COPIED for r in reports),
+               "failed": len(failed), "superseded": superseded, "dryRun": args.dry_run}
     if args.json:
         json.dump({"summary": summary, "plan": plan.as_dict(),
                    "reports": [r.as_dict() for r in reports]}, sys.stdout)
@@ -157,7 +161,7 @@ def run_sync(args: argparse.Namespace) -> int:
         for report in reports:
             print(report.summary())
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
-    return EXIT_FAILED if failed or plan.errors else EXIT_OK
+    return EXIT_FAILED if failed or superseded or plan.errors else EXIT_OK
 
 
 def _print(report: CopyReport, as_json: bool) -> None:

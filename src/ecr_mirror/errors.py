@@ -55,3 +55,7 @@ class Deferred(MirrorError):
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TagBusy(Deferred):
+    """Another worker is copying the same target tag; try again shortly."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .copy import CopyOptions, CopyReport, Progress, copy_image
 from .ecr import EcrRepository, RepositorySettings, default_repository, parse_target
 from .ecr.client import make_ecr_client
+from .deadline import Deadline
 from .ecr.leases import DynamoLeases, Leases, NoLeases
 from .errors import UsageError
 from .manifest import Platform
@@ -51,8 +53,7 @@ class MirrorSettings:
     repository: RepositorySettings = field(default_factory=RepositorySettings)
     region: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    #: Seconds left (a callable) for the Lambda worker, to stop before its timeout.
-    time_left: object = None
+    #: A Lambda copy stops this many seconds before its timeout (see `Mirror.copy`).
     stop_margin: float = 60.0
     #: DynamoDB table of blob leases shared by concurrent workers (None: no leases).
     lease_table: str | None = None
@@ -66,14 +67,20 @@ def parse_platforms(values: list[str] | tuple[str, ...] | None) -> tuple[Platfor
 
 
 class Mirror:
-    """Holds clients across images, so tokens and connections are reused."""
+    """Holds clients across images, so tokens and connections are reused.
+
+    It is shared by the events a warm Lambda runs, so nothing one copy asks
+    for (a target's region, the time left) is kept in it: those are arguments.
+    """
 
     def __init__(self, settings: MirrorSettings | None = None, *, ecr_client=None,
                  secrets_client=None) -> None:
         self.settings = settings or MirrorSettings()
         if self.settings.concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {self.settings.concurrency}")
-        self._ecr = ecr_client
+        self._ecr_clients: dict[str | None, object] = {}
+        if ecr_client is not None:
+            self._ecr_clients[self.settings.region] = ecr_client
         self._secrets = secrets_client
         self._sources: dict[tuple[str, bool], RegistryClient] = {}
         self._lock = threading.Lock()
@@ -82,9 +89,16 @@ class Mirror:
 
     @property
     def ecr(self):
-        if self._ecr is None:
-            self._ecr = make_ecr_client(self.settings.region, concurrency=self.settings.concurrency)
-        return self._ecr
+        return self.ecr_client(None)
+
+    def ecr_client(self, region: str | None):
+        """The ECR client for `region` (None: the settings' region, else boto3's)."""
+        region = region or self.settings.region
+        with self._lock:
+            if region not in self._ecr_clients:
+                self._ecr_clients[region] = make_ecr_client(
+                    region, concurrency=self.settings.concurrency)
+            return self._ecr_clients[region]
 
     def source_client(self, ref: Reference, insecure: bool = False) -> RegistryClient:
         registry = self.settings.registries.get(ref.registry, SourceRegistry())
@@ -134,33 +148,45 @@ class Mirror:
 
     def target_for(self, ref: Reference, target: str | None) -> tuple[str, str | None, str | None]:
         """(repository, tag, registry id) for a source and an optional target."""
+        return self._target(ref, target)[:3]
+
+    def _target(self, ref: Reference, target: str | None) -> tuple[str, str | None, str | None,
+                                                                    str | None]:
+        """(repository, tag, registry id, region); the region is the target's
+        when it names one, else None (the settings' region). Changes nothing."""
         if target:
             name = parse_target(target, default_tag=ref.tag)
             if name.region and self.settings.region and name.region != self.settings.region:
                 raise UsageError(f'target "{target}" is in {name.region} but the region is '
                                  f"{self.settings.region}; drop --region or use a matching target")
-            if name.region and not self.settings.region:
-                self.settings.region = name.region
-            return name.repository, name.tag, name.registry_id
-        return default_repository(ref, self.settings.prefix), ref.tag, None
+            return name.repository, name.tag, name.registry_id, name.region
+        return default_repository(ref, self.settings.prefix), ref.tag, None, None
 
     def resolve(self, source: str, target: str | None) -> tuple[Reference, str, str | None, str | None]:
         """(source reference, target repository, tag, registry id); raises UsageError."""
         ref = parse(source)
         return (ref, *self.target_for(ref, target))
 
-    def repository(self, name: str, registry_id: str | None = None) -> EcrRepository:
-        return EcrRepository(self.ecr, name, registry_id=registry_id,
+    def repository(self, name: str, registry_id: str | None = None,
+                   region: str | None = None) -> EcrRepository:
+        return EcrRepository(self.ecr_client(region), name, registry_id=registry_id,
                              settings=self.settings.repository)
 
     def copy(self, source: str, target: str | None = None, *, platforms: tuple[Platform, ...] = (),
-             insecure: bool = False, progress: Progress | None = None) -> CopyReport:
-        ref, repository, tag, registry_id = self.resolve(source, target)
+             insecure: bool = False, progress: Progress | None = None,
+             time_left: Callable[[], float] | None = None,
+             deadline: Deadline | None = None) -> CopyReport:
+        """Copy one image. `time_left` (seconds, e.g. a Lambda's remaining time)
+        makes the copy stop `settings.stop_margin` before it; or pass a `deadline`."""
+        ref = parse(source)
+        repository, tag, registry_id, region = self._target(ref, target)
+        if deadline is None and time_left is not None:
+            deadline = Deadline(time_left, self.settings.stop_margin)
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
-                              progress=progress or Progress(), time_left=self.settings.time_left,
-                              stop_margin=self.settings.stop_margin, leases=self.leases)
+                              progress=progress or Progress(), deadline=deadline,
+                              leases=self.leases)
         return copy_image(self.source_client(ref, insecure), ref,
-                          self.repository(repository, registry_id), tag, options,
+                          self.repository(repository, registry_id, region), tag, options,
                           target_name=repository + (f":{tag}" if tag else ""))
 
 
@@ -217,6 +243,9 @@ def settings_from_env(env=None) -> MirrorSettings:
     for host, url in parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")).items():
         registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
     return MirrorSettings(
+        # The function's own region (Lambda sets AWS_REGION): its role may write
+        # nowhere else, so a target in another region is refused up front.
+        region=env.get("AWS_REGION") or None,
         prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX),
         concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", "4"),
         registries=registries,

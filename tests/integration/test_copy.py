@@ -154,6 +154,22 @@ def test_dropped_connection_mid_blob_resumes_with_range(copy, ecr, source, regis
     assert_mirrored(ecr, "mirror/drop", "d", image)
 
 
+def test_a_lost_complete_layer_upload_answer_is_looked_up_in_ecr_not_copied_again(
+        copy, ecr, source, registry, repo_name):
+    """ECR stores the layer but its CompleteLayerUpload answer is lost (a 5xx):
+    the copy asks ECR whether it has the layer before fetching it again."""
+    image = make_image(registry.url, repo_name, "c", layers=[layer_bytes(f"{repo_name}-lost", 6 * MiB)])
+    strict_ecr.lose_complete_answers(times=1)
+
+    report = copy(f"{repo_name}:c", "mirror/lost:c", concurrency=1)
+
+    assert report.status == "copied", report.error
+    assert source.counts["GET blob"] == 2  # the layer and the config, once each
+    assert strict_ecr.calls["InitiateLayerUpload"] == 2
+    assert report.blobs_uploaded == 2
+    assert_mirrored(ecr, "mirror/lost", "c", image)
+
+
 def test_repository_is_created_with_the_configured_settings(copy, ecr, registry, repo_name):
     from ecr_mirror.ecr import RepositorySettings
 
@@ -312,7 +328,7 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, regis
     import boto3
 
     from ecr_mirror.copy import engine
-    from ecr_mirror.ecr.leases import DynamoLeases
+    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
 
     monkeypatch.setattr(engine, "LEASE_POLL_SECONDS", 0.02)
     base = layer_bytes(f"{repo_name}-base", 6 * MiB)  # two ECR parts
@@ -325,7 +341,7 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, regis
     a, b = leasing_worker(source, ecr, lease_table), leasing_worker(source, ecr, lease_table)
     assert isinstance(a.leases, DynamoLeases) and a.leases.owner != b.leases.owner
     # Worker a is in the middle of uploading the shared layer when worker b starts.
-    assert a.leases.acquire("mirror/shared", shared, 300)
+    assert a.leases.acquire(blob_key("mirror/shared", shared), 300)
     reports = {}
     b_thread = threading.Thread(target=lambda: reports.setdefault(
         "b", b.copy(f"{source.host}/{repo_name}:b", "mirror/shared:b")))
@@ -351,11 +367,11 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     copy does not wait for it, since a lease costs more calls than the copy."""
     import threading
 
-    from ecr_mirror.ecr.leases import DynamoLeases
+    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
 
     small = layer_bytes(f"{repo_name}-small", 200_000)
     image = make_image(registry.url, repo_name, "s", layers=[small])
-    assert DynamoLeases(lease_table, owner="someone else").acquire("mirror/small", image.blobs[1], 900)
+    assert DynamoLeases(lease_table, owner="someone else").acquire(blob_key("mirror/small", image.blobs[1]), 900)
     import boto3
 
     from tests.integration.test_ecr_target import Wrapped
@@ -363,8 +379,11 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     calls = []
     dynamodb = boto3.client("dynamodb")
     worker = leasing_worker(source, ecr, lease_table)
+    def lease_key(kw: dict) -> str:
+        return (kw.get("Item") or kw.get("Key"))["lease"]["S"]
     worker.leases._client = Wrapped(dynamodb, **{
-        name: (lambda name: lambda **kw: calls.append(name) or getattr(dynamodb, name)(**kw))(name)
+        name: (lambda name: lambda **kw: calls.append((name, lease_key(kw)))
+               or getattr(dynamodb, name)(**kw))(name)
         for name in ("put_item", "delete_item")})
     reports = []
     copier = threading.Thread(target=lambda: reports.append(worker.copy(
@@ -372,5 +391,6 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     copier.start()
     copier.join(timeout=30)
     assert reports and reports[0].status == "copied" and reports[0].blobs_uploaded == 2
-    assert calls == []  # no lease taken or given back for the layer or the config
+    # No lease taken or given back for the layer or the config (only the tag's).
+    assert calls == [("put_item", "mirror/small:s"), ("delete_item", "mirror/small:s")]
     assert_mirrored(ecr, "mirror/small", "s", image)

@@ -69,6 +69,7 @@ __all__ = [
     "disable",
     "enable",
     "is_enabled",
+    "lose_complete_answers",
     "reset_calls",
     "strict_ecr",
 ]
@@ -95,6 +96,10 @@ NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable."
 # --------------------------------------------------------------------------
 # Exceptions: ``code`` is the ECR shape name, so moto's serializer writes it as
 # ``__type`` and boto3 raises ``client.exceptions.<code>``.
+
+
+class ServerException(ServiceException):
+    code = "ServerException"
 
 
 class LayerPartTooSmallException(ServiceException):
@@ -172,6 +177,7 @@ _STATE_LOCK = threading.RLock()
 _PATCH_LOCK = threading.Lock()
 _STATE_ATTR = "_strict_ecr_patches"  # on ECRBackend: [(owner, name, saved)]
 _MISSING = object()
+_faults: Counter = Counter()  # operation -> answers still to lose
 
 
 class _Upload:
@@ -223,7 +229,25 @@ def current_part_size() -> int:
 
 
 def reset_calls() -> None:
+    """Clear the call counter and any fault still pending."""
     calls.reset()
+    with _STATE_LOCK:
+        _faults.clear()
+
+
+def lose_complete_answers(times: int = 1) -> None:
+    """The next ``times`` CompleteLayerUpload calls store the layer, then answer
+    ``ServerException``: the work is done but the client never hears so."""
+    with _STATE_LOCK:
+        _faults["CompleteLayerUpload"] += times
+
+
+def _lose_answer(operation: str) -> bool:
+    with _STATE_LOCK:
+        if _faults[operation] > 0:
+            _faults[operation] -= 1
+            return True
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -342,6 +366,8 @@ def _complete_layer_upload(
                     f"name '{repo.name}' in the registry with id '{repo.registry_id}'"
                 )
             repo.layers[actual] = upload.size
+    if _lose_answer("CompleteLayerUpload"):
+        raise ServerException("injected by strict_ecr: the layer was stored but the answer is lost")
     return {
         "registryId": repo.registry_id,
         "repositoryName": repo.name,

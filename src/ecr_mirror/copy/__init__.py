@@ -1,6 +1,7 @@
 """The copy engine and its report."""
 
 from .engine import CopyOptions, Progress, copy_image
-from .report import COPIED, DEFERRED, FAILED, UNCHANGED, CopyReport
+from .report import COPIED, DEFERRED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
 
-__all__ = ["COPIED", "DEFERRED", "FAILED", "UNCHANGED", "CopyOptions", "CopyReport", "Progress", "copy_image"]
+__all__ = ["COPIED", "DEFERRED", "FAILED", "SUPERSEDED", "UNCHANGED", "CopyOptions", "CopyReport",
+           "Progress", "copy_image"]

@@ -7,6 +7,7 @@ anything fails before that, the tag still points where it pointed before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -18,14 +19,16 @@ from typing import Any
 
 import tenacity
 
-from ..ecr.leases import Leases, NoLeases, lease_seconds
+from ..deadline import Deadline, allow_wait, bounded_wait, propagate
+from ..deadline import sleep as deadline_sleep
+from ..ecr.leases import TAG_LEASE_SECONDS, Leases, NoLeases, blob_key, hold_tag, lease_seconds
 from ..ecr.target import EcrRepository, TaggedImage
 from ..errors import Deferred, MirrorError, UnsupportedMediaType, UsageError
 from ..manifest import OCI_INDEX, Manifest, Platform, is_attestation, select_platforms, sha256_digest
 from ..reference import Reference
 from ..registry.client import RegistryClient
 from ..registry.errors import RateLimited
-from .report import COPIED, DEFERRED, FAILED, UNCHANGED, CopyReport
+from .report import COPIED, DEFERRED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,9 @@ class CopyOptions:
     #: Whole-blob attempts for temporary failures (after in-stream resumes).
     blob_attempts: int = 3
     progress: Progress = field(default_factory=Progress)
-    #: Seconds left to work (a Lambda's remaining time); None means no limit.
-    time_left: Callable[[], float] | None = None
-    #: Stop with `Deferred` when fewer seconds than this are left.
-    stop_margin: float = 60.0
+    #: When to stop with `Deferred` (a Lambda's remaining time less a margin);
+    #: None means no limit.
+    deadline: Deadline | None = None
     #: Who uploads a blob that other workers want too (one at a time per repository).
     leases: Leases = field(default_factory=NoLeases)
 
@@ -107,7 +109,9 @@ def copy_image(source: RegistryClient, ref: Reference, target: EcrRepository, ta
     before = {**source.stats.snapshot(), **target.stats.snapshot()}
     started = time.monotonic()
     try:
-        _Copy(source, ref, target, tag, options, report).run()
+        # The deadline goes with the copy into every thread it starts (propagate).
+        with options.deadline.applied() if options.deadline else contextlib.nullcontext():
+            _Copy(source, ref, target, tag, options, report).run()
     except MirrorError as exc:
         deferred = isinstance(exc, Deferred) or getattr(exc, "pull_limit", False)
         report.status = DEFERRED if deferred else FAILED
@@ -149,12 +153,24 @@ class _Copy:
         current = self.target.tagged(self.tag) if self.tag else None
         if self._unchanged_without_pull(head.digest, current):
             return
-        top = self.source.get_manifest(self.repo, head.digest, image=str(self.ref))
+        # One copy of a target tag at a time (across workers, with a lease table).
+        with self._tag_lease():
+            self._copy(head.digest, current)
+
+    def _tag_lease(self) -> contextlib.AbstractContextManager:
+        if not self.tag or not self.options.leases.shared:
+            return contextlib.nullcontext()
+        deadline = self.options.deadline
+        seconds = deadline.time_left() if deadline else TAG_LEASE_SECONDS
+        return hold_tag(self.options.leases, self.target.repository, self.tag, seconds, str(self.ref))
+
+    def _copy(self, source_digest: str, current: TaggedImage | None) -> None:
+        top = self.source.get_manifest(self.repo, source_digest, image=str(self.ref))
         self.report.media_type = top.media_type
         self._blob_pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob")
         try:
             if top.is_index:
-                top, wanted = self._select(top, head.digest)
+                top, wanted = self._select(top, source_digest)
                 if current and current.digest == top.digest:
                     return self._unchanged(current.digest)
                 have = self.target.existing_images(d["digest"] for d in wanted)
@@ -172,9 +188,30 @@ class _Copy:
             # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
             self._blob_pool.shutdown(wait=True, cancel_futures=True)
         self._check_time("moving the tag")
+        if self.tag and self._superseded():
+            return
         self.report.target_digest = self.target.put_image(top.text, top.media_type, top.digest, self.tag)
         self.report.manifests_put += 1
         self.report.status = COPIED
+
+    def _superseded(self) -> bool:
+        """Just before the tag moves: has upstream's tag moved to another image
+        meanwhile? Then a copy of the newer image owns the tag, and this one
+        leaves it where it is: a tag never goes back to an older image. (A HEAD:
+        no pull is counted. A pinned digest has no upstream tag to follow.)"""
+        if self.ref.digest:
+            return False
+        now = self.source.head_manifest(self.repo, self.ref.ref).digest
+        if now == self.report.source_digest:
+            return False
+        current = self.target.tagged(self.tag)
+        self.report.status = SUPERSEDED
+        self.report.superseded_by = now
+        self.report.target_digest = current.digest if current else None
+        log.info("superseded: upstream's tag moved during the copy",
+                 extra={"image": str(self.ref), "copied": self.report.source_digest, "upstream": now,
+                        "ecr_tag": self.report.target_digest})
+        return True
 
     def _copy_child(self, descriptor: dict[str, Any]) -> None:
         child = self.source.get_manifest(self.repo, descriptor["digest"],
@@ -194,7 +231,8 @@ class _Copy:
             return
         pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="child")
         try:
-            done, _ = wait([pool.submit(work, item) for item in items], return_when=FIRST_EXCEPTION)
+            done, _ = wait([pool.submit(propagate(work), item) for item in items],
+                           return_when=FIRST_EXCEPTION)
             for f in done:
                 if f.exception() is not None:
                     raise f.exception()
@@ -272,7 +310,7 @@ class _Copy:
                 if digest not in self._blob_futures:
                     if digest in missing:
                         self._blob_futures[digest] = self._blob_pool.submit(
-                            self._copy_blob, digest, blobs[digest])
+                            propagate(self._copy_blob), digest, blobs[digest])
                     else:
                         self._blob_futures[digest] = _DONE
                         self.report.blobs_skipped += 1
@@ -283,12 +321,8 @@ class _Copy:
 
     def _check_time(self, doing: str) -> None:
         """Stop cleanly, before the tag moves, when the time left is too short."""
-        if self.options.time_left is None:
-            return
-        left = self.options.time_left()
-        if left < self.options.stop_margin:
-            raise Deferred(f"{self.ref}: {left:.0f}s left, less than the {self.options.stop_margin:.0f}s "
-                           f"margin, before {doing}; nothing was tagged, the image is handed back")
+        if self.options.deadline is not None:
+            self.options.deadline.check(str(self.ref), doing)
 
     def _copy_blob(self, digest: str, size: int) -> None:
         self._check_time(f"copying blob {digest}")
@@ -299,19 +333,19 @@ class _Copy:
             self._transfer_blob(digest, size)
         finally:
             if leased:
-                self.options.leases.release(self.target.repository, digest)
+                self.options.leases.release(blob_key(self.target.repository, digest))
 
     def _take_lease(self, digest: str, size: int) -> bool:
         """Hold the blob's lease; False when another worker put the blob into ECR meanwhile."""
-        leases, repository = self.options.leases, self.target.repository
-        while not leases.acquire(repository, digest, lease_seconds(size)):
-            self._check_time(f"waiting for blob {digest}, which another worker is uploading")
-            time.sleep(LEASE_POLL_SECONDS)
+        leases, key = self.options.leases, blob_key(self.target.repository, digest)
+        while not leases.acquire(key, lease_seconds(size)):
+            allow_wait(LEASE_POLL_SECONDS, f"{self.ref}: blob {digest} is being uploaded by another worker")
+            deadline_sleep(LEASE_POLL_SECONDS)
             if not self.target.missing_layers([digest]):
                 return self._landed(digest, size)
         # It may have landed between this image's first look at ECR and now.
         if not self.target.missing_layers([digest]):
-            leases.release(repository, digest)
+            leases.release(key)
             return self._landed(digest, size)
         return True
 
@@ -331,7 +365,8 @@ class _Copy:
         for attempt in tenacity.Retrying(
                 retry=tenacity.retry_if_exception(_retry_blob),
                 stop=tenacity.stop_after_attempt(self.options.blob_attempts),
-                wait=tenacity.wait_exponential_jitter(multiplier=1, max=20), reraise=True):
+                wait=bounded_wait(tenacity.wait_exponential_jitter(multiplier=1, max=20)),
+                sleep=deadline_sleep, reraise=True):
             with attempt:
                 progress.blob_started(digest, size)
                 with self.source.open_blob(self.repo, digest, size) as stream:

@@ -9,6 +9,10 @@ COPIED, UNCHANGED, FAILED = "copied", "unchanged", "failed"
 #: Stopped on purpose before the tag moved (pull budget spent, time running
 #: out); `error.retry_after` says when to try again.
 DEFERRED = "deferred"
+#: The copy finished its blobs, but upstream's tag moved to another image in
+#: the meantime, so the ECR tag was left alone (a tag never goes back to an
+#: older image). Nothing went wrong: the newer image gets its own copy.
+SUPERSEDED = "superseded"
 
 
 @dataclass
@@ -22,6 +26,9 @@ class CopyReport:
     platforms: list[str] | None = None
     #: Why the ECR digest differs from upstream, when it does (platform subset).
     digest_note: str | None = None
+    #: When superseded: the image upstream's tag pointed to just before the tag
+    #: would have moved (`target_digest` is then what the ECR tag holds, or None).
+    superseded_by: str | None = None
     repository_created: bool = False
     blobs_uploaded: int = 0
     bytes_uploaded: int = 0
@@ -38,7 +45,8 @@ class CopyReport:
 
     @property
     def ok(self) -> bool:
-        return self.status in (COPIED, UNCHANGED)
+        """Nothing went wrong and nothing is left to retry for this image."""
+        return self.status in (COPIED, UNCHANGED, SUPERSEDED)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +57,10 @@ class CopyReport:
             err = self.error or {}
             return (f"{self.status.upper()} {self.source} -> {self.target}: "
                     f"{err.get('type')}: {err.get('message')}")
+        if self.status == SUPERSEDED:
+            return (f"SUPERSEDED {self.source} -> {self.target}: upstream's tag moved from "
+                    f"{self.source_digest} to {self.superseded_by} during the copy; the tag was not "
+                    f"moved (it holds {self.target_digest or 'no image'}); copy again for the new image")
         line = (f"{self.status} {self.source} -> {self.target} {self.target_digest} "
                 f"(uploaded {self.blobs_uploaded} blobs / {_size(self.bytes_uploaded)}, "
                 f"skipped {self.blobs_skipped} / {_size(self.bytes_skipped)}, "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..deadline import propagate
 from ..errors import TagConflict, TargetError
 from ..manifest import SUPPORTED
 from ..registry.blob import BlobStream
@@ -203,10 +204,18 @@ class EcrRepository:
         if sent == 0:
             raise TargetError(f"blob {stream.digest} is empty: ECR refuses empty layers")
         try:
-            self._call("CompleteLayerUpload", uploadId=upload_id, layerDigests=[stream.digest])
-        except ClientError as exc:
-            if error_code(exc) != "LayerAlreadyExistsException":
-                raise self._fail("CompleteLayerUpload", exc) from exc
+            try:
+                self._call("CompleteLayerUpload", uploadId=upload_id, layerDigests=[stream.digest])
+            except ClientError as exc:
+                if error_code(exc) != "LayerAlreadyExistsException":
+                    raise self._fail("CompleteLayerUpload", exc) from exc
+        except TargetError as exc:
+            # A temporary error or a dropped connection may have lost the answer
+            # of a completed upload: ask ECR before the blob is fetched again.
+            if not exc.temporary or self.missing_layers([stream.digest]):
+                raise
+            log.info("CompleteLayerUpload answer lost; ECR has the layer",
+                     extra={"digest": stream.digest, "error": str(exc)})
         return sent
 
     def _upload_part(self, upload_id: str, first: int, part: bytes | bytearray | memoryview) -> None:
@@ -278,8 +287,9 @@ class _ReadAhead:
         self._allocated = 0
         self._queue: queue.Queue = queue.Queue(maxsize=self.BUFFERS)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"read-{stream.digest[7:19]}",
-                                        daemon=True)
+        # The source reads retry: they answer to the copy's deadline too.
+        self._thread = threading.Thread(target=propagate(self._run),
+                                        name=f"read-{stream.digest[7:19]}", daemon=True)
 
     def _put(self, item) -> bool:
         while not self._stop.is_set():

@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from ..copy import CopyReport
 from ..errors import UsageError
 from ..memory import limit_malloc_arenas
-from ..mirror import Mirror, settings_from_env
+from ..mirror import Mirror, MirrorSettings, settings_from_env
 from ..sync.config import MirrorConfig, apply_config, load_config
 
 limit_malloc_arenas()  # at import, before any copy starts its threads
@@ -23,6 +23,7 @@ metrics = Metrics(service="ecr-mirror",
 tracer = Tracer(service="ecr-mirror")
 
 CONFIG_TTL_SECONDS = 300
+clock = time.monotonic  # replaced in tests, to step past the cache's lifetime
 _cache: dict[str, tuple[float, MirrorConfig]] = {}
 
 
@@ -36,7 +37,7 @@ def read_config(ssm_client=None, *, fresh: bool = False) -> MirrorConfig | None:
     if not name:
         return None
     cached = _cache.get(name)
-    if cached and not fresh and time.monotonic() - cached[0] < CONFIG_TTL_SECONDS:
+    if cached and not fresh and clock() - cached[0] < CONFIG_TTL_SECONDS:
         return cached[1]
     import boto3
 
@@ -47,19 +48,25 @@ def read_config(ssm_client=None, *, fresh: bool = False) -> MirrorConfig | None:
         raise UsageError(f"SSM parameter {name} (ECR_MIRROR_CONFIG_PARAMETER) does not exist; "
                          "write the mirror config into it") from exc
     config = load_config(text, origin=f"SSM parameter {name}")
-    _cache[name] = (time.monotonic(), config)
+    _cache[name] = (clock(), config)
     return config
 
 
-def build_mirror(config: MirrorConfig | None) -> Mirror:
+def mirror_settings(config: MirrorConfig | None) -> MirrorSettings:
+    """The settings a Mirror gets: the environment's, with the config merged in."""
     settings = settings_from_env()
-    return Mirror(apply_config(settings, config) if config else settings)
+    return apply_config(settings, config) if config else settings
+
+
+def build_mirror(config: MirrorConfig | None) -> Mirror:
+    return Mirror(mirror_settings(config))
 
 
 def record_copy_metrics(report: CopyReport) -> None:
     """One report's figures as CloudWatch metrics (EMF, flushed by log_metrics)."""
     status_metric = {"copied": "ImagesCopied", "unchanged": "ImagesUnchanged",
-                     "deferred": "ImagesDeferred"}.get(report.status, "ImagesFailed")
+                     "deferred": "ImagesDeferred",
+                     "superseded": "ImagesSuperseded"}.get(report.status, "ImagesFailed")
     metrics.add_metric(name=status_metric, unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="BlobsUploaded", unit=MetricUnit.Count, value=report.blobs_uploaded)
     metrics.add_metric(name="BytesUploaded", unit=MetricUnit.Bytes, value=report.bytes_uploaded)

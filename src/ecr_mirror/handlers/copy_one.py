@@ -9,23 +9,28 @@ tag, e.g. `mirror/dockerhub/library/nginx:stable`. `platforms` (a list such as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from ..errors import UsageError
 from ..mirror import Mirror, check_prefix, parse_platforms
-from .common import build_mirror, logger, metrics, read_config, record_copy_metrics, tracer
+from .common import logger, metrics, mirror_settings, read_config, record_copy_metrics, tracer
 
 ALLOWED_KEYS = {"source", "target", "platforms"}
 _mirror: Mirror | None = None
 
 
 def get_mirror() -> Mirror:
-    """Built on the first invocation and kept warm: tokens and connections are reused."""
+    """Built on the first invocation and kept warm: tokens and connections are
+    reused. Built again when the settings it was made from change (the config
+    is read again from SSM once its cache expires), so a new config applies
+    within minutes without a cold start."""
     global _mirror
-    if _mirror is None:
-        _mirror = build_mirror(read_config())
+    settings = mirror_settings(read_config())
+    if _mirror is None or _mirror.settings != settings:
+        _mirror = Mirror(settings)
     return _mirror
 
 
@@ -47,8 +52,10 @@ def parse_event(event: Any, allowed: set[str] = ALLOWED_KEYS) -> tuple[str, str 
     return source, target, platforms
 
 
-def copy_one(event: Any, mirror: Mirror | None = None) -> dict[str, Any]:
-    """Validate the event completely, then copy; a bad event touches nothing."""
+def copy_one(event: Any, mirror: Mirror | None = None, *,
+             time_left: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Validate the event completely, then copy; a bad event touches nothing.
+    `time_left` (seconds) makes the copy stop before the function's timeout."""
     try:
         source, target, platforms = parse_event(event)
         mirror = mirror or get_mirror()
@@ -61,7 +68,7 @@ def copy_one(event: Any, mirror: Mirror | None = None) -> dict[str, Any]:
         return {"status": "failed", "error": {"type": exc.kind, "message": str(exc),
                                               "temporary": False}}
     logger.append_keys(image=source)
-    report = mirror.copy(source, target, platforms=platform_set)
+    report = mirror.copy(source, target, platforms=platform_set, time_left=time_left)
     record_copy_metrics(report)
     logger.info("copy finished", extra={"status": report.status, "digest": report.target_digest,
                                         "target": report.target})

@@ -79,6 +79,13 @@ def _defer(body: dict[str, Any], not_before: float, why: str) -> dict[str, Any]:
     return {"status": "deferred", "source": body.get("source"), "notBefore": not_before}
 
 
+def _time_left(context: Any):
+    """This invocation's remaining seconds, as a callable (None outside Lambda)."""
+    if context is None:
+        return None
+    return lambda: context.get_remaining_time_in_millis() / 1000
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     try:
@@ -91,10 +98,8 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     if not_before > clock():
         return _defer(body, not_before, "waiting for the pull budget to reset")
     mirror = one.get_mirror()
-    if _context is not None:
-        mirror.settings.time_left = lambda: _context.get_remaining_time_in_millis() / 1000
     logger.append_keys(image=source, digest=body.get("sourceDigest"))
-    report = mirror.copy(source, target, platforms=platform_set)
+    report = mirror.copy(source, target, platforms=platform_set, time_left=_time_left(_context))
     record_copy_metrics(report)
     logger.info("copy finished", extra={"status": report.status, "target": report.target,
                                         "target_digest": report.target_digest})
@@ -126,6 +131,4 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if isinstance(event, dict) and "Records" in event:
         return process_partial_response(event=event, record_handler=record_handler,
                                         processor=processor, context=context)
-    mirror = one.get_mirror()
-    mirror.settings.time_left = lambda: context.get_remaining_time_in_millis() / 1000
-    return one.copy_one(event, mirror)
+    return one.copy_one(event, time_left=_time_left(context))

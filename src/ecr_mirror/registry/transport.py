@@ -20,6 +20,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import tenacity
 
+from ..deadline import bounded_wait
+from ..deadline import sleep as deadline_sleep
 from ..stats import RequestStats
 from .budget import PullBudget
 from .auth import Challenge, Credentials, TokenCache, parse_challenge, token_lifetime
@@ -61,7 +63,10 @@ class RetryPolicy:
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(retry_it),
             stop=tenacity.stop_after_attempt(self.attempts),
-            wait=wait,
+            # A copy's deadline (if any) is consulted before each sleep: a wait
+            # that would run past it raises `Deferred` instead.
+            wait=bounded_wait(wait),
+            sleep=deadline_sleep,
             reraise=True,
             before_sleep=lambda s: log.info(
                 "retrying after a temporary error",
