@@ -13,12 +13,13 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .copy import CopyOptions, CopyReport, Progress, copy_image
-from .ecr import EcrRepository, RepositorySettings, default_repository, parse_target
+from .ecr import EcrRepository, RepositorySettings, default_repository
 from .ecr.client import make_ecr_client
+from .ecr.names import check_prefix_text, check_target
 from .ecr.leases import DynamoLeases, Leases, NoLeases
 from .errors import UsageError
 from .manifest import Platform
-from .reference import DOCKER_HUB, Reference, parse
+from .reference import DOCKER_HUB, Reference, parse, quote
 from .registry import Credentials, RegistryClient, RetryPolicy
 from .registry.credentials import load_credentials
 
@@ -46,6 +47,9 @@ class MirrorSettings:
     """What a caller can set; the functions take it from their environment."""
 
     prefix: str = field(default_factory=lambda: os.environ.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX))
+    #: Refuse targets outside `prefix/` (the Lambda functions, whose IAM allows
+    #: writes only there). The CLI uses the prefix for naming only.
+    enforce_prefix: bool = False
     concurrency: int = 4
     registries: dict[str, SourceRegistry] = field(default_factory=dict)
     repository: RepositorySettings = field(default_factory=RepositorySettings)
@@ -133,16 +137,22 @@ class Mirror:
         return [found] if found else []
 
     def target_for(self, ref: Reference, target: str | None) -> tuple[str, str | None, str | None]:
-        """(repository, tag, registry id) for a source and an optional target."""
-        if target:
-            name = parse_target(target, default_tag=ref.tag)
+        """(repository, tag, registry id) for a source and an optional target.
+
+        Every entry point comes through here (`check_target`): the whole target
+        is validated and, for the functions, kept under the prefix.
+        """
+        prefix = self.settings.prefix if self.settings.enforce_prefix else None
+        if target is not None:
+            name = check_target(target, default_tag=ref.tag, prefix=prefix)
             if name.region and self.settings.region and name.region != self.settings.region:
-                raise UsageError(f'target "{target}" is in {name.region} but the region is '
+                raise UsageError(f"target {quote(target)} is in {name.region} but the region is "
                                  f"{self.settings.region}; drop --region or use a matching target")
             if name.region and not self.settings.region:
                 self.settings.region = name.region
             return name.repository, name.tag, name.registry_id
-        return default_repository(ref, self.settings.prefix), ref.tag, None
+        repository = default_repository(ref, self.settings.prefix)
+        return check_target(repository, default_tag=None, prefix=prefix).repository, ref.tag, None
 
     def resolve(self, source: str, target: str | None) -> tuple[Reference, str, str | None, str | None]:
         """(source reference, target repository, tag, registry id); raises UsageError."""
@@ -162,14 +172,6 @@ class Mirror:
         return copy_image(self.source_client(ref, insecure), ref,
                           self.repository(repository, registry_id), tag, options,
                           target_name=repository + (f":{tag}" if tag else ""))
-
-
-def check_prefix(repository: str, prefix: str) -> None:
-    """The functions may only write under the mirror prefix (their IAM says so too)."""
-    prefix = prefix.strip("/")
-    if prefix and not repository.startswith(prefix + "/"):
-        raise UsageError(f'target repository "{repository}" is outside the mirror prefix "{prefix}/"; '
-                         "the functions may only write there")
 
 
 def credentials_from_secret(secret_id: str, client=None) -> Credentials:
@@ -217,7 +219,8 @@ def settings_from_env(env=None) -> MirrorSettings:
     for host, url in parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")).items():
         registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
     return MirrorSettings(
-        prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX),
+        prefix=check_prefix_text(env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), what="ECR_MIRROR_PREFIX"),
+        enforce_prefix=True,
         concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", "4"),
         registries=registries,
         stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS", "60", float),

@@ -69,7 +69,7 @@ def run(event: Any) -> dict[str, Any]:
         metrics.add_metric(name="PlanErrors", unit=MetricUnit.Count, value=1)
         return {"planned": 0, "unchanged": 0, "queued": 0, "errors": 1, "dryRun": dry_run,
                 "errorDetails": [{"entry": "config", "message": str(exc)}]}
-    plan = build_plan(config, mirror, required_prefix=mirror.settings.prefix)
+    plan = build_plan(config, mirror)
     now = clock()
     apply_budget(plan, mirror, now)
     queued, send_errors = (0, []) if dry_run else queue_jobs(plan, queue_url, now=now)

@@ -9,6 +9,7 @@ same function takes the direct one-image event of `copy_one` (console tests).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from typing import Any
@@ -79,18 +80,36 @@ def _defer(body: dict[str, Any], not_before: float, why: str) -> dict[str, Any]:
     return {"status": "deferred", "source": body.get("source"), "notBefore": not_before}
 
 
+def parse_message(text: str) -> tuple[dict[str, Any], tuple[str, str | None, list[str]], float]:
+    """(body, (source, target, platforms), notBefore) of a queued message; UsageError if malformed."""
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"the message body is not JSON ({type(exc).__name__}); the scheduler "
+                         'sends {"source": ..., "target": ...}') from exc
+    parsed = one.parse_event(body, MESSAGE_KEYS)
+    not_before, timeouts = body.get("notBefore"), body.get("timeouts", 0)
+    if not_before is not None and (isinstance(not_before, bool) or not isinstance(not_before, (int, float))
+                                   or not math.isfinite(not_before)):
+        raise UsageError(f'"notBefore" must be a time in epoch seconds, got {json.dumps(not_before)}')
+    if isinstance(timeouts, bool) or not isinstance(timeouts, int) or timeouts < 0:
+        raise UsageError(f'"timeouts" must be a whole number of at least 0, got {json.dumps(timeouts)}')
+    return body, parsed, float(not_before or 0)
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     try:
-        body = json.loads(record.body)
-        source, target, platforms = one.parse_event(body, MESSAGE_KEYS)
+        body, (source, target, platforms), not_before = parse_message(record.body)
         platform_set = parse_platforms(platforms)
-        not_before = float(body.get("notBefore") or 0)
-    except (ValueError, TypeError, UsageError) as exc:
-        raise ImageNotCopied(f"malformed message {record.message_id}: {exc}") from exc
+        mirror = one.get_mirror()
+        mirror.resolve(source, target)  # the one target check, before any request or deferral
+    except UsageError as exc:
+        one.rejected(exc, what=f"message {record.message_id}")
+        _retry_sooner(record, RETRY_DELAY_SECONDS)  # permanent: on to the DLQ and its alarm
+        raise ImageNotCopied(f"message {record.message_id} rejected: {exc}") from exc
     if not_before > clock():
         return _defer(body, not_before, "waiting for the pull budget to reset")
-    mirror = one.get_mirror()
     if _context is not None:
         mirror.settings.time_left = lambda: _context.get_remaining_time_in_millis() / 1000
     logger.append_keys(image=source, digest=body.get("sourceDigest"))

@@ -15,10 +15,11 @@ import fastjsonschema
 import yaml
 
 from ..ecr.target import RepositorySettings
+from ..ecr.names import check_prefix_text, check_target
 from ..errors import UsageError
 from ..manifest import Platform
 from ..mirror import SourceRegistry
-from ..reference import InvalidReference, Reference, parse
+from ..reference import InvalidReference, Reference, parse, quote
 from .tags import SemverRange, TagSelector
 
 _PLATFORM = r"^[a-z0-9_-]+/[a-z0-9_-]+(/[a-z0-9_.-]+)?$"
@@ -167,7 +168,7 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
                                          insecure=bool(r.get("insecure", False)),
                                          endpoint=r.get("endpoint"))
                     for host, r in (data.get("registries") or {}).items()},
-        target_prefix=defaults.get("targetPrefix"),
+        target_prefix=_target_prefix(defaults.get("targetPrefix"), origin),
         platforms=tuple(Platform.parse(p) for p in defaults.get("platforms") or ()),
         repository=RepositorySettings(
             scan_on_push=repo.get("scanOnPush", True),
@@ -182,6 +183,15 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
         except (UsageError, ValueError) as exc:
             config.errors.append(ConfigError(_label(index, raw), str(exc)))
     return config
+
+
+def _target_prefix(prefix: str | None, origin: str) -> str | None:
+    if prefix is None:
+        return None
+    try:
+        return check_prefix_text(prefix, what="defaults.targetPrefix")
+    except UsageError as exc:
+        raise UsageError(f"{origin}: {exc}") from exc
 
 
 def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
@@ -223,8 +233,19 @@ def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
                            latest=raw.get("latest"))
     platforms = tuple(Platform.parse(p) for p in raw["platforms"]) if "platforms" in raw \
         else config.platforms
-    return ImageEntry(index=index, source=source, target=raw.get("target"), selector=selector,
+    return ImageEntry(index=index, source=source, target=_target(raw.get("target")), selector=selector,
                       platforms=platforms, written=raw["source"])
+
+
+def _target(text: str | None) -> str | None:
+    """A config target is a repository: the tags come from the selection."""
+    if text is None:
+        return None
+    name = check_target(text, default_tag=None, prefix=None)  # the one target check
+    if name.tag or name.registry_id:
+        raise UsageError(f"target: {quote(text)}: give the repository alone, e.g. mirror/nginx; "
+                         "each selected tag is mirrored under its own name, in this account and region")
+    return name.repository
 
 
 def apply_config(settings, config: MirrorConfig):

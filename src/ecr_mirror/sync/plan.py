@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..copy.engine import already_mirrored
-from ..errors import MirrorError
+from ..errors import MirrorError, UsageError
 from ..manifest import INDEX_TYPES
-from ..mirror import Mirror, check_prefix
-from ..reference import Reference
+from ..mirror import Mirror
+from ..reference import Reference, quote
 from .config import ImageEntry, MirrorConfig
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,12 @@ ENTRY_CONCURRENCY = 4
 HEAD_CONCURRENCY = 4
 
 
-def build_plan(config: MirrorConfig, mirror: Mirror, *, required_prefix: str | None = None) -> Plan:
+def build_plan(config: MirrorConfig, mirror: Mirror) -> Plan:
+    """The mirror's settings say whether targets must lie under its prefix (the
+    functions) or not (the CLI): each target goes through `Mirror.target_for`."""
     plan = Plan(errors=[e.as_dict() for e in config.errors])
     with ThreadPoolExecutor(ENTRY_CONCURRENCY) as pool:
-        results = list(pool.map(lambda e: _plan_entry(e, config, mirror, required_prefix),
-                                config.images))
+        results = list(pool.map(lambda e: _plan_entry(e, config, mirror), config.images))
     for jobs, unchanged, errors in results:
         plan.jobs += jobs
         plan.unchanged += unchanged
@@ -107,16 +108,19 @@ def spread_by_repository(jobs: list[Job]) -> list[Job]:
 
 
 def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
-                required_prefix: str | None) -> tuple[list[Job], list[dict], list[dict]]:
+                ) -> tuple[list[Job], list[dict], list[dict]]:
     jobs: list[Job] = []
     unchanged: list[dict] = []
     errors: list[dict] = []
     try:
+        # The target first: a refused one costs no request, to the source or to ECR.
+        target_repo, tag, _ = mirror.target_for(
+            entry.source, entry.target or _default_target(entry.source, config, mirror))
+        if tag:
+            raise UsageError(f"target: {quote(entry.target or '')} names a tag; give the repository "
+                             "alone (each selected tag is mirrored under its own name)")
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
-        target_repo = entry.target or _default_target(entry.source, config, mirror)
-        if required_prefix is not None:
-            check_prefix(target_repo, required_prefix)
         current = mirror.repository(target_repo).tagged_many(tags)
     except MirrorError as exc:
         return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
