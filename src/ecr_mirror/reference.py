@@ -143,6 +143,11 @@ class Reference:
         return replace(self, digest=digest)
 
 
+def is_registry_host(text: object) -> bool:
+    """`docker.io`, `ghcr.io`, `localhost:5000`, `[::1]:5000`: a host as references name it."""
+    return isinstance(text, str) and re.fullmatch(_HOST, text) is not None
+
+
 def _split_host(text: str) -> tuple[str, str, int]:
     """(registry, remainder, offset of the remainder in text), like splitDockerDomain."""
     first, slash, rest = text.partition("/")

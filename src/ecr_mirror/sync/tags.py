@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import semver
 
-_GLOB_CHARS = set("*?[")
+GLOB_CHARS = frozenset("*?[")
 # Used with fullmatch: `re.match(...$)` would accept a trailing newline.
 _RELEASE = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 _COMPARATOR = re.compile(r"(>=|<=|>|<|==|=|!=|\^|~)?\s*v?(\d+(?:\.\d+){0,2})")
@@ -101,7 +101,7 @@ class TagSelector:
     def exact_only(self) -> bool:
         """True when the tags are known without listing the source's tags."""
         return (bool(self.names) and not self.regexes and self.semver is None
-                and self.latest is None and not any(_GLOB_CHARS & set(n) for n in self.names))
+                and self.latest is None and not any(GLOB_CHARS & set(n) for n in self.names))
 
     def select(self, list_tags: Callable[[], Iterable[str]]) -> list[str]:
         if self.exact_only:
