@@ -27,6 +27,11 @@ class UnsupportedMediaType(MirrorError):
     """A manifest type ecr-mirror refuses to copy (schema1, unknown types)."""
 
 
+class InvalidManifest(MirrorError):
+    """A manifest the registry sent that is not a well-formed one (not UTF-8 JSON,
+    a field of the wrong type). Trying again will not change it."""
+
+
 class DigestMismatch(MirrorError):
     """Bytes whose sha256 differs from the digest that names them."""
 
