@@ -36,6 +36,15 @@ class DigestMismatch(MirrorError):
     """Bytes whose sha256 differs from the digest that names them."""
 
 
+class SecretError(MirrorError):
+    """A Secrets Manager secret could not be read (refused, missing, unreachable)
+    or does not hold {"username", "password"}; names the secret, never its value."""
+
+    def __init__(self, message: str, *, temporary: bool = False):
+        super().__init__(message)
+        self.temporary = temporary
+
+
 class TargetError(MirrorError):
     """ECR refused something; `temporary` tells whether trying again may help."""
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .copy import CopyOptions, CopyReport, Progress, copy_image
+from .copy.report import FAILED
 from .ecr import EcrRepository, RepositorySettings, default_repository
 from .ecr.client import make_ecr_client
 from .ecr.names import check_prefix_text, check_target
 from .ecr.leases import DynamoLeases, Leases, NoLeases
-from .errors import UsageError
+from .errors import MirrorError, SecretError, UsageError
 from .manifest import Platform
 from .reference import DOCKER_HUB, Reference, parse, quote
 from .registry import Credentials, RegistryClient, RetryPolicy
@@ -166,26 +167,53 @@ class Mirror:
     def copy(self, source: str, target: str | None = None, *, platforms: tuple[Platform, ...] = (),
              insecure: bool = False, progress: Progress | None = None) -> CopyReport:
         ref, repository, tag, registry_id = self.resolve(source, target)
+        target_name = repository + (f":{tag}" if tag else "")
+        try:
+            client = self.source_client(ref, insecure)  # reads the registry's secret
+        except MirrorError as exc:  # e.g. SecretError: a failed report, nothing sent
+            return CopyReport(source=str(ref), target=target_name, status=FAILED, error={
+                "type": exc.kind, "message": str(exc), "temporary": exc.temporary})
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
                               progress=progress or Progress(), time_left=self.settings.time_left,
                               stop_margin=self.settings.stop_margin, leases=self.leases)
-        return copy_image(self.source_client(ref, insecure), ref,
-                          self.repository(repository, registry_id), tag, options,
-                          target_name=repository + (f":{tag}" if tag else ""))
+        return copy_image(client, ref, self.repository(repository, registry_id), tag, options,
+                          target_name=target_name)
+
+
+#: Secrets Manager error codes worth trying again later.
+_TEMPORARY_SECRET_CODES = {"ThrottlingException", "InternalServiceError", "RequestTimeout",
+                           "ServiceUnavailable", "TooManyRequestsException"}
 
 
 def credentials_from_secret(secret_id: str, client=None) -> Credentials:
-    """A Secrets Manager secret holding {"username": ..., "password": ...}."""
+    """A Secrets Manager secret holding {"username": ..., "password": ...}; `SecretError`
+    (naming the secret, never its value) when it cannot be read or used."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    client = client or boto3.client("secretsmanager")
-    value = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    try:
+        client = client or boto3.client("secretsmanager")
+        value = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        hint = {"AccessDeniedException": "grant secretsmanager:GetSecretValue on it (and "
+                                         "kms:Decrypt on its key)",
+                "ResourceNotFoundException": "create it, or fix the name in the config"
+                }.get(code, "check the secret and the role's access to it")
+        raise SecretError(f"cannot read secret {secret_id}: {code}: "
+                          f"{exc.response.get('Error', {}).get('Message', '')}; {hint}",
+                          temporary=code in _TEMPORARY_SECRET_CODES) from None
+    except BotoCoreError as exc:
+        raise SecretError(f"cannot read secret {secret_id}: {exc}", temporary=True) from None
+    except KeyError:
+        raise SecretError(f"secret {secret_id} has no SecretString; store "
+                          '{"username": ..., "password": ...} as text') from None
     try:
         data = json.loads(value)
         return Credentials(str(data["username"]), str(data["password"]))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError):
         # Never echo the secret's content, only its name.
-        raise UsageError(f'secret {secret_id} must be JSON {{"username": ..., "password": ...}}') from exc
+        raise SecretError(f'secret {secret_id} must be JSON {{"username": ..., "password": ...}}') from None
 
 
 def _env_bool(env, name: str, default: bool) -> bool:

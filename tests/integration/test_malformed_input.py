@@ -1,0 +1,62 @@
+"""Malformed input and refused reads at the entry points: a clear failed report
+(the functions), a plan error (the scheduler) or one line and exit 2 (the CLI),
+never an exception out of a handler nor a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ecr_mirror.handlers import copy_one, scheduler, worker
+from tests.integration.test_schedule import app  # noqa: F401 (fixture)
+from tests.support import strict_ecr
+from tests.support.aws_errors import FailingAws
+from tests.support.images import layer_bytes, make_image
+from tests.support.lambdas import FakeContext, sqs_record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def denied_secrets(app, monkeypatch):  # noqa: F811
+    """Secrets Manager refuses GetSecretValue (the role lacks the grant)."""
+    with FailingAws() as aws:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws.url)
+        yield aws
+
+
+def nothing_sent(source) -> None:
+    assert sum(source.counts.values()) == 0, dict(source.counts)
+    assert sum(strict_ecr.calls.values()) == 0, dict(strict_ecr.calls)
+
+
+@pytest.mark.parametrize("handler", [copy_one.handler, worker.handler])
+def test_a_refused_secret_is_a_failed_report_from_a_direct_event(denied_secrets, source, ecr, handler):
+    report = handler({"source": "nginx:stable", "target": "mirror/nginx:stable"}, FakeContext())
+    assert report["status"] == "failed"
+    assert report["error"]["type"] == "SecretError" and report["error"]["temporary"] is False
+    message = report["error"]["message"]
+    assert "ecr-mirror/dockerhub" in message and "AccessDenied" in message
+    assert "secretsmanager:GetSecretValue" in message  # what to grant
+    assert denied_secrets.calls == ["secretsmanager.GetSecretValue"]
+    nothing_sent(source)
+
+
+def test_a_refused_secret_fails_the_sqs_record_alone(denied_secrets, registry, source, ecr):
+    make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("denied")])
+    source.reset_counts()
+    body = json.dumps({"source": "docker.io/library/nginx:stable", "target": "mirror/nginx:stable"})
+    answer = worker.handler({"Records": [sqs_record(body, "m1")]}, FakeContext())
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+    nothing_sent(source)
+
+
+def test_a_refused_secret_is_a_plan_error_not_an_exception(denied_secrets, source, ecr):
+    result = scheduler.handler({}, FakeContext())
+    assert result["queued"] == 0 and result["errors"] >= 1
+    messages = " ".join(e["message"] for e in result["errorDetails"])
+    assert "SecretError" in messages and "ecr-mirror/dockerhub" in messages
