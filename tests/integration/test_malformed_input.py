@@ -60,3 +60,40 @@ def test_a_refused_secret_is_a_plan_error_not_an_exception(denied_secrets, sourc
     assert result["queued"] == 0 and result["errors"] >= 1
     messages = " ".join(e["message"] for e in result["errorDetails"])
     assert "SecretError" in messages and "ecr-mirror/dockerhub" in messages
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("images: " + "[" * 1000, "nested"),
+    ("images:\n  - source: nginx\n    latest: " + "9" * 5000, "5000 digits"),
+    ("images:\n  - source: nginx\n    tags: [x]\n    target: other/x", '"mirror/"'),
+])
+def test_a_malformed_config_in_ssm_is_a_plan_error(app, source, ecr, value, needle):  # noqa: F811
+    import boto3
+
+    from tests.integration.test_schedule import PARAMETER
+
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=value, Type="String", Overwrite=True,
+                                      Tier="Advanced")
+    result = scheduler.handler({}, FakeContext())
+    assert result["queued"] == 0 and result["errors"] == 1
+    assert needle in result["errorDetails"][0]["message"]
+    assert "\n" not in result["errorDetails"][0]["message"]
+    nothing_sent(source)
+
+
+@pytest.mark.parametrize("event", [{}, {"source": "nginx:stable"}])
+def test_a_refused_config_parameter_is_a_plan_error_or_a_failed_report(app, monkeypatch, source,  # noqa: F811
+                                                                        ecr, event):
+    with FailingAws(message="not authorized to perform: ssm:GetParameter") as ssm:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", ssm.url)
+        if event:
+            report = worker.handler(event, FakeContext())
+            assert report["status"] == "failed"
+            message = report["error"]["message"]
+        else:
+            result = scheduler.handler(event, FakeContext())
+            assert result["errors"] == 1 and result["queued"] == 0
+            message = result["errorDetails"][0]["message"]
+    assert ssm.calls == ["AmazonSSM.GetParameter"]
+    assert "AccessDenied" in message and "/ecr-mirror/config" in message
+    nothing_sent(source)

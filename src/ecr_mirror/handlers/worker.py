@@ -145,6 +145,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if isinstance(event, dict) and "Records" in event:
         return process_partial_response(event=event, record_handler=record_handler,
                                         processor=processor, context=context)
-    mirror = one.get_mirror()
+    try:
+        mirror = one.get_mirror()
+    except UsageError as exc:  # the config cannot be read: a failed report, not a crash
+        return one.rejected(exc)
     mirror.settings.time_left = lambda: context.get_remaining_time_in_millis() / 1000
     return one.copy_one(event, mirror)
