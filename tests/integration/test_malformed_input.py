@@ -97,3 +97,34 @@ def test_a_refused_config_parameter_is_a_plan_error_or_a_failed_report(app, monk
     assert ssm.calls == ["AmazonSSM.GetParameter"]
     assert "AccessDenied" in message and "/ecr-mirror/config" in message
     nothing_sent(source)
+
+
+def _manifest(**fields) -> dict:
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+             "digest": "sha256:" + "a" * 64, "size": 12}
+    return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {**layer, "mediaType": "application/vnd.oci.image.config.v1+json"},
+            "layers": [layer], **fields}
+
+
+@pytest.mark.parametrize("raw,needle", [
+    (json.dumps(_manifest()).encode("utf-16"), "UTF-8"),
+    (json.dumps(_manifest(layers="sha256:abc")).encode(), "layers must be a list"),
+    (json.dumps(_manifest(layers=[{"mediaType": "x", "size": 1}])).encode(), "layers[0].digest"),
+    (json.dumps(_manifest(layers=[{"digest": "sha256:" + "a" * 64, "size": "12abc"}])).encode(),
+     "layers[0].size"),
+])
+def test_a_malformed_manifest_is_a_failed_report_naming_the_field(ecr, raw, needle):
+    from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+    from tests.integration.conftest import FAST_RETRY
+    from tests.support.fixed_registry import FixedRegistry
+
+    with FixedRegistry({"bad/image:1": (raw, "application/vnd.oci.image.manifest.v1+json")}) as reg:
+        mirror = Mirror(MirrorSettings(registries={reg.host: SourceRegistry(insecure=True)},
+                                       region="us-east-1", retry=FAST_RETRY), ecr_client=ecr)
+        report = mirror.copy(f"{reg.host}/bad/image:1", "mirror/bad:1")
+    assert report.status == "failed" and report.error["type"] == "InvalidManifest"
+    assert report.error["temporary"] is False and reg.counts["GET manifest"] == 1  # not retried
+    assert f"{reg.host}/bad/image:1" in report.error["message"] and needle in report.error["message"]
+    written = ("CreateRepository", "InitiateLayerUpload", "PutImage")
+    assert not any(strict_ecr.calls[c] for c in written), dict(strict_ecr.calls)

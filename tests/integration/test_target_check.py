@@ -101,3 +101,23 @@ def test_a_target_prefix_outside_the_functions_prefix_costs_no_request(app, sour
     assert result["queued"] == 0 and result["errors"] == 1
     assert needle in " ".join(e["message"] for e in result["errorDetails"])
     nothing_sent(source)
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("not json", "not JSON"),
+    ("[" * 100_000 + "]" * 100_000, "not JSON"),             # RecursionError in json.loads
+    ('["nginx"]', "JSON object"),
+    (sqs_body("mirror/x:1", notBefore="soon"), "notBefore"),
+    (sqs_body("mirror/x:1", notBefore=True), "notBefore"),
+    ('{"source": "nginx", "target": "mirror/x:1", "notBefore": Infinity}', "notBefore"),
+    (sqs_body("mirror/x:1", timeouts="x"), "timeouts"),
+    (sqs_body("mirror/x:1", colour="blue"), "colour"),
+])
+def test_a_malformed_sqs_message_fails_alone_with_a_report(app, source, ecr, caplog, body, needle):
+    good = sqs_body("mirror/ok:stable", notBefore=4_102_444_800)  # deferred: a new message
+    answer = worker.handler({"Records": [sqs_record(body, "bad"), sqs_record(good, "good")]},
+                            FakeContext())
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "bad"}]
+    failed = [r.report for r in caplog.records if getattr(r, "report", {}).get("status") == "failed"]
+    assert len(failed) == 1 and needle in failed[0]["error"]["message"]
+    nothing_sent(source)
