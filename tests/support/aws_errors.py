@@ -6,11 +6,12 @@ refusing GetSecretValue to a role without the grant. Point a client at it with
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import LoopbackServer
 
 
-class FailingAws:
+class FailingAws(LoopbackServer):
     def __init__(self, code: str = "AccessDeniedException",
                  message: str = "User: arn:aws:sts::123456789012:assumed-role/x is not authorized "
                                 "to perform: secretsmanager:GetSecretValue", status: int = 400) -> None:
@@ -32,14 +33,4 @@ class FailingAws:
             def log_message(self, *args) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FailingAws:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

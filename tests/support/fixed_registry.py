@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import LoopbackServer
 
 _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 
 
-class FixedRegistry:
+class FixedRegistry(LoopbackServer):
     def __init__(self, manifests: dict[str, tuple[bytes, str]]) -> None:
         self.manifests = {}
         for image, (raw, media_type) in manifests.items():
@@ -58,15 +59,4 @@ class FixedRegistry:
             def log_message(self, *args) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FixedRegistry:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
