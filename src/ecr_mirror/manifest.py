@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidManifest, UnsupportedMediaType
+from .reference import quote
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -31,6 +33,8 @@ FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzi
 NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable."
 
 ATTESTATION_REFERENCE_TYPE = "attestation-manifest"
+#: os/arch[/variant] as a user writes it (--platform, events, the config).
+PLATFORM_PATTERN = r"[a-z0-9_-]+/[a-z0-9_-]+(?:/[a-z0-9_.-]+)?"
 
 
 def sha256_digest(data: bytes) -> str:
@@ -51,11 +55,10 @@ class Platform:
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        parts = text.strip().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(
-                f'invalid platform "{text}": expected os/arch or os/arch/variant, e.g. linux/arm64/v8'
-            )
+        if not isinstance(text, str) or not re.fullmatch(PLATFORM_PATTERN, text):
+            raise ValueError(f"invalid platform {quote(str(text))}: expected os/arch or "
+                             "os/arch/variant in lowercase, e.g. linux/arm64/v8")
+        parts = text.split("/")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
     @classmethod

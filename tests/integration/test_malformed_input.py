@@ -128,3 +128,13 @@ def test_a_malformed_manifest_is_a_failed_report_naming_the_field(ecr, raw, need
     assert f"{reg.host}/bad/image:1" in report.error["message"] and needle in report.error["message"]
     written = ("CreateRepository", "InitiateLayerUpload", "PutImage")
     assert not any(strict_ecr.calls[c] for c in written), dict(strict_ecr.calls)
+
+
+@pytest.mark.parametrize("event", [{"dryRun": "false"}, {"dryRun": 1}])
+def test_a_scheduler_event_with_a_malformed_dry_run_is_a_plan_error(app, source, ecr, event):  # noqa: F811
+    sqs, queue_url = app
+    result = scheduler.handler(event, FakeContext())
+    assert result["errors"] == 1 and result["queued"] == 0
+    assert "dryRun" in result["errorDetails"][0]["message"]
+    assert not sqs.receive_message(QueueUrl=queue_url).get("Messages")
+    nothing_sent(source)

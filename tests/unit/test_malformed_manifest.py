@@ -96,3 +96,13 @@ def test_deeply_nested_json_is_refused():
     raw = b'{"schemaVersion": 2, "mediaType": "%s", "layers": %s%s}' % (
         OCI_MANIFEST.encode(), b"[" * 100_000, b"]" * 100_000)
     assert "JSON" in refused(raw, OCI_MANIFEST)
+
+
+@pytest.mark.parametrize("text", ["linux/amd64\n", " linux/amd64", "linux/am d64", "Linux/AMD64",
+                                  "linux/amd64/v8/x"])
+def test_a_platform_is_validated_as_a_whole_string(text):
+    from ecr_mirror.manifest import Platform
+
+    with pytest.raises(ValueError) as err:
+        Platform.parse(text)
+    assert json.dumps(text) in str(err.value) and "\n" not in str(err.value)

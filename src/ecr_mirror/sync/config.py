@@ -16,13 +16,13 @@ import fastjsonschema
 from ..ecr.target import RepositorySettings
 from ..ecr.names import check_prefix_text, check_target
 from ..errors import UsageError
-from ..manifest import Platform
+from ..manifest import PLATFORM_PATTERN, Platform
 from ..mirror import SourceRegistry
 from ..reference import InvalidReference, Reference, is_registry_host, parse, quote
 from .tags import GLOB_CHARS, SemverRange, TagSelector
 from .yamlload import load_yaml
 
-_PLATFORM = r"^[a-z0-9_-]+/[a-z0-9_-]+(/[a-z0-9_.-]+)?$"
+_PLATFORM = f"^{PLATFORM_PATTERN}$"
 
 REGISTRY_SCHEMA = {
     "type": "object",
