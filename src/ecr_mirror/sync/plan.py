@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..copy.engine import already_mirrored
-from ..errors import MirrorError, UsageError
+from ..errors import MirrorError
 from ..manifest import INDEX_TYPES
 from ..mirror import Mirror
-from ..reference import Reference, quote
+from ..reference import Reference
 from .config import ImageEntry, MirrorConfig
 
 log = logging.getLogger(__name__)
@@ -114,11 +114,9 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
     errors: list[dict] = []
     try:
         # The target first: a refused one costs no request, to the source or to ECR.
-        target_repo, tag, _ = mirror.target_for(
+        # (The config already holds a bare repository: no tag, no registry host.)
+        target_repo, _, _ = mirror.target_for(
             entry.source, entry.target or _default_target(entry.source, config, mirror))
-        if tag:
-            raise UsageError(f"target: {quote(entry.target or '')} names a tag; give the repository "
-                             "alone (each selected tag is mirrored under its own name)")
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
         current = mirror.repository(target_repo).tagged_many(tags)
