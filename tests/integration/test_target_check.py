@@ -121,3 +121,12 @@ def test_a_malformed_sqs_message_fails_alone_with_a_report(app, source, ecr, cap
     failed = [r.report for r in caplog.records if getattr(r, "report", {}).get("status") == "failed"]
     assert len(failed) == 1 and needle in failed[0]["error"]["message"]
     nothing_sent(source)
+
+
+@pytest.mark.parametrize("event", [{"Records": "x"}, {"Records": []}, {"Records": None},
+                                   {"Records": [{"body": "{}"}]}, {"Records": [5]}])
+def test_a_malformed_sqs_batch_is_a_failed_report(lambda_env, ecr, event):  # noqa: F811
+    report = worker.handler(event, FakeContext())
+    assert report["status"] == "failed" and report["error"]["type"] == "UsageError"
+    assert "Records" in report["error"]["message"]
+    nothing_sent(lambda_env)

@@ -136,6 +136,12 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _is_sqs_batch(records: Any) -> bool:
+    keys = ("messageId", "receiptHandle", "body")
+    return isinstance(records, list) and bool(records) and all(
+        isinstance(r, dict) and all(isinstance(r.get(k), str) for k in keys) for r in records)
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -143,6 +149,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     global _context
     _context = context
     if isinstance(event, dict) and "Records" in event:
+        if not _is_sqs_batch(event["Records"]):
+            return one.rejected(UsageError(
+                '"Records" must be a non-empty list of SQS messages (each with messageId, '
+                'receiptHandle and body); for one image send {"source": "nginx:stable"}'))
         return process_partial_response(event=event, record_handler=record_handler,
                                         processor=processor, context=context)
     try:
