@@ -106,3 +106,13 @@ def test_a_platform_is_validated_as_a_whole_string(text):
     with pytest.raises(ValueError) as err:
         Platform.parse(text)
     assert json.dumps(text) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("manifest", ['{"manifests": 5}', "[" * 100_000, '{"manifests": {"a": 1}}'])
+def test_an_odd_index_already_in_ecr_only_changes_the_pull_estimate(manifest):
+    """What ECR holds was pushed by anyone with access: the planner guesses, never crashes."""
+    from ecr_mirror.ecr.target import TaggedImage
+    from ecr_mirror.sync.plan import DEFAULT_INDEX_CHILDREN, _pull_cost
+
+    current = TaggedImage(digest=GOOD_DIGEST, manifest=manifest, media_type=OCI_INDEX)
+    assert _pull_cost(OCI_INDEX, current, ()) == 1 + DEFAULT_INDEX_CHILDREN

@@ -164,10 +164,12 @@ def _pull_cost(media_type: str, current, platforms) -> int:
     if platforms:
         return 1 + 2 * len(platforms)
     if current is not None:
-        try:
-            return 1 + len(json.loads(current.manifest).get("manifests") or [])
-        except (ValueError, AttributeError):
-            pass
+        try:  # pushed by anyone with access to the repository: only a guess
+            children = json.loads(current.manifest).get("manifests")
+        except (ValueError, AttributeError, RecursionError):
+            children = None
+        if isinstance(children, list):
+            return 1 + len(children)
     return 1 + DEFAULT_INDEX_CHILDREN
 
 
