@@ -34,7 +34,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._nodes += n
         if self._nodes > MAX_NODES:
             raise _Refused(None, None, f"too large: more than {MAX_NODES:,} values (aliases counted "
-                                       "as what they repeat)", mark)
+                                       "as what they repeat); split the config or repeat less", mark)
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -44,7 +44,8 @@ class _BoundedLoader(yaml.SafeLoader):
             return node
         mark = self.peek_event().start_mark
         if self._depth >= MAX_DEPTH:
-            raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep; a mirror config "
+                                       "needs four, look for an unclosed [ or {", mark)
         self._depth += 1
         before = self._nodes
         self._count(1, mark)
