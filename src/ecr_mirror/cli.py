@@ -23,11 +23,20 @@ from .mirror import Mirror, MirrorSettings, parse_platforms
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage problem is one line, `ecr-mirror: error: ...`, and exit status 2."""
+
+    def error(self, message: str):
+        print(f"ecr-mirror: error: {' '.join(message.split())} (see {self.prog} --help)",
+              file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ecr-mirror",
         description="Mirror container images from Docker Hub or any v2 registry into Amazon ECR.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     copy = sub.add_parser(
         "copy", help="copy one image into ECR",
         description="Copy one image into ECR. Unchanged images cost no pull; only missing "
@@ -132,9 +141,15 @@ def run_sync(args: argparse.Namespace) -> int:
     from .sync.config import apply_config
 
     try:
-        text = open(args.config, encoding="utf-8").read()
+        with open(args.config, "rb") as file:
+            data = file.read()
     except OSError as exc:
         raise UsageError(f"cannot read the config {args.config}: {exc.strerror}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{args.config} is not UTF-8 text (byte {exc.start}); save it as "
+                         "UTF-8") from None
     config = load_config(text, origin=args.config)
     mirror = Mirror(apply_config(MirrorSettings(concurrency=args.concurrency, region=args.region),
                                  config))

@@ -27,8 +27,22 @@ class UnsupportedMediaType(MirrorError):
     """A manifest type ecr-mirror refuses to copy (schema1, unknown types)."""
 
 
+class InvalidManifest(MirrorError):
+    """A manifest the registry sent that is not a well-formed one (not UTF-8 JSON,
+    a field of the wrong type). Trying again will not change it."""
+
+
 class DigestMismatch(MirrorError):
     """Bytes whose sha256 differs from the digest that names them."""
+
+
+class SecretError(MirrorError):
+    """A Secrets Manager secret could not be read (refused, missing, unreachable)
+    or does not hold {"username", "password"}; names the secret, never its value."""
+
+    def __init__(self, message: str, *, temporary: bool = False):
+        super().__init__(message)
+        self.temporary = temporary
 
 
 class TargetError(MirrorError):

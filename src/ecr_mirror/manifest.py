@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnsupportedMediaType
+from .errors import InvalidManifest, UnsupportedMediaType
+from .reference import quote
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -31,6 +33,8 @@ FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzi
 NONDISTRIBUTABLE_PREFIX = "application/vnd.oci.image.layer.nondistributable."
 
 ATTESTATION_REFERENCE_TYPE = "attestation-manifest"
+#: os/arch[/variant] as a user writes it (--platform, events, the config).
+PLATFORM_PATTERN = r"[a-z0-9_-]+/[a-z0-9_-]+(?:/[a-z0-9_.-]+)?"
 
 
 def sha256_digest(data: bytes) -> str:
@@ -51,11 +55,10 @@ class Platform:
 
     @classmethod
     def parse(cls, text: str) -> Platform:
-        parts = text.strip().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(
-                f'invalid platform "{text}": expected os/arch or os/arch/variant, e.g. linux/arm64/v8'
-            )
+        if not isinstance(text, str) or not re.fullmatch(PLATFORM_PATTERN, text):
+            raise ValueError(f"invalid platform {quote(str(text))}: expected os/arch or "
+                             "os/arch/variant in lowercase, e.g. linux/arm64/v8")
+        parts = text.split("/")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
     @classmethod
@@ -88,12 +91,9 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, raw: bytes, media_type: str | None, *, image: str = "") -> Manifest:
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise UnsupportedMediaType(f"{image}: the manifest is not valid JSON ({exc})") from exc
-        if not isinstance(body, dict):
-            raise UnsupportedMediaType(f"{image}: the manifest is not a JSON object")
+        """Parse and check the shape of everything the copy reads; `InvalidManifest`
+        (naming `image` and the field) or `UnsupportedMediaType` otherwise."""
+        body = _decode(raw, image)
         # The header may carry parameters (`; charset=utf-8`); the body's own
         # mediaType is authoritative when the header is missing or generic.
         header_type = (media_type or "").split(";")[0].strip()
@@ -113,6 +113,7 @@ class Manifest:
                 f'{image}: unsupported manifest media type "{mt or "(none)"}"; '
                 f"ecr-mirror copies {', '.join(SUPPORTED)}"
             )
+        _check_shape(body, mt in INDEX_TYPES, image)
         return cls(raw=raw, media_type=mt, digest=sha256_digest(raw), body=body)
 
     @property
@@ -148,6 +149,88 @@ class Manifest:
     def text(self) -> str:
         """The exact manifest as the string PutImage takes."""
         return self.raw.decode("utf-8")
+
+
+def _decode(raw: bytes, image: str) -> dict[str, Any]:
+    # json.loads(bytes) would guess UTF-16 or UTF-32; PutImage takes UTF-8 text.
+    if b"\x00" in raw:
+        raise InvalidManifest(f"{image}: the manifest is not UTF-8 JSON (it has NUL bytes, as "
+                              "UTF-16 text does); the registry must serve it as UTF-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidManifest(f"{image}: the manifest is not UTF-8 (invalid byte at offset "
+                              f"{exc.start}); the registry must serve it as UTF-8 JSON") from None
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidManifest(f"{image}: the manifest is not valid JSON ({problem})") from None
+    if not isinstance(body, dict):
+        raise InvalidManifest(f"{image}: the manifest is not a JSON object")
+    return body
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _malformed(image: str, field: str, problem: str) -> InvalidManifest:
+    return InvalidManifest(f"{image}: the manifest's {field} {problem}; the registry sent a "
+                           "malformed manifest, ask its publisher to push it again")
+
+
+def _check_strings(value: Any, field: str, image: str, *, mapping: bool) -> None:
+    ok = (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())) if mapping \
+        else (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if not ok:
+        shape = "an object of strings" if mapping else "a list of strings"
+        raise _malformed(image, field, f"must be {shape}, got {_shown(value)}")
+
+
+def _check_descriptor(d: Any, field: str, image: str) -> None:
+    """The fields of a descriptor that the copy reads, with the types OCI gives them."""
+    if not isinstance(d, dict):
+        raise _malformed(image, field, f"must be a descriptor object, got {_shown(d)}")
+    if not isinstance(d.get("digest"), str) or not d["digest"]:
+        raise _malformed(image, f"{field}.digest", f"must be a digest such as sha256:<hex>, "
+                                                   f"got {_shown(d.get('digest'))}")
+    size = d.get("size")
+    if type(size) is not int or size < 0:
+        raise _malformed(image, f"{field}.size", f"must be a whole number of bytes, got {_shown(size)}")
+    for key in ("mediaType", "artifactType"):
+        if key in d and not isinstance(d[key], str):
+            raise _malformed(image, f"{field}.{key}", f"must be a string, got {_shown(d[key])}")
+    if "urls" in d:
+        _check_strings(d["urls"], f"{field}.urls", image, mapping=False)
+    if "annotations" in d:
+        _check_strings(d["annotations"], f"{field}.annotations", image, mapping=True)
+    platform = d.get("platform")
+    if platform is not None and not (
+            isinstance(platform, dict) and isinstance(platform.get("os"), str)
+            and isinstance(platform.get("architecture"), str)
+            and isinstance(platform.get("variant", ""), str)):
+        raise _malformed(image, f"{field}.platform", "must be an object with os and architecture "
+                                                     f"strings, got {_shown(platform)}")
+
+
+def _check_shape(body: dict[str, Any], is_index: bool, image: str) -> None:
+    if "annotations" in body:
+        _check_strings(body["annotations"], "annotations", image, mapping=True)
+    if "subject" in body:
+        _check_descriptor(body["subject"], "subject", image)
+    lists = ("manifests",) if is_index else ("layers",)
+    if not is_index:
+        if "config" not in body:
+            raise _malformed(image, "config", "is missing")
+        _check_descriptor(body["config"], "config", image)
+    for key in lists:
+        items = body.get(key, [] if key == "layers" else None)
+        if not isinstance(items, list):
+            raise _malformed(image, key, f"must be a list of descriptors, got {_shown(items)}")
+        for i, d in enumerate(items):
+            _check_descriptor(d, f"{key}[{i}]", image)
 
 
 def is_attestation(descriptor: dict[str, Any]) -> bool:

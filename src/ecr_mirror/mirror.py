@@ -14,13 +14,15 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .copy import CopyOptions, CopyReport, Progress, copy_image
-from .ecr import EcrRepository, RepositorySettings, default_repository, parse_target
+from .copy.report import FAILED
+from .ecr import EcrRepository, RepositorySettings, default_repository
 from .ecr.client import make_ecr_client
 from .deadline import Deadline
+from .ecr.names import check_prefix_text, check_target
 from .ecr.leases import DynamoLeases, Leases, NoLeases
-from .errors import UsageError
+from .errors import MirrorError, SecretError, UsageError
 from .manifest import Platform
-from .reference import DOCKER_HUB, Reference, parse
+from .reference import DOCKER_HUB, Reference, parse, quote
 from .registry import Credentials, RegistryClient, RetryPolicy
 from .registry.credentials import load_credentials
 
@@ -48,6 +50,9 @@ class MirrorSettings:
     """What a caller can set; the functions take it from their environment."""
 
     prefix: str = field(default_factory=lambda: os.environ.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX))
+    #: Refuse targets outside `prefix/` (the Lambda functions, whose IAM allows
+    #: writes only there). The CLI uses the prefix for naming only.
+    enforce_prefix: bool = False
     concurrency: int = 4
     registries: dict[str, SourceRegistry] = field(default_factory=dict)
     repository: RepositorySettings = field(default_factory=RepositorySettings)
@@ -153,14 +158,20 @@ class Mirror:
     def _target(self, ref: Reference, target: str | None) -> tuple[str, str | None, str | None,
                                                                     str | None]:
         """(repository, tag, registry id, region); the region is the target's
-        when it names one, else None (the settings' region). Changes nothing."""
-        if target:
-            name = parse_target(target, default_tag=ref.tag)
+        when it names one, else None (the settings' region). Changes nothing.
+
+        Every entry point comes through here (`check_target`): the whole target
+        is validated and, for the functions, kept under the prefix.
+        """
+        prefix = self.settings.prefix if self.settings.enforce_prefix else None
+        if target is not None:
+            name = check_target(target, default_tag=ref.tag, prefix=prefix)
             if name.region and self.settings.region and name.region != self.settings.region:
-                raise UsageError(f'target "{target}" is in {name.region} but the region is '
+                raise UsageError(f"target {quote(target)} is in {name.region} but the region is "
                                  f"{self.settings.region}; drop --region or use a matching target")
             return name.repository, name.tag, name.registry_id, name.region
-        return default_repository(ref, self.settings.prefix), ref.tag, None, None
+        repository = default_repository(ref, self.settings.prefix)
+        return check_target(repository, default_tag=None, prefix=prefix).repository, ref.tag, None, None
 
     def resolve(self, source: str, target: str | None) -> tuple[Reference, str, str | None, str | None]:
         """(source reference, target repository, tag, registry id); raises UsageError."""
@@ -180,36 +191,55 @@ class Mirror:
         makes the copy stop `settings.stop_margin` before it; or pass a `deadline`."""
         ref = parse(source)
         repository, tag, registry_id, region = self._target(ref, target)
+        target_name = repository + (f":{tag}" if tag else "")
+        try:
+            client = self.source_client(ref, insecure)  # reads the registry's secret
+        except MirrorError as exc:  # e.g. SecretError: a failed report, nothing sent
+            return CopyReport(source=str(ref), target=target_name, status=FAILED, error={
+                "type": exc.kind, "message": str(exc), "temporary": exc.temporary})
         if deadline is None and time_left is not None:
             deadline = Deadline(time_left, self.settings.stop_margin)
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
                               progress=progress or Progress(), deadline=deadline,
                               leases=self.leases)
-        return copy_image(self.source_client(ref, insecure), ref,
-                          self.repository(repository, registry_id, region), tag, options,
-                          target_name=repository + (f":{tag}" if tag else ""))
+        return copy_image(client, ref, self.repository(repository, registry_id, region), tag, options,
+                          target_name=target_name)
 
 
-def check_prefix(repository: str, prefix: str) -> None:
-    """The functions may only write under the mirror prefix (their IAM says so too)."""
-    prefix = prefix.strip("/")
-    if prefix and not repository.startswith(prefix + "/"):
-        raise UsageError(f'target repository "{repository}" is outside the mirror prefix "{prefix}/"; '
-                         "the functions may only write there")
+#: Secrets Manager error codes worth trying again later.
+_TEMPORARY_SECRET_CODES = {"ThrottlingException", "InternalServiceError", "RequestTimeout",
+                           "ServiceUnavailable", "TooManyRequestsException"}
 
 
 def credentials_from_secret(secret_id: str, client=None) -> Credentials:
-    """A Secrets Manager secret holding {"username": ..., "password": ...}."""
+    """A Secrets Manager secret holding {"username": ..., "password": ...}; `SecretError`
+    (naming the secret, never its value) when it cannot be read or used."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    client = client or boto3.client("secretsmanager")
-    value = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    try:
+        client = client or boto3.client("secretsmanager")
+        value = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        hint = {"AccessDeniedException": "grant secretsmanager:GetSecretValue on it (and "
+                                         "kms:Decrypt on its key)",
+                "ResourceNotFoundException": "create it, or fix the name in the config"
+                }.get(code, "check the secret and the role's access to it")
+        raise SecretError(f"cannot read secret {secret_id}: {code}: "
+                          f"{exc.response.get('Error', {}).get('Message', '')}; {hint}",
+                          temporary=code in _TEMPORARY_SECRET_CODES) from None
+    except BotoCoreError as exc:
+        raise SecretError(f"cannot read secret {secret_id}: {exc}", temporary=True) from None
+    except KeyError:
+        raise SecretError(f"secret {secret_id} has no SecretString; store "
+                          '{"username": ..., "password": ...} as text') from None
     try:
         data = json.loads(value)
         return Credentials(str(data["username"]), str(data["password"]))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError):
         # Never echo the secret's content, only its name.
-        raise UsageError(f'secret {secret_id} must be JSON {{"username": ..., "password": ...}}') from exc
+        raise SecretError(f'secret {secret_id} must be JSON {{"username": ..., "password": ...}}') from None
 
 
 def _env_bool(env, name: str, default: bool) -> bool:
@@ -246,7 +276,8 @@ def settings_from_env(env=None) -> MirrorSettings:
         # The function's own region (Lambda sets AWS_REGION): its role may write
         # nowhere else, so a target in another region is refused up front.
         region=env.get("AWS_REGION") or None,
-        prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX),
+        prefix=check_prefix_text(env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), what="ECR_MIRROR_PREFIX"),
+        enforce_prefix=True,
         concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", "4"),
         registries=registries,
         stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS", "60", float),

@@ -54,12 +54,13 @@ class InvalidReference(UsageError, ValueError):
     temporary = False
 
     def __init__(self, reference: str, reason: str):
-        super().__init__(f"invalid image reference {_quote(reference)}: {reason}")
+        super().__init__(f"invalid image reference {quote(reference)}: {reason}")
         self.reference = reference
         self.reason = reason
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
+    """A user's string in a message: in double quotes, control characters escaped."""
     return json.dumps(text, ensure_ascii=False)  # "nginx"; escapes \n and \t
 
 
@@ -68,7 +69,7 @@ def _digest_problem(digest: str) -> str | None:
     length = _DIGEST_HEX_LENGTHS.get(algorithm)
     if length is None:
         if colon and re.fullmatch(_DIGEST, digest):
-            return (f"unsupported digest algorithm {_quote(algorithm)}; "
+            return (f"unsupported digest algorithm {quote(algorithm)}; "
                     "use sha256: followed by 64 lowercase hex characters")
         algorithm, length = "sha256", 64
     elif re.fullmatch(rf"[a-f0-9]{{{length}}}", hexpart):
@@ -81,7 +82,7 @@ def _tag_problem(tag: str) -> str | None:
         return None
     if len(tag) > 128:
         return f"the tag is {len(tag)} characters long; tags are at most 128"
-    return (f"the tag {_quote(tag)} is invalid: use letters, digits, '_', '.' and '-', "
+    return (f"the tag {quote(tag)} is invalid: use letters, digits, '_', '.' and '-', "
             "not starting with '.' or '-'")
 
 
@@ -142,6 +143,11 @@ class Reference:
         return replace(self, digest=digest)
 
 
+def is_registry_host(text: object) -> bool:
+    """`docker.io`, `ghcr.io`, `localhost:5000`, `[::1]:5000`: a host as references name it."""
+    return isinstance(text, str) and re.fullmatch(_HOST, text) is not None
+
+
 def _split_host(text: str) -> tuple[str, str, int]:
     """(registry, remainder, offset of the remainder in text), like splitDockerDomain."""
     first, slash, rest = text.partition("/")
@@ -159,7 +165,7 @@ def _split_host(text: str) -> tuple[str, str, int]:
 def _diagnose(host: str, remainder: str) -> str:
     """Why ``host/remainder`` does not match the grammar (first problem, left to right)."""
     if not re.fullmatch(_HOST, host):
-        return (f"{_quote(host)} is not a valid registry host (letters, digits, '-' and '.', "
+        return (f"{quote(host)} is not a valid registry host (letters, digits, '-' and '.', "
                 "or an [IPv6] address, then an optional :port of digits)")
     name, at, digest = remainder.partition("@")
     path, colon, tag = name.partition(":")
@@ -168,7 +174,7 @@ def _diagnose(host: str, remainder: str) -> str:
         return "empty path component (a leading, trailing or double '/'); remove the extra '/'"
     for component in components:
         if not re.fullmatch(_COMPONENT, component):
-            return (f"path component {_quote(component)} is invalid: use lowercase letters and "
+            return (f"path component {quote(component)} is invalid: use lowercase letters and "
                     "digits, separated by '.', '_', '__' or '-'")
     if colon and not tag:
         return "there is no tag after the ':'; add one (e.g. \"nginx:stable\") or remove the ':'"
@@ -197,7 +203,7 @@ def parse(text: str, default_tag: str | None = "latest") -> Reference:
             head = head.lower()  # "Foo/Bar": the upper-case first part was meant as a path
         cut = tail.find(":") if ":" in tail else len(tail)
         suggestion = head + tail[:cut].lower() + tail[cut:]
-        raise InvalidReference(text, f"repository names must be lowercase (try {_quote(suggestion)})")
+        raise InvalidReference(text, f"repository names must be lowercase (try {quote(suggestion)})")
     match = _REFERENCE_RE.fullmatch(f"{host}/{remainder}")
     if not match or match.group(1) != host:
         raise InvalidReference(text, _diagnose(host, remainder))

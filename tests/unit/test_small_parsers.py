@@ -128,3 +128,23 @@ def test_credentials_from_docker_config_auths(tmp_path, key, registry):
     creds = load_credentials(registry, {"DOCKER_CONFIG": str(tmp_path)})
     assert creds == Credentials("alice", "tok:with:colons")
     assert load_credentials("other.example", {"DOCKER_CONFIG": str(tmp_path)}) is None
+
+
+@pytest.mark.parametrize("text", [
+    "mirror/x\n:v1",                                                # `$` matched before the newline
+    "mirror/x\n",
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com\n/mirror/x:v1",  # the host, same bug
+])
+def test_ecr_targets_are_validated_as_a_whole_string(text):
+    with pytest.raises(UsageError) as err:
+        parse_target(text, "v1")
+    message = str(err.value)
+    assert "\n" not in message and json.dumps(text) in message  # named, newline shown as \n
+
+
+def test_a_tag_with_a_trailing_newline_is_not_a_version():
+    from ecr_mirror.sync.tags import SemverRange, TagSelector, as_version
+
+    assert as_version("1.2.3\n") is None
+    selector = TagSelector(semver=SemverRange.parse(">=1"))
+    assert selector.select(lambda: ["1.2.3\n", "1.2.4"]) == ["1.2.4"]

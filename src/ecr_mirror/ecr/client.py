@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import InvalidRegionError, NoRegionError, ProfileNotFound
+
+from ..errors import UsageError
 
 
 def make_ecr_client(region: str | None = None, *, concurrency: int = 4, session=None):
@@ -19,4 +22,10 @@ def make_ecr_client(region: str | None = None, *, concurrency: int = 4, session=
         read_timeout=120,
         user_agent_extra="ecr-mirror/0.1",
     )
-    return (session or boto3.session.Session()).client("ecr", region_name=region, config=config)
+    try:
+        return (session or boto3.session.Session()).client("ecr", region_name=region, config=config)
+    except NoRegionError:
+        raise UsageError("no AWS region: pass --region (e.g. --region eu-west-1), or set "
+                         "AWS_REGION or a region in your AWS profile") from None
+    except (InvalidRegionError, ProfileNotFound) as exc:
+        raise UsageError(f"{str(exc).rstrip('.')}; pass a region such as --region eu-west-1") from None

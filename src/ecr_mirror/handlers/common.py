@@ -41,12 +41,18 @@ def read_config(ssm_client=None, *, fresh: bool = False) -> MirrorConfig | None:
         return cached[1]
     import boto3
 
+    from botocore.exceptions import BotoCoreError, ClientError
+
     ssm = ssm_client or boto3.client("ssm")
     try:
         text = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     except ssm.exceptions.ParameterNotFound as exc:
         raise UsageError(f"SSM parameter {name} (ECR_MIRROR_CONFIG_PARAMETER) does not exist; "
                          "write the mirror config into it") from exc
+    except (ClientError, BotoCoreError) as exc:  # e.g. AccessDenied: an answer, not a crash
+        error = exc.response.get("Error", {}) if isinstance(exc, ClientError) else {}
+        detail = f"{error.get('Code')}: {error.get('Message', '')}" if error else str(exc)
+        raise UsageError(f"cannot read the config from SSM parameter {name}: {detail}") from None
     config = load_config(text, origin=f"SSM parameter {name}")
     _cache[name] = (clock(), config)
     return config

@@ -14,8 +14,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ..errors import UsageError
-from ..mirror import Mirror, check_prefix, parse_platforms
+from ..errors import MirrorError, UsageError
+from ..mirror import Mirror, parse_platforms
 from .common import logger, metrics, mirror_settings, read_config, record_copy_metrics, tracer
 
 ALLOWED_KEYS = {"source", "target", "platforms"}
@@ -52,6 +52,15 @@ def parse_event(event: Any, allowed: set[str] = ALLOWED_KEYS) -> tuple[str, str 
     return source, target, platforms
 
 
+def rejected(exc: MirrorError, what: str = "event") -> dict[str, Any]:
+    """The failed report of an event or message refused before anything was sent."""
+    report = {"status": "failed", "error": {"type": exc.kind, "message": str(exc),
+                                            "temporary": exc.temporary}}
+    logger.error(f"{what} rejected", extra={"report": report})
+    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+    return report
+
+
 def copy_one(event: Any, mirror: Mirror | None = None, *,
              time_left: Callable[[], float] | None = None) -> dict[str, Any]:
     """Validate the event completely, then copy; a bad event touches nothing.
@@ -60,13 +69,9 @@ def copy_one(event: Any, mirror: Mirror | None = None, *,
         source, target, platforms = parse_event(event)
         mirror = mirror or get_mirror()
         platform_set = parse_platforms(platforms)
-        _, repository, _, _ = mirror.resolve(source, target)
-        check_prefix(repository, mirror.settings.prefix)
+        mirror.resolve(source, target)  # the one target check: whole string, prefix
     except UsageError as exc:
-        logger.warning("rejected event", extra={"error": str(exc)})
-        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
-        return {"status": "failed", "error": {"type": exc.kind, "message": str(exc),
-                                              "temporary": False}}
+        return rejected(exc)
     logger.append_keys(image=source)
     report = mirror.copy(source, target, platforms=platform_set, time_left=time_left)
     record_copy_metrics(report)

@@ -55,8 +55,11 @@ def delay_seconds(not_before: float | None, now: float) -> int:
 
 
 def run(event: Any) -> dict[str, Any]:
-    dry_run = isinstance(event, dict) and bool(event.get("dryRun"))
+    dry_run = event.get("dryRun", False) if isinstance(event, dict) else False
     try:
+        if not isinstance(dry_run, bool):
+            raise UsageError(f'"dryRun" must be true or false, got {json.dumps(dry_run)[:40]}; '
+                             "nothing was planned")
         config = read_config(fresh=True)
         if config is None:
             raise UsageError("ECR_MIRROR_CONFIG_PARAMETER is not set: the scheduler has no mirror config")
@@ -67,9 +70,9 @@ def run(event: Any) -> dict[str, Any]:
     except UsageError as exc:
         logger.error("cannot plan", extra={"error": str(exc)})
         metrics.add_metric(name="PlanErrors", unit=MetricUnit.Count, value=1)
-        return {"planned": 0, "unchanged": 0, "queued": 0, "errors": 1, "dryRun": dry_run,
+        return {"planned": 0, "unchanged": 0, "queued": 0, "errors": 1, "dryRun": dry_run is True,
                 "errorDetails": [{"entry": "config", "message": str(exc)}]}
-    plan = build_plan(config, mirror, required_prefix=mirror.settings.prefix)
+    plan = build_plan(config, mirror)
     now = clock()
     apply_budget(plan, mirror, now)
     queued, send_errors = (0, []) if dry_run else queue_jobs(plan, queue_url, now=now)

@@ -9,6 +9,7 @@ same function takes the direct one-image event of `copy_one` (console tests).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from typing import Any
@@ -86,18 +87,36 @@ def _time_left(context: Any):
     return lambda: context.get_remaining_time_in_millis() / 1000
 
 
+def parse_message(text: str) -> tuple[dict[str, Any], tuple[str, str | None, list[str]], float]:
+    """(body, (source, target, platforms), notBefore) of a queued message; UsageError if malformed."""
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"the message body is not JSON ({type(exc).__name__}); the scheduler "
+                         'sends {"source": ..., "target": ...}') from exc
+    parsed = one.parse_event(body, MESSAGE_KEYS)
+    not_before, timeouts = body.get("notBefore"), body.get("timeouts", 0)
+    if not_before is not None and (isinstance(not_before, bool) or not isinstance(not_before, (int, float))
+                                   or not math.isfinite(not_before)):
+        raise UsageError(f'"notBefore" must be a time in epoch seconds, got {json.dumps(not_before)}')
+    if isinstance(timeouts, bool) or not isinstance(timeouts, int) or timeouts < 0:
+        raise UsageError(f'"timeouts" must be a whole number of at least 0, got {json.dumps(timeouts)}')
+    return body, parsed, float(not_before or 0)
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     try:
-        body = json.loads(record.body)
-        source, target, platforms = one.parse_event(body, MESSAGE_KEYS)
+        body, (source, target, platforms), not_before = parse_message(record.body)
         platform_set = parse_platforms(platforms)
-        not_before = float(body.get("notBefore") or 0)
-    except (ValueError, TypeError, UsageError) as exc:
-        raise ImageNotCopied(f"malformed message {record.message_id}: {exc}") from exc
+        mirror = one.get_mirror()
+        mirror.resolve(source, target)  # the one target check, before any request or deferral
+    except UsageError as exc:
+        one.rejected(exc, what=f"message {record.message_id}")
+        _retry_sooner(record, RETRY_DELAY_SECONDS)  # permanent: on to the DLQ and its alarm
+        raise ImageNotCopied(f"message {record.message_id} rejected: {exc}") from exc
     if not_before > clock():
         return _defer(body, not_before, "waiting for the pull budget to reset")
-    mirror = one.get_mirror()
     logger.append_keys(image=source, digest=body.get("sourceDigest"))
     report = mirror.copy(source, target, platforms=platform_set, time_left=_time_left(_context))
     record_copy_metrics(report)
@@ -122,6 +141,12 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _is_sqs_batch(records: Any) -> bool:
+    keys = ("messageId", "receiptHandle", "body")
+    return isinstance(records, list) and bool(records) and all(
+        isinstance(r, dict) and all(isinstance(r.get(k), str) for k in keys) for r in records)
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -129,6 +154,14 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     global _context
     _context = context
     if isinstance(event, dict) and "Records" in event:
+        if not _is_sqs_batch(event["Records"]):
+            return one.rejected(UsageError(
+                '"Records" must be a non-empty list of SQS messages (each with messageId, '
+                'receiptHandle and body); for one image send {"source": "nginx:stable"}'))
         return process_partial_response(event=event, record_handler=record_handler,
                                         processor=processor, context=context)
-    return one.copy_one(event, time_left=_time_left(context))
+    try:
+        mirror = one.get_mirror()
+    except UsageError as exc:  # the config cannot be read: a failed report, not a crash
+        return one.rejected(exc)
+    return one.copy_one(event, mirror, time_left=_time_left(context))

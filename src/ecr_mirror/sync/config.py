@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fastjsonschema
-import yaml
 
 from ..ecr.target import RepositorySettings
+from ..ecr.names import check_prefix_text, check_target
 from ..errors import UsageError
-from ..manifest import Platform
+from ..manifest import PLATFORM_PATTERN, Platform
 from ..mirror import SourceRegistry
-from ..reference import InvalidReference, Reference, parse
-from .tags import SemverRange, TagSelector
+from ..reference import InvalidReference, Reference, is_registry_host, parse, quote
+from .tags import GLOB_CHARS, SemverRange, TagSelector
+from .yamlload import load_yaml
 
-_PLATFORM = r"^[a-z0-9_-]+/[a-z0-9_-]+(/[a-z0-9_.-]+)?$"
+_PLATFORM = f"^{PLATFORM_PATTERN}$"
 
 REGISTRY_SCHEMA = {
     "type": "object",
@@ -36,7 +37,7 @@ REGISTRY_SCHEMA = {
         "reserve": {"type": "integer", "minimum": 0,
                     "description": "pulls to keep in reserve: stop pulling when this many are left"},
         "insecure": {"type": "boolean"},
-        "endpoint": {"type": "string", "pattern": "^https?://[^/]+/?$"},
+        "endpoint": {"type": "string", "pattern": r"^https?://[A-Za-z0-9.:\[\]-]+/?$"},
     },
 }
 
@@ -101,7 +102,7 @@ class ImageEntry:
 
     @property
     def label(self) -> str:
-        return f"images[{self.index}] ({self.written or self.source.familiar()})"
+        return _label(self.index, {"source": self.written or self.source.familiar()})
 
 
 @dataclass(frozen=True)
@@ -127,14 +128,24 @@ class MirrorConfig:
     errors: list[ConfigError] = field(default_factory=list)
 
 
+_PATTERN_HINTS = {"endpoint": "must be http(s)://host[:port], e.g. https://mirror.example",
+                  "platforms": "must be os/arch or os/arch/variant, e.g. linux/arm64"}
+
+
 def _schema_message(exc: fastjsonschema.JsonSchemaValueException, what: str) -> str:
     # fastjsonschema says "data.tags must be array"; name the field the user wrote.
     path = ".".join(str(p) for p in (exc.path or [])[1:])
     message = exc.message.replace("data.", "").replace("data ", "")
-    if exc.rule == "anyOf":
+    if exc.rule == "anyOf" and not path:
         return "give at least one of tags, regex, semver or latest"
+    if exc.rule == "anyOf":
+        return f"{path}: give a secret name, or a list of them"
     if message.endswith("must be string"):
         return f"{message}: quote it, e.g. '1.20' (YAML reads 1.20 as the number 1.2)"
+    if exc.rule == "pattern":
+        field = next((p for p in reversed(exc.path or []) if isinstance(p, str)), "")
+        shape = _PATTERN_HINTS.get(field, "")
+        return f"{message.split(' must match pattern')[0]} {shape}".strip()
     if "must not contain" in message and exc.rule == "additionalProperties":
         return f"unknown field in {what}: {message.split('must not contain')[-1].strip()}"
     return f"{path + ': ' if path and path not in message else ''}{message}"
@@ -142,10 +153,7 @@ def _schema_message(exc: fastjsonschema.JsonSchemaValueException, what: str) -> 
 
 def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
     """Parse and validate; raise UsageError only when nothing usable is left."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{origin} is not valid YAML: {exc}") from exc
+    data = load_yaml(text, origin=origin)
     if not isinstance(data, dict):
         raise UsageError(f"{origin} must be a YAML mapping with an `images:` list")
     images = data.get("images")
@@ -156,6 +164,10 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
         raise UsageError(f"{origin}: {_schema_message(exc, 'the top level')}") from exc
     if not isinstance(images, list):
         raise UsageError(f"{origin}: `images:` must be a list of images to mirror")
+    for host in data.get("registries") or {}:
+        if not is_registry_host(host):
+            raise UsageError(f"{origin}: registries: {quote(str(host))} is not a registry host; "
+                             "write it as images name it, e.g. docker.io, ghcr.io or localhost:5000")
 
     defaults = data.get("defaults") or {}
     repo = defaults.get("repository") or {}
@@ -167,7 +179,7 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
                                          insecure=bool(r.get("insecure", False)),
                                          endpoint=r.get("endpoint"))
                     for host, r in (data.get("registries") or {}).items()},
-        target_prefix=defaults.get("targetPrefix"),
+        target_prefix=_target_prefix(defaults.get("targetPrefix"), origin),
         platforms=tuple(Platform.parse(p) for p in defaults.get("platforms") or ()),
         repository=RepositorySettings(
             scan_on_push=repo.get("scanOnPush", True),
@@ -184,6 +196,15 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
     return config
 
 
+def _target_prefix(prefix: str | None, origin: str) -> str | None:
+    if prefix is None:
+        return None
+    try:
+        return check_prefix_text(prefix, what="defaults.targetPrefix")
+    except UsageError as exc:
+        raise UsageError(f"{origin}: {exc}") from exc
+
+
 def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
     if not value:
         return ()
@@ -192,7 +213,8 @@ def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
 
 def _label(index: int, raw: Any) -> str:
     source = raw.get("source") if isinstance(raw, dict) else None
-    return f"images[{index}]" + (f" ({source})" if isinstance(source, str) else "")
+    # Escaped (a newline or a NUL would break the line), without quotes: images[0] (nginx)
+    return f"images[{index}]" + (f" ({quote(source)[1:-1]})" if isinstance(source, str) else "")
 
 
 def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
@@ -212,6 +234,15 @@ def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
             regexes.append(re.compile(pattern))
         except re.error as exc:
             raise UsageError(f"regex: {pattern!r} is not a valid regular expression ({exc})") from exc
+    for name in raw.get("tags") or ():
+        if not GLOB_CHARS & set(name):  # an exact tag must be a whole, valid tag
+            try:
+                source.with_tag(name)
+            except InvalidReference as exc:
+                raise UsageError(f"tags: {exc.reason}") from exc
+    latest = raw.get("latest")
+    if latest is not None and type(latest) is not int:  # the schema lets 2.0 through
+        raise UsageError(f"latest: give a whole number of tags to keep, such as 3, not {latest!r}")
     semver = None
     if raw.get("semver"):
         try:
@@ -223,8 +254,19 @@ def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
                            latest=raw.get("latest"))
     platforms = tuple(Platform.parse(p) for p in raw["platforms"]) if "platforms" in raw \
         else config.platforms
-    return ImageEntry(index=index, source=source, target=raw.get("target"), selector=selector,
+    return ImageEntry(index=index, source=source, target=_target(raw.get("target")), selector=selector,
                       platforms=platforms, written=raw["source"])
+
+
+def _target(text: str | None) -> str | None:
+    """A config target is a repository: the tags come from the selection."""
+    if text is None:
+        return None
+    name = check_target(text, default_tag=None, prefix=None)  # the one target check
+    if name.tag or name.registry_id:
+        raise UsageError(f"target: {quote(text)}: give the repository alone, e.g. mirror/nginx; "
+                         "each selected tag is mirrored under its own name, in this account and region")
+    return name.repository
 
 
 def apply_config(settings, config: MirrorConfig):

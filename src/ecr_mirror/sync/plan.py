@@ -17,7 +17,7 @@ from typing import Any
 from ..copy.engine import already_mirrored
 from ..errors import MirrorError
 from ..manifest import INDEX_TYPES
-from ..mirror import Mirror, check_prefix
+from ..mirror import Mirror
 from ..reference import Reference
 from .config import ImageEntry, MirrorConfig
 
@@ -79,11 +79,12 @@ ENTRY_CONCURRENCY = 4
 HEAD_CONCURRENCY = 4
 
 
-def build_plan(config: MirrorConfig, mirror: Mirror, *, required_prefix: str | None = None) -> Plan:
+def build_plan(config: MirrorConfig, mirror: Mirror) -> Plan:
+    """The mirror's settings say whether targets must lie under its prefix (the
+    functions) or not (the CLI): each target goes through `Mirror.target_for`."""
     plan = Plan(errors=[e.as_dict() for e in config.errors])
     with ThreadPoolExecutor(ENTRY_CONCURRENCY) as pool:
-        results = list(pool.map(lambda e: _plan_entry(e, config, mirror, required_prefix),
-                                config.images))
+        results = list(pool.map(lambda e: _plan_entry(e, config, mirror), config.images))
     for jobs, unchanged, errors in results:
         plan.jobs += jobs
         plan.unchanged += unchanged
@@ -107,16 +108,17 @@ def spread_by_repository(jobs: list[Job]) -> list[Job]:
 
 
 def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
-                required_prefix: str | None) -> tuple[list[Job], list[dict], list[dict]]:
+                ) -> tuple[list[Job], list[dict], list[dict]]:
     jobs: list[Job] = []
     unchanged: list[dict] = []
     errors: list[dict] = []
     try:
+        # The target first: a refused one costs no request, to the source or to ECR.
+        # (The config already holds a bare repository: no tag, no registry host.)
+        target_repo, _, _ = mirror.target_for(
+            entry.source, entry.target or _default_target(entry.source, config, mirror))
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
-        target_repo = entry.target or _default_target(entry.source, config, mirror)
-        if required_prefix is not None:
-            check_prefix(target_repo, required_prefix)
         current = mirror.repository(target_repo).tagged_many(tags)
     except MirrorError as exc:
         return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
@@ -162,10 +164,12 @@ def _pull_cost(media_type: str, current, platforms) -> int:
     if platforms:
         return 1 + 2 * len(platforms)
     if current is not None:
-        try:
-            return 1 + len(json.loads(current.manifest).get("manifests") or [])
-        except (ValueError, AttributeError):
-            pass
+        try:  # pushed by anyone with access to the repository: only a guess
+            children = json.loads(current.manifest).get("manifests")
+        except (ValueError, AttributeError, RecursionError):
+            children = None
+        if isinstance(children, list):
+            return 1 + len(children)
     return 1 + DEFAULT_INDEX_CHILDREN
 
 

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import semver
 
-_GLOB_CHARS = set("*?[")
-_RELEASE = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
-_COMPARATOR = re.compile(r"^(>=|<=|>|<|==|=|!=|\^|~)?\s*v?(\d+(?:\.\d+){0,2})$")
+GLOB_CHARS = frozenset("*?[")
+# Used with fullmatch: `re.match(...$)` would accept a trailing newline.
+_RELEASE = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+_COMPARATOR = re.compile(r"(>=|<=|>|<|==|=|!=|\^|~)?\s*v?(\d+(?:\.\d+){0,2})")
 
 
 def as_version(tag: str) -> semver.Version | None:
-    m = _RELEASE.match(tag)
+    m = _RELEASE.fullmatch(tag)
     if not m:
         return None
     major, minor, patch = (int(g) if g is not None else 0 for g in m.groups())
@@ -64,7 +65,7 @@ class SemverRange:
 
     @staticmethod
     def _comparator(token: str, text: str) -> Callable[[semver.Version], bool]:
-        m = _COMPARATOR.match(token)
+        m = _COMPARATOR.fullmatch(token)
         if not m:
             raise ValueError(f'"{token}" in "{text}" is not a version comparator; '
                              'use >=, <=, >, <, =, !=, ^ or ~ before a version such as 1.25 or 1.25.3')
@@ -100,7 +101,7 @@ class TagSelector:
     def exact_only(self) -> bool:
         """True when the tags are known without listing the source's tags."""
         return (bool(self.names) and not self.regexes and self.semver is None
-                and self.latest is None and not any(_GLOB_CHARS & set(n) for n in self.names))
+                and self.latest is None and not any(GLOB_CHARS & set(n) for n in self.names))
 
     def select(self, list_tags: Callable[[], Iterable[str]]) -> list[str]:
         if self.exact_only:
