@@ -38,10 +38,10 @@ class RegistryClient:
                  reserve: int = 0, insecure: bool = False,
                  scheme: str | None = None, stats: RequestStats | None = None, retry: RetryPolicy | None = None,
                  timeout: tuple[float, float] = (10.0, 60.0),
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, verify: bool | str = True) -> None:
         self.transport = Transport(registry, api_host=api_host, credentials=credentials, reserve=reserve,
                                    insecure=insecure, scheme=scheme, stats=stats, retry=retry,
-                                   timeout=timeout, session=session)
+                                   timeout=timeout, session=session, verify=verify)
 
     @property
     def stats(self) -> RequestStats:

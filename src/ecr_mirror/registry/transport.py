@@ -92,6 +92,7 @@ class Transport:
         timeout: tuple[float, float] = (10.0, 60.0),
         session: requests.Session | None = None,
         token_cache: TokenCache | None = None,
+        verify: bool | str = True,
     ) -> None:
         self.registry = registry
         self.api_host = api_host or registry
@@ -99,6 +100,8 @@ class Transport:
             credentials = [credentials]
         self.budget = PullBudget(credentials or (), reserve)
         self.insecure = insecure
+        #: TLS verification everywhere but on an insecure registry: True, or a CA bundle's path.
+        self.verify = verify
         self.stats = stats or RequestStats()
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -240,9 +243,11 @@ class Transport:
             raise RegistryError(f"token for {scope or self.registry}: the answer has no token")
         return value, token_lifetime(body)
 
-    def _verify(self, url: str) -> bool:
+    def _verify(self, url: str) -> bool | str:
         # TLS is verified everywhere except on the registry explicitly marked insecure.
-        return not (self.insecure and urlsplit(url).netloc.lower() == self.api_host.lower())
+        if self.insecure and urlsplit(url).netloc.lower() == self.api_host.lower():
+            return False
+        return self.verify
 
     def _follow(self, method: str, url: str, *, kind: str, headers: dict[str, str],
                 auth: str | None, params: Any, stream: bool, what: str) -> requests.Response:
