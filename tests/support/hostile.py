@@ -20,9 +20,9 @@ Unrouted requests get 404 ``NAME_UNKNOWN``.
 
 Every request is recorded (``requests``: method, host, path with query,
 headers) before it is answered. Bodies are streamed in chunks and never held
-whole; a body the client stopped reading is recorded in ``cut`` as
-``(path, bytes sent)`` so a test can tell that a client closed the connection
-early instead of reading everything.
+whole; each streamed body is recorded when it ends (``wait_streams``), and
+one the client hung up on is listed in ``cut`` as ``(path, bytes sent)``, so a
+test can tell that a client closed the connection instead of reading it all.
 """
 
 from __future__ import annotations
@@ -159,8 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += n
             self.wfile.flush()
         except OSError:
-            self.server.hostile._record_cut(self.path, sent)
             self.close_connection = True
+        finally:
+            self.server.hostile._record_stream(self.path, sent, sent == size)
 
 
 class HostileServer:
@@ -168,7 +169,8 @@ class HostileServer:
 
     def __init__(self, *, tls=None) -> None:
         self.requests: list[Request] = []
-        self.cut: list[tuple[str, int]] = []
+        self.streams: list[tuple[str, int, bool]] = []  # (path, bytes sent, all of them)
+        self._streamed = threading.Condition()
         self._routes: list[tuple[str, re.Pattern, str | None, Responder]] = []
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -217,9 +219,22 @@ class HostileServer:
             return [r for r in self.requests
                     if (host is None or r.host == host) and (path is None or path in r.path)]
 
-    def _record_cut(self, path: str, sent: int) -> None:
-        with self._lock:
-            self.cut.append((path, sent))
+    @property
+    def cut(self) -> list[tuple[str, int]]:
+        """``(path, bytes sent)`` of the streamed bodies that the client hung up on."""
+        with self._streamed:
+            return [(path, sent) for path, sent, complete in self.streams if not complete]
+
+    def wait_streams(self, n: int = 1, timeout: float = 60.0) -> None:
+        """Wait until ``n`` streamed bodies have ended, sent whole or cut short."""
+        with self._streamed:
+            if not self._streamed.wait_for(lambda: len(self.streams) >= n, timeout):
+                raise AssertionError(f"{len(self.streams)} of {n} streamed answers ended in {timeout} s")
+
+    def _record_stream(self, path: str, sent: int, complete: bool) -> None:
+        with self._streamed:
+            self.streams.append((path, sent, complete))
+            self._streamed.notify_all()
 
     def _dispatch(self, handler: _Handler) -> None:
         host = (handler.headers.get("Host") or "").rpartition(":")[0] or handler.headers.get("Host", "")
@@ -335,3 +350,20 @@ def fake_dns(monkeypatch):
     """``*.test`` resolves to 127.0.0.1; call the fixture's value to map more names."""
     resolve_test_names(monkeypatch)
     return lambda addresses: resolve_test_names(monkeypatch, addresses)
+
+
+@pytest.fixture
+def tls(local_ca, fake_dns):
+    """A HostileServer over HTTPS; its certificate names TEST_NAMES."""
+    with HostileServer(tls=local_ca.ca) as server:
+        yield server
+
+
+@pytest.fixture
+def client(tls, local_ca):
+    """The real client for ``registry.test`` served by ``tls``, retrying fast."""
+    from ecr_mirror.registry import RegistryClient
+    from tests.integration.conftest import FAST_RETRY
+
+    return RegistryClient("registry.test", api_host=tls.netloc("registry.test"),
+                          verify=local_ca.pem, retry=FAST_RETRY)

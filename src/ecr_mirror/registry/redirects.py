@@ -1,0 +1,100 @@
+"""Where a registry may send the client: the redirect policy.
+
+A registry's answers are not trusted, and a redirect makes the client send a
+request wherever the registry likes. In a Lambda function that could be the
+Runtime API (127.0.0.1:9001, which hands out the next invocation) or the
+instance metadata service (169.254.169.254). So a redirect is followed only
+
+* to ``http`` or ``https``, and
+* to a public address: never loopback, link-local, private, unspecified,
+  multicast or reserved addresses (literal ones, and every address a name
+  resolves to),
+
+unless the registry is marked insecure, or is itself configured by such an
+address (a literal internal IP, or ``localhost``): then redirects to addresses
+of that same kind are allowed (a local registry redirecting to a local CDN).
+A redirect back to the registry's own origin is always allowed. A refusal is a
+permanent `RedirectRefused`: the target receives no request.
+
+What remains: a name is resolved here and again when connecting, so a DNS
+server that answers differently the second time (rebinding) is not caught.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from .errors import RedirectRefused
+
+SCHEMES = ("http", "https")
+
+
+def address_kind(address: str) -> str | None:
+    """The kind of internal address ``address`` is, or None for a public one."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None
+
+
+def _literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))
+    except ValueError:
+        return None
+
+
+def _host_kind(host: str) -> str | None:
+    """The kind of a configured host, by its spelling only (never resolved)."""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return "loopback"
+    literal = _literal(host)
+    return address_kind(literal) if literal else None
+
+
+class RedirectPolicy:
+    """Checks each redirect target of one registry before anything is sent to it."""
+
+    def __init__(self, registry: str, scheme_and_host: str, *, insecure: bool) -> None:
+        self.registry = registry
+        parts = urlsplit(scheme_and_host)
+        self.origin = (parts.scheme, parts.netloc.lower())
+        self.insecure = insecure
+        self.home_kind = _host_kind(parts.hostname or "")
+
+    def check(self, url: str, what: str) -> None:
+        parts = urlsplit(url)
+        where = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+        if parts.scheme not in SCHEMES:
+            raise RedirectRefused(f"{what}: {self.registry} redirected to {where}; only http and "
+                                  "https redirects are followed")
+        if self.insecure or (parts.scheme, parts.netloc.lower()) == self.origin:
+            return
+        host = parts.hostname or ""
+        for address in self._addresses(host, parts, what):
+            kind = address_kind(address)
+            if kind is not None and kind != self.home_kind:
+                shown = "" if _literal(host) else f" ({address})"
+                raise RedirectRefused(
+                    f"{what}: {self.registry} redirected to {where}{shown}, a {kind} address; "
+                    "refused (a registry may only redirect to public addresses, unless it is "
+                    "marked insecure)")
+
+    @staticmethod
+    def _addresses(host: str, parts, what: str) -> list[str]:
+        literal = _literal(host)
+        if literal:
+            return [literal]
+        if not host:
+            raise RedirectRefused(f"{what}: a redirect without a host")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, ValueError):
+            return []  # unresolvable: the request that follows fails the same way, typed
+        return [info[4][0] for info in infos]
