@@ -34,6 +34,13 @@ def test_a_pinned_sha512_is_verified_with_sha512(tls, client):
     assert got.raw == wanted and got.digest == "sha256:" + hashlib.sha256(wanted).hexdigest()
 
 
+def test_a_docker_content_digest_of_another_algorithm_is_verified(tls, client):
+    raw, other = image_manifest(CONFIG, [b"good"])[0], image_manifest(CONFIG, [b"evil"])[0]
+    tls.route("GET", r"/v2/app/manifests/1", manifest(raw, digest=sha512(other)))
+    with pytest.raises(DigestMismatch, match="Docker-Content-Digest"):
+        client.get_manifest("app", "1")
+
+
 def test_a_pinned_sha512_copy_of_other_bytes_moves_no_tag(tls, local_ca, ecr, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", local_ca.pem)
     wanted, served = image_manifest(CONFIG, [b"good"])[0], image_manifest(CONFIG, [b"evil"])[0]

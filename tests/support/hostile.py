@@ -27,22 +27,20 @@ test can tell that a client closed the connection instead of reading it all.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import socket
 import ssl
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.support.images import _descriptor, _dumps, sha256_digest
-from tests.support.proxy import CHUNK, shutdown_connections
+from tests.support import proxy
+from tests.support.proxy import CHUNK
 
 Responder = Callable[["_Handler", re.Match], None]
 #: The names the test certificates are valid for (OpenSSL takes no "*.test" wildcard).
@@ -80,45 +78,22 @@ def error_doc(code: str, message: str) -> bytes:
     return json.dumps({"errors": [{"code": code, "message": message}]}).encode()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    hostile: "HostileServer"
+class _Handler(proxy._Handler):
+    """proxy.py's handler (quiet, TCP_NODELAY, open connections tracked through
+    ``server.proxy``), answering from the routes instead of forwarding."""
 
-    def handle_error(self, request, client_address) -> None:
-        if isinstance(sys.exc_info()[1], (OSError, http.client.HTTPException)):
-            return  # clients that hang up are the point of this server
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
     timeout = 30
-    server: _Server
-
-    def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
-        pass
 
     def setup(self) -> None:
         super().setup()
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()  # here, in this request's thread, not in accept()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.hostile._lock:
-            self.server.hostile._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.hostile._lock:
-            self.server.hostile._connections.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        self.server.hostile._dispatch(self)
+        self.server.proxy._dispatch(self)
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
@@ -161,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
         finally:
-            self.server.hostile._record_stream(self.path, sent, sent == size)
+            self.server.proxy._record_stream(self.path, sent, sent == size)
 
 
 class HostileServer:
@@ -174,8 +149,8 @@ class HostileServer:
         self._routes: list[tuple[str, re.Pattern, str | None, Responder]] = []
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.hostile = self
+        self._server = proxy._Server(("127.0.0.1", 0), _Handler)
+        self._server.proxy = self  # what proxy.py's handler and server call their owner
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.issue_cert(*TEST_NAMES).configure_cert(context)
@@ -192,19 +167,16 @@ class HostileServer:
         return f"{self.scheme}://{self.netloc(name)}{path}"
 
     # -- lifecycle ----------------------------------------------------------------
+    # The same life as proxy.py's server: serve in a daemon thread; stop closes
+    # the listening socket and the connections still open.
+    start = proxy.SourceProxy.start
+    stop = proxy.SourceProxy.stop
+
     def __enter__(self) -> "HostileServer":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"HostileServer-{self.port}", daemon=True)
-        self._thread.start()
-        return self
+        return self.start()
 
     def __exit__(self, *exc_info) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
-        shutdown_connections(self._lock, self._connections)
+        self.stop()
 
     # -- routes and records ----------------------------------------------------------
     def route(self, method: str, path: str, responder: Responder, *, host: str | None = None) -> None:
