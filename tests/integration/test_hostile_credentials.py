@@ -14,8 +14,8 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror.registry import Credentials, RegistryClient, Unauthorized
-from tests.support.hostile import (HostileServer, answer, bearer_only, challenge, fake_dns,  # noqa: F401
-                                   local_ca, redirect, tls, token_answer)
+from tests.support.hostile import (HostileServer, answer, bearer_only, challenge,  # noqa: F401
+                                   client_for, fake_dns, local_ca, redirect, tls, token_answer)
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,6 @@ BASIC = "Basic " + base64.b64encode(b"hub-user:hub-token-s3cret").decode()
 
 def authorized(server: HostileServer, host: str | None = None) -> list:
     return [r for r in server.seen(host=host) if r.header("Authorization")]
-
-
-def client_for(server: HostileServer, *, verify: str, host: str = "registry.test") -> RegistryClient:
-    return RegistryClient(host, api_host=server.netloc(host), credentials=SECRET, verify=verify)
 
 
 def test_environment_credentials_are_not_sent_to_another_registry(tls, local_ca, ecr, monkeypatch, capsys):
@@ -56,7 +52,7 @@ def test_no_credentials_to_a_plain_http_realm_of_an_https_registry(tls, local_ca
         plain.route("GET", "/token", token_answer("t"))
         tls.route("HEAD", r"/v2/app/manifests/1",
                   bearer_only("t", realm, answer(200, headers=[("Docker-Content-Digest", DIGEST)])))
-        head = client_for(tls, verify=local_ca.pem).head_manifest("app", "1")
+        head = client_for(tls, local_ca.pem, "localhost", credentials=SECRET).head_manifest("app", "1")
         assert head.digest == DIGEST  # anonymous token: still works for a public image
         assert plain.seen(path="/token") and not authorized(plain)
 
@@ -67,7 +63,7 @@ def test_an_https_realm_on_another_host_gets_the_credentials(tls, local_ca):
     tls.route("HEAD", r"/v2/app/manifests/1",
               bearer_only("t", tls.url("auth.test", "/token"),
                           answer(200, headers=[("Docker-Content-Digest", DIGEST)])))
-    client_for(tls, verify=local_ca.pem).head_manifest("app", "1")
+    client_for(tls, local_ca.pem, "localhost", credentials=SECRET).head_manifest("app", "1")
     assert [r.header("Authorization") for r in tls.seen(host="auth.test")] == [BASIC]
 
 
@@ -81,7 +77,7 @@ def test_a_redirect_targets_401_neither_gets_credentials_nor_replaces_the_challe
     tls.route("HEAD", r"/v2/(app|other)/manifests/1",
               bearer_only("t", realm, answer(200, headers=[("Docker-Content-Digest", DIGEST)])))
     # A registry on loopback (by its configured host) may redirect to a CDN on loopback.
-    client = client_for(tls, verify=local_ca.pem, host="localhost")
+    client = client_for(tls, local_ca.pem, "localhost", credentials=SECRET)
     client.head_manifest("app", "1")  # the registry's challenge is known, a token cached
 
     with pytest.raises(Unauthorized), client.open_blob("app", DIGEST, 10) as blob:

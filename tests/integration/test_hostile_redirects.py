@@ -14,14 +14,13 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-from ecr_mirror.registry import RegistryClient, RetryPolicy
+from ecr_mirror.registry import RedirectRefused
 from tests.integration.conftest import FAST_RETRY
-from tests.support.hostile import (HostileServer, answer, fake_dns, image_manifest, local_ca,  # noqa: F401
-                                   manifest, redirect, tls)
+from tests.support.hostile import (HostileServer, answer, challenge, client_for,  # noqa: F401
+                                   fake_dns, image_manifest, local_ca, manifest, redirect, tls)
 
 pytestmark = pytest.mark.integration
 
-ONE_TRY = RetryPolicy(attempts=1)
 SECRETS = ("S3CR3TSIG", "T0KENVALUE", "V3RIFY")
 PRESIGNED = "/layer?X-Amz-Signature=S3CR3TSIG&access_token=T0KENVALUE&verify=V3RIFY"
 
@@ -37,8 +36,7 @@ def runtime(fake_dns):
 def blob_redirected_to(tls, local_ca, location: str, *, registry: str = "registry.test", **kwargs):
     digest = "sha256:" + "0" * 64
     tls.route("GET", rf"/v2/app/blobs/{digest}", redirect(location))
-    client = RegistryClient(registry, api_host=tls.netloc(registry), verify=local_ca.pem,
-                            retry=kwargs.pop("retry", ONE_TRY), timeout=(1.0, 5.0), **kwargs)
+    client = client_for(tls, local_ca.pem, registry, timeout=(1.0, 5.0), **kwargs)
     with client.open_blob("app", digest, 3) as blob:
         blob.read(3)
         blob.verify()
@@ -62,7 +60,7 @@ def test_a_redirect_to_an_internal_address_or_another_scheme_is_refused_once(
     fake_dns({"metadata.test": "169.254.169.254"})
     location = location.format(runtime=runtime.port)
     with pytest.raises(Exception) as caught:
-        blob_redirected_to(tls, local_ca, location, retry=FAST_RETRY)
+        blob_redirected_to(tls, local_ca, location)
     assert type(caught.value).__name__ == "RedirectRefused"
     assert caught.value.temporary is False
     assert "registry.test" in str(caught.value)
@@ -138,3 +136,12 @@ def test_a_presigned_url_that_cannot_be_reached_keeps_its_query_out_of_the_repor
     assert report.status == "failed" and report.error["type"] == "ConnectionFailed"
     assert f"cdn.test:{port}" in report.error["message"]
     assert_no_secret(json.dumps(report.as_dict()), caplog.text)
+
+
+def test_a_token_realm_on_an_internal_address_is_not_asked(tls, local_ca, runtime):
+    """A 401 names the realm, and the client would GET it: the same rule as for redirects."""
+    realm = runtime.url("127.0.0.1", "/2018-06-01/runtime/invocation/next")
+    tls.route("HEAD", r"/v2/app/manifests/1", challenge(realm))
+    with pytest.raises(RedirectRefused, match="realm"):
+        client_for(tls, local_ca.pem).head_manifest("app", "1")
+    assert runtime.requests == [] and len(tls.seen()) == 1

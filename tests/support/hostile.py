@@ -331,11 +331,19 @@ def tls(local_ca, fake_dns):
         yield server
 
 
-@pytest.fixture
-def client(tls, local_ca):
-    """The real client for ``registry.test`` served by ``tls``, retrying fast."""
+def client_for(server: HostileServer, ca_pem: str, host: str = "registry.test", **kwargs):
+    """The real client for registry ``host`` served by ``server``, retrying fast.
+
+    Every *.test name is on loopback here: a registry named ``localhost`` may send the
+    client to them (its realm, its CDN), one named ``registry.test`` may not."""
     from ecr_mirror.registry import RegistryClient
     from tests.integration.conftest import FAST_RETRY
 
-    return RegistryClient("registry.test", api_host=tls.netloc("registry.test"),
-                          verify=local_ca.pem, retry=FAST_RETRY)
+    kwargs.setdefault("retry", FAST_RETRY)
+    return RegistryClient(host, api_host=server.netloc(host), verify=ca_pem, **kwargs)
+
+
+@pytest.fixture
+def client(tls, local_ca):
+    """`client_for` registry.test on ``tls``."""
+    return client_for(tls, local_ca.pem)

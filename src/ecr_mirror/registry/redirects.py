@@ -1,7 +1,7 @@
 """Where a registry may send the client: the redirect policy.
 
-A registry's answers are not trusted, and a redirect makes the client send a
-request wherever the registry likes. In a Lambda function that could be the
+A registry's answers are not trusted, and a redirect (or the token realm a 401
+names) makes the client send a request wherever the registry likes. In a Lambda function that could be the
 Runtime API (127.0.0.1:9001, which hands out the next invocation) or the
 instance metadata service (169.254.169.254). So a redirect is followed only
 
@@ -67,12 +67,14 @@ class RedirectPolicy:
         self.insecure = insecure
         self.home_kind = _host_kind(parts.hostname or "")
 
-    def check(self, url: str, what: str) -> None:
+    def check(self, url: str, what: str, *, named: str = "redirected to") -> None:
+        """Raise `RedirectRefused` unless the registry may send the client to ``url``
+        (``named`` says how it did: "redirected to", "named the token realm")."""
         parts = urlsplit(url)
         where = f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
         if parts.scheme not in SCHEMES:
-            raise RedirectRefused(f"{what}: {self.registry} redirected to {where}; only http and "
-                                  "https redirects are followed")
+            raise RedirectRefused(f"{what}: {self.registry} {named} {where}; only http and "
+                                  "https URLs are followed")
         if self.insecure or (parts.scheme, parts.netloc.lower()) == self.origin:
             return
         host = parts.hostname or ""
@@ -81,9 +83,9 @@ class RedirectPolicy:
             if kind is not None and kind != self.home_kind:
                 shown = "" if _literal(host) else f" ({address})"
                 raise RedirectRefused(
-                    f"{what}: {self.registry} redirected to {where}{shown}, a {kind} address; "
-                    "refused (a registry may only redirect to public addresses, unless it is "
-                    "marked insecure)")
+                    f"{what}: {self.registry} {named} {where}{shown}, a {kind} address; "
+                    "refused (a registry may only send the client to public addresses, unless "
+                    "it is marked insecure)")
 
     @staticmethod
     def _addresses(host: str, parts, what: str) -> list[str]:

@@ -10,7 +10,8 @@ What a registry's answers cannot make it do (issue 9):
 * send credentials over plain HTTP (unless the registry is marked insecure), or
   to a realm that a redirect target named: only the registry's own 401 is
   answered, and only it sets the challenge;
-* follow a redirect to another scheme or an internal address (`redirects`);
+* follow a redirect, or ask a token realm, on another scheme or an internal
+  address (`redirects`);
 * read an answer without end (`bodies`: every body is read with a ceiling);
 * put a URL's query string in an error (`errors.redact`).
 """
@@ -263,6 +264,7 @@ class Transport:
         realm = challenge.realm or ""
         credentials = self.credentials if self._may_send_credentials(realm) else None
         what = f"token for {scope or self.registry} of {self.registry} from {_without_query(realm)}"
+        self.redirects.check(realm, what, named="named the token realm")
         response, _ = self._follow("GET", realm, kind="token", headers={},
                                    auth=_basic(credentials) if credentials else None,
                                    params=params, what=what)
