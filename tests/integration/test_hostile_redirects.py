@@ -77,6 +77,7 @@ def test_a_registry_on_loopback_may_redirect_to_loopback(tls, local_ca, runtime)
     assert len(runtime.requests) == 1
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_an_insecure_registry_may_redirect_anywhere(tls, local_ca, runtime):
     runtime.route("GET", "/layer", answer(200, b"abc", content_type="application/octet-stream"))
     with pytest.raises(Exception) as caught:
@@ -145,3 +146,12 @@ def test_a_token_realm_on_an_internal_address_is_not_asked(tls, local_ca, runtim
     with pytest.raises(RedirectRefused, match="realm"):
         client_for(tls, local_ca.pem).head_manifest("app", "1")
     assert runtime.requests == [] and len(tls.seen()) == 1
+
+
+def test_a_name_rebound_to_loopback_after_the_check_gets_no_request(tls, local_ca, runtime, fake_dns):
+    """DNS rebinding: the name is public when the redirect is checked, loopback when connecting."""
+    fake_dns({"rebind.test": ["93.184.215.14", "127.0.0.1"]})
+    with pytest.raises(RedirectRefused, match="loopback"):
+        blob_redirected_to(tls, local_ca, f"http://rebind.test:{runtime.port}/x")
+    assert runtime.requests == []
+    assert len(tls.seen(path="/blobs/")) == 1

@@ -59,15 +59,19 @@ class Request:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
 
 
-def resolve_test_names(monkeypatch, addresses: dict[str, str] | None = None) -> None:
-    """Make ``*.test`` names resolve to 127.0.0.1 (or to ``addresses[name]``)."""
+def resolve_test_names(monkeypatch, addresses: dict[str, str | list[str]] | None = None) -> None:
+    """Make ``*.test`` names resolve to 127.0.0.1, or to ``addresses[name]``: an
+    address, or a list of them answered one per lookup (the last one repeats), as a
+    DNS server that rebinds a name between a check and a connection would."""
     real = socket.getaddrinfo
-    addresses = dict(addresses or {})
+    answers = {name: list(value) if isinstance(value, list) else [value]
+               for name, value in (addresses or {}).items()}
 
     def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's names
         name = host.decode() if isinstance(host, bytes) else host
-        if isinstance(name, str) and (name.endswith(".test") or name in addresses):
-            address = addresses.get(name, "127.0.0.1")
+        if isinstance(name, str) and (name.endswith(".test") or name in answers):
+            queue = answers.get(name, ["127.0.0.1"])
+            address = queue.pop(0) if len(queue) > 1 else queue[0]
             return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))]
         return real(host, port, family, type, proto, flags)
 

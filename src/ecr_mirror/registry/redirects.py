@@ -16,15 +16,20 @@ of that same kind are allowed (a local registry redirecting to a local CDN).
 A redirect back to the registry's own origin is always allowed. A refusal is a
 permanent `RedirectRefused`: the target receives no request.
 
-What remains: a name is resolved here and again when connecting, so a DNS
-server that answers differently the second time (rebinding) is not caught.
+A name is resolved for the check and again when connecting; a DNS server that
+answers differently the second time (rebinding) is caught by `GuardedAdapter`:
+every new connection to another host than the registry's checks the address it
+actually reached, before anything is sent on it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
+
+from requests.adapters import HTTPAdapter
 
 from .errors import RedirectRefused
 
@@ -64,8 +69,19 @@ class RedirectPolicy:
         self.registry = registry
         parts = urlsplit(scheme_and_host)
         self.origin = (parts.scheme, parts.netloc.lower())
+        self.home_host = (parts.hostname or "").lower()
         self.insecure = insecure
-        self.home_kind = _host_kind(parts.hostname or "")
+        self.home_kind = _host_kind(self.home_host)
+
+    def check_peer(self, host: str, address: str) -> None:
+        """A new connection to ``host`` reached ``address``: refuse an internal one."""
+        if self.insecure or host.strip("[]").lower() == self.home_host:
+            return
+        kind = address_kind(address)
+        if kind is not None and kind != self.home_kind:
+            raise RedirectRefused(f"the connection to {host} reached {address}, a {kind} address; "
+                                  f"refused (its name resolved to a public address when "
+                                  f"{self.registry} sent the client there)")
 
     def check(self, url: str, what: str, *, named: str = "redirected to") -> None:
         """Raise `RedirectRefused` unless the registry may send the client to ``url``
@@ -100,3 +116,62 @@ class RedirectPolicy:
         except (OSError, ValueError):
             return []  # unresolvable: the request that follows fails the same way, typed
         return [info[4][0] for info in infos]
+
+
+class PeerRefused(OSError):
+    """Carries a `RedirectRefused` through urllib3 and requests, as the cause of
+    their connection error (see `refusal_in`)."""
+
+    def __init__(self, error: RedirectRefused) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def refusal_in(exc: BaseException) -> RedirectRefused | None:
+    """The `RedirectRefused` somewhere in the causes of a requests error, if any."""
+    return next((e.error for e in causes(exc) if isinstance(e, PeerRefused)), None)
+
+
+def causes(exc: BaseException):
+    """``exc`` and every exception in its args, reasons, causes and contexts."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        todo.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
+
+
+class GuardedAdapter(HTTPAdapter):
+    """requests' adapter whose new connections are checked by ``check(host, address)``
+    once connected, before a byte is sent (raise `RedirectRefused` to refuse)."""
+
+    def __init__(self, check: Callable[[str, str], None], **kwargs) -> None:
+        self._check = check
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        manager = self.poolmanager
+        manager.pool_classes_by_scheme = {
+            scheme: type(f"Guarded{pool.__name__}", (pool,),
+                         {"ConnectionCls": self._guarded(pool.ConnectionCls)})
+            for scheme, pool in manager.pool_classes_by_scheme.items()}
+
+    def _guarded(self, connection_class):
+        check = self._check
+
+        class Guarded(connection_class):
+            def _new_conn(self):
+                sock = super()._new_conn()
+                try:
+                    check(self.host, sock.getpeername()[0])
+                except RedirectRefused as exc:
+                    sock.close()
+                    raise PeerRefused(exc) from None
+                return sock
+
+        return Guarded

@@ -34,9 +34,10 @@ from ..stats import RequestStats
 from .budget import PullBudget
 from .auth import Challenge, Credentials, TokenCache, parse_challenge, token_lifetime
 from .bodies import MAX_ERROR_BYTES, MAX_JSON_BYTES, MAX_TOKEN_BYTES, read_capped
-from .errors import ConnectionFailed, RateLimited, RegistryError, Unauthorized, from_response
+from .errors import (ConnectionFailed, RateLimited, RedirectRefused, RegistryError, Unauthorized,
+                     from_response)
 from .ratelimit import parse_rate_limit
-from .redirects import RedirectPolicy
+from .redirects import GuardedAdapter, RedirectPolicy, causes, refusal_in
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,11 @@ class Transport:
         self.stats = stats or RequestStats()
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, GuardedAdapter(self._check_peer))
+        self.session = session
         self.session.headers["User-Agent"] = USER_AGENT
         self.tokens = token_cache or TokenCache()
         self._challenge: Challenge | None = None
@@ -230,6 +235,10 @@ class Transport:
         except requests.exceptions.RequestException:
             return "http"
 
+    def _check_peer(self, host: str, address: str) -> None:
+        if not self.insecure:  # (an insecure registry's policy needs a probe first)
+            self.redirects.check_peer(host, address)
+
     def _may_send_credentials(self, url: str) -> bool:
         """Credentials travel over HTTPS only, unless the registry is marked insecure."""
         if self.insecure or urlsplit(url).scheme == "https":
@@ -306,6 +315,9 @@ class Transport:
                     method, url, headers=hdrs, params=params, stream=True,
                     allow_redirects=False, timeout=self.timeout, verify=self._verify(url))
             except requests.exceptions.RequestException as exc:
+                refused = refusal_in(exc)
+                if refused is not None:
+                    raise RedirectRefused(f"{what}: {refused}") from None
                 raise ConnectionFailed(f"{what}: {type(exc).__name__} from {_without_query(url)}: {exc}",
                                        temporary=not _certificate_refused(exc)) from exc
             params = None  # the redirect target carries its own query
@@ -334,17 +346,7 @@ def _without_query(url: str) -> str:
 
 def _certificate_refused(exc: BaseException) -> bool:
     """Whether a TLS certificate was refused somewhere in ``exc``'s causes (not worth a retry)."""
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return True
-        todo.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
-    return False
+    return any(isinstance(e, ssl.SSLCertVerificationError) for e in causes(exc))
 
 
 def _basic(credentials: Credentials) -> str:
