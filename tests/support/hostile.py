@@ -1,21 +1,24 @@
 """A registry on 127.0.0.1 that can be told to misbehave.
 
-Usage::
+Usage (the fixtures ``local_ca``, ``fake_dns``, ``tls`` and ``client`` are
+imported into a test module)::
 
-    with HostileServer(tls=ca) as srv:                # ca: a trustme.CA, or None for HTTP
-        srv.route("GET", "/v2/", challenge("http://auth.test:%d/token" % srv.port))
-        srv.route("GET", "/token", token_answer("t0k"), host="auth.test")
-        srv.route("GET", r"/v2/app/manifests/1", stream(300 << 20, content_length=False))
-        client = RegistryClient("registry.test", api_host=srv.netloc("registry.test"), verify=ca_pem)
-        ...
-        assert not any("Authorization" in r.headers for r in srv.seen(host="auth.test"))
+    def test_no_secret_to_the_realm(tls, local_ca):
+        tls.route("GET", r"/v2/app/manifests/1", challenge(tls.url("auth.test", "/token")))
+        tls.route("GET", "/token", stream(300 << 20, content_length=False), host="auth.test")
+        with pytest.raises(LimitExceeded):
+            client_for(tls, local_ca.pem, "localhost").get_manifest("app", "1")
+        assert not [r for r in tls.seen(host="auth.test") if r.header("Authorization")]
 
 One listener answers every name: with :func:`resolve_test_names` every
 ``*.test`` host resolves to 127.0.0.1 (or to the address given for it), so
 ``registry.test:P``, ``cdn.test:P`` and ``auth.test:P`` are different origins
-served by one server, told apart by their ``Host`` header. A route is
-``(method, path regex, host or None)`` → a *responder*, a function of the
-request handler and the path match; the helpers below build the usual ones.
+served by one server, told apart by their ``Host`` header. As they are all on
+loopback, a client whose registry is ``localhost`` may be sent to them (a
+registry on loopback may), one whose registry is ``registry.test`` may not.
+
+A route is ``(method, path regex, host or None)`` → a *responder*, a function of
+the request handler and the path match; the helpers below build the usual ones.
 Unrouted requests get 404 ``NAME_UNKNOWN``.
 
 Every request is recorded (``requests``: method, host, path with query,
