@@ -13,7 +13,7 @@ import json
 import pytest
 
 from ecr_mirror import cli
-from ecr_mirror.registry import Credentials, RegistryClient, Unauthorized
+from ecr_mirror.registry import ConnectionFailed, Credentials, RegistryClient, Unauthorized
 from tests.support.hostile import (HostileServer, answer, bearer_only, challenge,  # noqa: F401
                                    client_for, fake_dns, local_ca, redirect, tls, token_answer)
 
@@ -96,3 +96,11 @@ def test_no_basic_credentials_to_a_plain_http_registry_not_marked_insecure(fake_
         with pytest.raises(Unauthorized):
             client.head_manifest("app", "1")
         assert plain.seen() and not authorized(plain)
+
+
+def test_a_certificate_that_is_not_trusted_is_refused_once(tls):
+    """TLS stays verified (no CA given: the test CA is unknown), and that is not worth a retry."""
+    with pytest.raises(ConnectionFailed) as caught:
+        client_for(tls, True, credentials=SECRET).head_manifest("app", "1")
+    assert caught.value.temporary is False and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+    assert tls.requests == []
