@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                "or ACCOUNT.dkr.ecr.REGION.amazonaws.com/repo[:tag]. AWS credentials, region and "
                "endpoint (AWS_ENDPOINT_URL_ECR) come from boto3's usual chain. Source "
                "credentials come from ECR_MIRROR_SOURCE_USERNAME/ECR_MIRROR_SOURCE_PASSWORD "
-               "or the docker config file's auths.")
+               "(for Docker Hub, or the registry ECR_MIRROR_SOURCE_REGISTRY names) or the docker "
+               "config file's auths.")
     copy.add_argument("source", metavar="SOURCE", help="image reference, e.g. nginx:stable")
     copy.add_argument("target", metavar="TARGET", help="ECR repository[:tag], e.g. mirror/nginx")
     copy.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]",

@@ -2,12 +2,12 @@
 
 from .auth import Credentials
 from .client import ManifestHead, RegistryClient
-from .errors import (BlobUnknown, ConnectionFailed, ManifestUnknown, NotFound, RateLimited,
-                     RegistryError, ServerError, Unauthorized)
+from .errors import (BlobUnknown, ConnectionFailed, LimitExceeded, ManifestUnknown, NotFound,
+                     RateLimited, RedirectRefused, RegistryError, ServerError, Unauthorized)
 from .transport import RetryPolicy
 
 __all__ = [
-    "BlobUnknown", "ConnectionFailed", "Credentials", "ManifestHead", "ManifestUnknown",
-    "NotFound", "RateLimited", "RegistryClient", "RegistryError", "RetryPolicy", "ServerError",
-    "Unauthorized",
+    "BlobUnknown", "ConnectionFailed", "Credentials", "LimitExceeded", "ManifestHead",
+    "ManifestUnknown", "NotFound", "RateLimited", "RedirectRefused", "RegistryClient",
+    "RegistryError", "RetryPolicy", "ServerError", "Unauthorized",
 ]

@@ -8,7 +8,6 @@ At the end the digest and the size must match, or `DigestMismatch` is raised.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import requests
 import urllib3
 
+from ..digest import hasher
 from ..errors import DigestMismatch
 from .errors import ConnectionFailed, RegistryError
 
@@ -34,9 +34,8 @@ class BlobStream:
 
     def __init__(self, transport: Transport, repository: str, digest: str, size: int | None,
                  *, max_resumes: int = 5) -> None:
-        algorithm, _, _ = digest.partition(":")
-        if algorithm not in ("sha256", "sha512"):
-            raise DigestMismatch(f"blob {digest}: unsupported digest algorithm {algorithm!r}")
+        # Checked before it goes into a URL: "sha256:x/../../y" never makes a request.
+        self._hash = hasher(digest, f"blob of {transport.registry}/{repository}")
         self.transport = transport
         self.repository = repository
         self.digest = digest
@@ -44,7 +43,6 @@ class BlobStream:
         self.offset = 0
         self.resumes = 0
         self.max_resumes = max_resumes
-        self._hash = hashlib.new(algorithm)
         self._response: requests.Response | None = None
         self._eof = False
 

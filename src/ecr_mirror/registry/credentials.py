@@ -3,6 +3,10 @@
 Order: `ECR_MIRROR_SOURCE_USERNAME` / `ECR_MIRROR_SOURCE_PASSWORD`, then the
 `auths` section of `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`),
 read the way crane and skopeo read it. Credential helpers are not run.
+
+The environment's pair belongs to ONE registry: Docker Hub, or the registry that
+`ECR_MIRROR_SOURCE_REGISTRY` names. `ecr-mirror copy evil.example/x:y` must not
+hand a Docker Hub token to evil.example. Docker-config entries are per registry.
 """
 
 from __future__ import annotations
@@ -56,9 +60,21 @@ def from_docker_config(registry: str, path: Path) -> Credentials | None:
     return None
 
 
+def _registry_key(name: str) -> str:
+    """``https://Index.Docker.io/v1/`` → ``docker.io``; ``ghcr.io/`` → ``ghcr.io``."""
+    name = name.strip().lower()
+    name = name.split("://", 1)[-1].split("/", 1)[0]
+    return "docker.io" if name in ("docker.io", "index.docker.io", "registry-1.docker.io") else name
+
+
+def environment_registry(env: Mapping[str, str]) -> str:
+    """The one registry the environment's username and password are for."""
+    return _registry_key(env.get("ECR_MIRROR_SOURCE_REGISTRY") or "docker.io")
+
+
 def load_credentials(registry: str, env: Mapping[str, str] | None = None) -> Credentials | None:
     env = os.environ if env is None else env
     user, password = env.get("ECR_MIRROR_SOURCE_USERNAME"), env.get("ECR_MIRROR_SOURCE_PASSWORD")
-    if user and password:
+    if user and password and _registry_key(registry) == environment_registry(env):
         return Credentials(user, password)
     return from_docker_config(registry, _config_path(env))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 
@@ -14,13 +15,26 @@ from .ratelimit import parse_rate_limit
 # HTTP statuses that are worth another try (OCI distribution spec).
 TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
+# A query string after a URL or a path (presigned URLs carry X-Amz-Signature,
+# access_token, verify=...): "?" right after a URL character, up to a space,
+# a quote or a closing parenthesis.
+_QUERY = re.compile(r"(?<=[\w/.~%-])\?[^\s'\"<>)]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL query string replaced by ``?…``."""
+    return _QUERY.sub("?…", text)
+
 
 class RegistryError(MirrorError):
-    """A registry answered with an error (or did not answer at all)."""
+    """A registry answered with an error (or did not answer at all).
+
+    The message never holds a URL's query string: it is redacted here, where
+    every registry error is made, whatever text it was built from."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str = "",
                  temporary: bool = False, retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
         self.code = code
         self.temporary = temporary
@@ -61,6 +75,14 @@ class ServerError(RegistryError):
 
 class ConnectionFailed(RegistryError):
     """No answer: DNS, refused connection, reset, timeout (temporary)."""
+
+
+class RedirectRefused(RegistryError):
+    """A redirect to another scheme than http(s), or to an internal address (permanent)."""
+
+
+class LimitExceeded(RegistryError):
+    """An answer larger, or a listing longer, than ecr-mirror reads (permanent)."""
 
 
 def parse_retry_after(value: str | None) -> float | None:
