@@ -22,9 +22,9 @@ from .ecr.names import check_prefix_text, check_target
 from .ecr.leases import DynamoLeases, Leases, NoLeases
 from .errors import MirrorError, SecretError, UsageError
 from .manifest import Platform
-from .reference import DOCKER_HUB, Reference, parse, quote
+from .reference import Reference, parse, quote
 from .registry import Credentials, RegistryClient, RetryPolicy
-from .registry.credentials import load_credentials
+from .registry.credentials import environment_applies_to, load_credentials
 
 DEFAULT_PREFIX = "mirror"
 
@@ -144,7 +144,8 @@ class Mirror:
     def _credentials(self, registry: str) -> list[Credentials]:
         """The registry's secrets if it has some, else the environment / docker config."""
         secrets = self.settings.registries.get(registry, SourceRegistry()).credentials_secrets
-        if not secrets and registry == DOCKER_HUB and os.environ.get("ECR_MIRROR_SOURCE_SECRET_ARN"):
+        if (not secrets and os.environ.get("ECR_MIRROR_SOURCE_SECRET_ARN")
+                and environment_applies_to(registry)):
             secrets = (os.environ["ECR_MIRROR_SOURCE_SECRET_ARN"],)
         if secrets:
             return [credentials_from_secret(s, self._secrets) for s in secrets]

@@ -65,3 +65,36 @@ def test_environment_credentials_belong_to_one_registry(registry, named, gets):
 ])
 def test_internal_addresses(address, kind):
     assert address_kind(address) == kind
+
+
+class _Secrets:
+    """A Secrets Manager client that records which secrets were read."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def get_secret_value(self, SecretId: str) -> dict:  # noqa: N803 - boto3's spelling
+        self.read.append(SecretId)
+        return {"SecretString": '{"username": "hub-user", "password": "hub-token"}'}
+
+
+@pytest.mark.parametrize("registry, named, gets", [
+    ("docker.io", None, True),
+    ("evil.example", None, False),          # the Docker Hub secret stays with Docker Hub
+    ("ghcr.io", "ghcr.io", True),
+    ("docker.io", "ghcr.io", False),
+])
+def test_the_environment_secret_belongs_to_one_registry(monkeypatch, registry, named, gets):
+    from ecr_mirror.mirror import Mirror, MirrorSettings
+    from ecr_mirror.reference import parse
+
+    monkeypatch.setenv("ECR_MIRROR_SOURCE_SECRET_ARN", "ecr-mirror/dockerhub")
+    monkeypatch.setenv("DOCKER_CONFIG", "/nonexistent-docker-config")
+    for name in ("ECR_MIRROR_SOURCE_USERNAME", "ECR_MIRROR_SOURCE_PASSWORD", "ECR_MIRROR_SOURCE_REGISTRY"):
+        monkeypatch.delenv(name, raising=False)
+    if named:
+        monkeypatch.setenv("ECR_MIRROR_SOURCE_REGISTRY", named)
+    secrets = _Secrets()
+    client = Mirror(MirrorSettings(), secrets_client=secrets).source_client(parse(f"{registry}/o/r:t"))
+    assert secrets.read == (["ecr-mirror/dockerhub"] if gets else [])
+    assert (client.transport.credentials is not None) is gets

@@ -72,9 +72,15 @@ def environment_registry(env: Mapping[str, str]) -> str:
     return _registry_key(env.get("ECR_MIRROR_SOURCE_REGISTRY") or "docker.io")
 
 
+def environment_applies_to(registry: str, env: Mapping[str, str] | None = None) -> bool:
+    """Do the environment's credentials (username and password, or the secret
+    ECR_MIRROR_SOURCE_SECRET_ARN names) belong to `registry`?"""
+    return _registry_key(registry) == environment_registry(os.environ if env is None else env)
+
+
 def load_credentials(registry: str, env: Mapping[str, str] | None = None) -> Credentials | None:
     env = os.environ if env is None else env
     user, password = env.get("ECR_MIRROR_SOURCE_USERNAME"), env.get("ECR_MIRROR_SOURCE_PASSWORD")
-    if user and password and _registry_key(registry) == environment_registry(env):
+    if user and password and environment_applies_to(registry, env):
         return Credentials(user, password)
     return from_docker_config(registry, _config_path(env))
