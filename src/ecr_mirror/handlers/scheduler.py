@@ -30,15 +30,22 @@ def queue_jobs(plan: Plan, queue_url: str, sqs=None, now: float | None = None
     allows (15 minutes); the worker keeps it waiting until its `notBefore`.
     """
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     sqs = sqs or boto3.client("sqs")
     now = time.time() if now is None else now
     queued, errors = 0, []
     for start in range(0, len(plan.jobs), SQS_BATCH):
         batch = plan.jobs[start:start + SQS_BATCH]
-        answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "MessageBody": json.dumps(job.message()),
-             "DelaySeconds": delay_seconds(job.not_before, now)} for i, job in enumerate(batch)])
+        try:
+            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(i), "MessageBody": json.dumps(job.message()),
+                 "DelaySeconds": delay_seconds(job.not_before, now)} for i, job in enumerate(batch)])
+        except (ClientError, BotoCoreError) as exc:  # e.g. AccessDenied: plan errors, not a crash
+            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+            errors += [{"entry": job.source, "message": f"SQS: {code or type(exc).__name__}: {exc}"}
+                       for job in batch]
+            continue
         queued += len(answer.get("Successful", []))
         for failed in answer.get("Failed", []):
             job = batch[int(failed["Id"])]
