@@ -1,9 +1,9 @@
 """Benchmark: cold import time of the Lambda handlers, as `sam build` packages them.
 
-Each run is a fresh python3.13 process (the runtime's version) whose sys.path is
-the built function directory, the built layer's python/ directory and, after
-them, a stand-in for the runtime's own boto3 (see below), nothing else (-I -S: no
-site-packages), with the Lambda environment variables a deployed function has.
+Each run is a fresh python3.13 process (the runtime's version) whose import path
+(PYTHONPATH) is the built function directory, the built layer's python/ directory
+and, after them, a stand-in for the runtime's own boto3 (see below), nothing else
+(-P -s -S: not the working directory, no site-packages), with the Lambda environment variables a deployed function has.
 It measures the artifacts as shipped, with the .pyc the build compiled, and
 writes no bytecode (-B), as on Lambda, where /var/task and /opt are read-only:
 whatever ships without valid .pyc is compiled at every cold start. The "compiled"
@@ -21,7 +21,7 @@ packages that take the most import time (-X importtime, one run).
 The layer has no boto3, botocore, s3transfer, jmespath, python-dateutil or six:
 the python3.13 runtime provides them (the X-Ray SDK imports botocore). The
 stand-in for the runtime's copies is the project's .venv's, copied and compiled
-for python3.13 as the runtime's are, and put on sys.path after the layer, where
+for python3.13 as the runtime's are, and put on the import path after the layer, where
 the runtime's are. The output also gives each artifact's size, unzipped and zipped
 (deflate, as `sam package` zips).
 """
@@ -54,8 +54,7 @@ RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "dateutil", "jmespath", "
 
 CHILD = """
 import importlib, importlib.machinery, json, sys, time
-paths = json.loads(sys.argv[2])
-sys.path[:0] = paths
+paths = json.loads(sys.argv[2])  # PYTHONPATH, as a list
 # Count the function's and the layer's modules compiled from source: none, when the
 # shipped .pyc are valid for this Python (SourceLoader calls this only without one).
 compiled = []
@@ -126,13 +125,19 @@ def runtime_stand_in(workdir: Path, python: str) -> Path:
     return runtime
 
 
+def child_env(env: dict[str, str], paths: list[str]) -> dict[str, str]:
+    """The function's environment, with ``paths`` as the import path and nothing else."""
+    return {**{k: v for k, v in env.items() if not k.startswith("PYTHON")},
+            "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def measure(python: str, module: str, paths: list[str], env: dict[str, str],
             runs: int) -> dict[str, float]:
     imports, processes, modules, compiled = [], [], 0, 0
     for _ in range(runs):
         start = time.perf_counter()
-        result = subprocess.run([python, "-I", "-S", "-B", "-c", CHILD, module, json.dumps(paths)],
-                                env=env, cwd=paths[0], capture_output=True, text=True, timeout=120)
+        result = subprocess.run([python, "-P", "-s", "-S", "-B", "-c", CHILD, module, json.dumps(paths)],
+                                env=child_env(env, paths), cwd=paths[0], capture_output=True, text=True, timeout=120)
         wall = time.perf_counter() - start
         if result.returncode != 0:
             sys.exit(f"{module} does not import:\n{result.stderr}")
@@ -148,8 +153,8 @@ def measure(python: str, module: str, paths: list[str], env: dict[str, str],
 def top_packages(python: str, module: str, paths: list[str], env: dict[str, str],
                  count: int) -> list[tuple[str, float]]:
     """Self import time per top-level package, from one run with -X importtime."""
-    result = subprocess.run([python, "-I", "-S", "-B", "-X", "importtime", "-c", CHILD, module,
-                             json.dumps(paths)], env=env, cwd=paths[0], capture_output=True,
+    result = subprocess.run([python, "-P", "-s", "-S", "-B", "-X", "importtime", "-c", CHILD, module,
+                             json.dumps(paths)], env=child_env(env, paths), cwd=paths[0], capture_output=True,
                             text=True, timeout=120)
     totals: dict[str, float] = defaultdict(float)
     for line in result.stderr.splitlines():

@@ -27,15 +27,14 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import pybase64
 
-import pybase64  # noqa: E402
-
-from tests.support.images import (  # noqa: E402
+from ecr_mirror_testing.images import (
     DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, layer_bytes, make_image, push_blob, push_manifest,
     random_blob_chunks)
-from tests.support.registry import LocalRegistry  # noqa: E402
+from ecr_mirror_testing.registry import LocalRegistry
+
+REPO = Path(__file__).resolve().parent.parent
 
 MiB, GiB = 1 << 20, 1 << 30
 PART = 10 * MiB  # the partSize ECR's InitiateLayerUpload returns (and the emulator's default)
@@ -52,7 +51,7 @@ def proc_cpu(pid: int) -> float:
 
 def start_emulator(stack: ExitStack, logdir: str) -> tuple[subprocess.Popen, str]:
     log = stack.enter_context(open(os.path.join(logdir, "ecr_server.log"), "wb"))
-    proc = subprocess.Popen([PYTHON, "-m", "tests.support.ecr_server", "--port", "0"], cwd=REPO,
+    proc = subprocess.Popen([PYTHON, "-m", "ecr_mirror_testing.ecr_server", "--port", "0"], cwd=REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True)
     stack.callback(stop_process, proc)
     url = proc.stdout.readline().strip()

@@ -21,10 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from ecr_mirror_testing.lambdas import FakeContext, deliver
 
-from tests.support.lambdas import FakeContext, deliver  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 WORKER_BATCH_SIZE = 1  # template.yaml: the worker's SQS event source mapping
 

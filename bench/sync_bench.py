@@ -4,7 +4,7 @@
     .venv/bin/python bench/sync_bench.py --size 256MiB --runs 1      # a smoke run
     .venv/bin/python bench/sync_bench.py --publish    # also update README.md and docs/bench/
 
-On one synthetic corpus (bench/corpus.py) in a local distribution registry,
+On one synthetic corpus (testing/ecr_mirror_testing/corpus.py) in a local distribution registry,
 each run measures, in this order:
 
 - ecr-mirror, cold (empty ECR) and warm (nothing changed): the real scheduler
@@ -22,7 +22,7 @@ each run measures, in this order:
   and, in this process, the CPU floor: sha256 and base64 of those bytes (and,
   for information, the sha256 of the base64 that SigV4 signs on top).
 
-Every tool reaches the source through a counting proxy (tests/support/proxy.py),
+Every tool reaches the source through a counting proxy (testing/ecr_mirror_testing/proxy.py),
 so requests by kind and the bytes read are counted the same way for all. Each
 mirroring process's CPU and peak RSS come from os.wait4 (bench/rusage.py). The
 medians of the runs are printed as a table, compared with the goals of the
@@ -38,7 +38,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,16 +46,14 @@ from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
+from copy_big_layer import floor_cpu, start_emulator, tail  # bench/, this script's directory
+from ecr_mirror_testing.benchgoals import goals, medians, summarize
+from ecr_mirror_testing.corpus import Corpus, build_corpus, parse_size
+from ecr_mirror_testing.ecr_server import reset as reset_emulator
+from ecr_mirror_testing.proxy import SourceProxy, classify
+from ecr_mirror_testing.registry import LocalRegistry
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from corpus import Corpus, build_corpus, parse_size  # noqa: E402
-from copy_big_layer import floor_cpu, start_emulator, tail  # noqa: E402
-
-from tests.support.ecr_server import reset as reset_emulator  # noqa: E402
-from tests.support.proxy import SourceProxy, classify  # noqa: E402
-from tests.support.registry import LocalRegistry  # noqa: E402
 
 MiB, GiB = 1 << 20, 1 << 30
 VENV_BIN = REPO / ".venv" / "bin"
@@ -69,7 +66,6 @@ LEASE_TABLE = "ecr-mirror-leases"
 #: template.yaml's defaults: WorkerReservedConcurrency and ECR_MIRROR_CONCURRENCY.
 DEFAULT_WORKERS, DEFAULT_CONCURRENCY = 2, 4
 PART = 10 * MiB
-GOALS = {"wall_ratio": 1.25, "cpu_ratio": 2.0, "rss_mib": 300}
 SKOPEO_POLICY = '{"default": [{"type": "insecureAcceptAnything"}]}'
 ECR_MEDIA_TYPES = ["application/vnd.oci.image.index.v1+json",
                    "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -350,63 +346,6 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
     results["goals"] = goals(results)
     results["goals_met"] = sum(g["met"] for g in results["goals"])
     return results
-
-
-def medians(values: list[dict]) -> dict:
-    out = {}
-    for key, first in values[0].items():
-        if isinstance(first, (int, float)) and not isinstance(first, bool):
-            out[key] = statistics.median(v[key] for v in values)
-        elif key == "requests":
-            kinds = sorted({k for v in values for k in v[key]})
-            out[key] = {k: statistics.median(v[key].get(k, 0) for v in values) for k in kinds}
-    return out
-
-
-def summarize(results: dict) -> None:
-    """Add what the goals, the table and the chart share: the wall-time floor (the slower
-    of the two floors' medians) and ecr-mirror's peak RSS (its largest process, worst run)."""
-    m, samples = results["medians"], results["samples"]
-    results["floor_wall_s"] = max(m["floor fetch"]["wall_s"], m["floor upload"]["wall_s"])
-    results["peak_rss_mib"] = max(v["max_rss_mib"] for row in ("ecr-mirror cold", "ecr-mirror warm")
-                                  for v in samples[row])
-
-
-def goals(results: dict) -> list[dict]:
-    m = results["medians"]
-    cold = m["ecr-mirror cold"]
-    floor_wall, rss = results["floor_wall_s"], results["peak_rss_mib"]
-    floor = results["cpu_floor"]
-    gib = floor["bytes"] / GiB
-    cpu_per_gib, floor_per_gib = cold["cpu_s"] / gib, floor["total_s"] / gib
-    signed_per_gib = (floor["total_s"] + floor["sigv4_sha256_s"]) / gib
-    samples = results["samples"]
-
-    def worst(row: str, key: str) -> float:  # counts and memory: the worst run, not the median
-        return max(v[key] for v in samples[row])
-
-    warm_pulls, warm_gets = worst("ecr-mirror warm", "pulls"), worst("ecr-mirror warm", "blob_gets")
-    repeated = worst("ecr-mirror cold", "blob_gets_repeated")
-    return [
-        {"goal": "warm sync: 0 counted pulls and 0 blob GETs at the source",
-         "measured": f"{warm_pulls:g} pulls, {warm_gets:g} blob GETs in the worst run "
-                     f"(skopeo: {m['skopeo warm']['pulls']:g} pulls)",
-         "met": warm_pulls == 0 and warm_gets == 0},
-        {"goal": "cold sync: each blob fetched at most once per repository",
-         "measured": f"{cold['blob_gets']:g} blob GETs, {repeated:g} repeated in the worst run "
-                     f"(of {results['blob_repo_pairs']} blob-repository pairs)",
-         "met": repeated == 0},
-        {"goal": f"cold wall time <= {GOALS['wall_ratio']}x the floor",
-         "measured": f"{cold['wall_s']:.1f} s vs floor {floor_wall:.1f} s = {cold['wall_s'] / floor_wall:.2f}x",
-         "met": cold["wall_s"] <= GOALS["wall_ratio"] * floor_wall},
-        {"goal": f"CPU per GiB <= {GOALS['cpu_ratio']:g}x the floor (sha256 + base64)",
-         "measured": f"{cpu_per_gib:.2f} s/GiB vs {floor_per_gib:.2f} = {cpu_per_gib / floor_per_gib:.2f}x "
-                     f"({cpu_per_gib / signed_per_gib:.2f}x a floor with SigV4's payload sha256, "
-                     f"{signed_per_gib:.2f} s/GiB)",
-         "met": cpu_per_gib <= GOALS["cpu_ratio"] * floor_per_gib},
-        {"goal": f"peak RSS <= {GOALS['rss_mib']} MiB per process",
-         "measured": f"{rss:.0f} MiB", "met": rss <= GOALS["rss_mib"]},
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:

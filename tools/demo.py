@@ -49,15 +49,11 @@ import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # so that `tests.support` imports
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(1, str(ROOT / "src"))  # works even without `pip install -e .`
+from ecr_mirror_testing import images
+from ecr_mirror_testing.proxy import SourceProxy
+from ecr_mirror_testing.registry import LocalRegistry
 
-from tests.support import images  # noqa: E402
-from tests.support.proxy import SourceProxy  # noqa: E402
-from tests.support.registry import LocalRegistry  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MiB = 1 << 20
 SOURCE_REPO, SOURCE_TAG = "library/nginx", "stable"  # what "nginx:stable" means on Docker Hub
@@ -114,7 +110,7 @@ def sigint_ignored():
 
 
 def start_ecr_emulator(stack: ExitStack, workdir: Path) -> str:
-    """Run `python -m tests.support.ecr_server --port 0`; return its endpoint URL.
+    """Run `python -m ecr_mirror_testing.ecr_server --port 0`; return its endpoint URL.
 
     The emulator prints its URL on the first line of stdout once it accepts
     requests. Its stderr goes to a log file, shown if it fails to start.
@@ -122,7 +118,7 @@ def start_ecr_emulator(stack: ExitStack, workdir: Path) -> str:
     log_path = workdir / "ecr-emulator.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.ecr_server", "--port", "0"],
+            [sys.executable, "-m", "ecr_mirror_testing.ecr_server", "--port", "0"],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
             process_group=0,  # it installs its own SIGINT handler: keep it out of the terminal's group
         )
@@ -262,7 +258,7 @@ def run(stack: ExitStack, verbose: bool) -> None:
 
     section(2, "A local ECR",
             "moto's ECR API with real ECR's rules, in its own process "
-            "(python -m tests.support.ecr_server --port 0).")
+            "(python -m ecr_mirror_testing.ecr_server --port 0).")
     ecr_url = start_ecr_emulator(stack, workdir)
     show("ECR endpoint", ecr_url)
 

@@ -17,14 +17,13 @@ from ecr_mirror.copy import CopyReport
 from ecr_mirror.ecr.client import make_ecr_client
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.ecr import RepositorySettings
-from ecr_mirror.registry import RetryPolicy
-from tests.support import strict_ecr
-from tests.support.ecr_server import start_server
-from tests.support.proxy import SourceProxy
-from tests.support.registry import LocalRegistry
+from ecr_mirror_testing import strict_ecr
+from ecr_mirror_testing.ecr_server import start_server
+from ecr_mirror_testing.proxy import SourceProxy
+from ecr_mirror_testing.registry import LocalRegistry
+from ecr_mirror_testing.retry import FAST_RETRY
 
 MiB = 1 << 20
-FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, max_retry_after=1)
 
 
 @pytest.fixture(scope="session")

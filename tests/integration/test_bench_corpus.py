@@ -1,4 +1,4 @@
-"""bench/corpus.py: the benchmark corpus, checked by reading the registry it was built in back."""
+"""testing/ecr_mirror_testing/corpus.py: the benchmark corpus, checked by reading the registry it was built in back."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from bench.corpus import Corpus, build_corpus, main, parse_size, plan_layer_sizes
+from ecr_mirror_testing.corpus import Corpus, build_corpus, main, parse_size, plan_layer_sizes
 from ecr_mirror.reference import DOCKER_HUB
 from ecr_mirror.sync.config import load_config
-from tests.support.images import (ATTESTATION_DIGEST_KEY, ATTESTATION_TYPE, ATTESTATION_TYPE_KEY,
+from ecr_mirror_testing.images import (ATTESTATION_DIGEST_KEY, ATTESTATION_TYPE, ATTESTATION_TYPE_KEY,
                                   DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IN_TOTO_LAYER, OCI_INDEX,
                                   OCI_MANIFEST, get_manifest, session)
-from tests.support.registry import LocalRegistry
+from ecr_mirror_testing.registry import LocalRegistry
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import strict_ecr
-from tests.support.aws_errors import FailingAws
+from ecr_mirror_testing import strict_ecr
+from ecr_mirror_testing.aws_errors import FailingAws
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import MiB, ecr_image
-from tests.support import strict_ecr
-from tests.support.images import (PushedImage, layer_bytes, make_foreign_layer_image, make_image,
+from ecr_mirror_testing import strict_ecr
+from ecr_mirror_testing.images import (PushedImage, layer_bytes, make_foreign_layer_image, make_image,
                                   make_index)
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_children_already_in_ecr_are_not_fetched_again(copy, ecr, source, regist
     index = make_index(registry.url, repo_name, "v1", platforms=platforms)
     assert copy(f"{repo_name}:v1", "mirror/idx:v1").status == "copied"
     # The same children under a new tag: only the index is new.
-    from tests.support.images import push_manifest
+    from ecr_mirror_testing.images import push_manifest
     push_manifest(registry.url, repo_name, "v1-copy", index.raw + b"\n", index.media_type)
     source.reset_counts()
     report = copy(f"{repo_name}:v1-copy", "mirror/idx:v1-copy")

@@ -1,4 +1,4 @@
-"""The Docker Hub simulator (tests/support/dockerhub.py), and our registry client against it.
+"""The Docker Hub simulator (testing/ecr_mirror_testing/dockerhub.py), and our registry client against it.
 
 The first group checks that the simulator behaves like Docker Hub at the HTTP
 level; the second drives it through ``ecr_mirror.registry.RegistryClient`` to
@@ -16,10 +16,10 @@ import pytest
 import requests
 
 from ecr_mirror.registry import Credentials, RateLimited, RegistryClient, RetryPolicy, Unauthorized
-from tests.support.dockerhub import DockerHubSimulator
-from tests.support.images import (MANIFEST_ACCEPT, layer_bytes, make_image, make_index,
+from ecr_mirror_testing.dockerhub import DockerHubSimulator
+from ecr_mirror_testing.images import (MANIFEST_ACCEPT, layer_bytes, make_image, make_index,
                                   random_blob_chunks, random_blob_digest)
-from tests.support.registry import LocalRegistry
+from ecr_mirror_testing.registry import LocalRegistry
 
 pytestmark = pytest.mark.integration
 

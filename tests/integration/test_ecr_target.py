@@ -10,7 +10,7 @@ import pytest
 from ecr_mirror.ecr import EcrRepository
 from ecr_mirror.errors import TargetError
 from tests.integration.conftest import MiB
-from tests.support import strict_ecr
+from ecr_mirror_testing import strict_ecr
 
 pytestmark = pytest.mark.integration
 

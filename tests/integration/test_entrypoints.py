@@ -10,9 +10,9 @@ import pytest
 from ecr_mirror import cli
 from ecr_mirror.handlers import copy_one
 from tests.integration.conftest import ecr_image
-from tests.support import strict_ecr
-from tests.support.images import layer_bytes, make_image, make_index
-from tests.support.lambdas import FakeContext
+from ecr_mirror_testing import strict_ecr
+from ecr_mirror_testing.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.lambdas import FakeContext
 
 pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"

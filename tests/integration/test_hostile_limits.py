@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from ecr_mirror.registry.errors import LimitExceeded
-from tests.support.hostile import (answer, challenge, client, client_for, endless_tags,  # noqa: F401
+from ecr_mirror_testing.hostile import (answer, challenge, client, client_for, endless_tags,  # noqa: F401
                                    fake_dns, local_ca, stream, tls)
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from ecr_mirror import cli
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.registry import RedirectRefused
 from tests.integration.conftest import FAST_RETRY
-from tests.support.hostile import (HostileServer, answer, challenge, client_for,  # noqa: F401
+from ecr_mirror_testing.hostile import (HostileServer, answer, challenge, client_for,  # noqa: F401
                                    fake_dns, image_manifest, local_ca, manifest, redirect, tls)
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The functions and the CLI with IAM enforced, as AWS would (tests/support/iam.py).
+"""The functions and the CLI with IAM enforced, as AWS would (testing/ecr_mirror_testing/iam.py).
 
 Each run is the real handler (or `ecr-mirror`) on the emulator, with every AWS
 call it makes checked against the role SAM generates from template.yaml for that
@@ -25,9 +25,9 @@ from botocore.exceptions import ClientError
 from ecr_mirror import cli
 from ecr_mirror.handlers import common, copy_one, scheduler, worker
 from tests.integration.conftest import MiB, ecr_image
-from tests.support.iam import ACCOUNT, IamEnforcer, StackRoles, decide
-from tests.support.images import layer_bytes, make_image
-from tests.support.lambdas import FakeContext, deliver, sqs_record
+from ecr_mirror_testing.iam import ACCOUNT, IamEnforcer, StackRoles, decide
+from ecr_mirror_testing.images import layer_bytes, make_image
+from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

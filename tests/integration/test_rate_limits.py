@@ -17,9 +17,9 @@ import pytest
 
 from ecr_mirror.handlers import common, copy_one, scheduler, worker
 from tests.integration.conftest import MiB, ecr_image
-from tests.support.lambdas import FakeContext, deliver
-from tests.support.dockerhub import DockerHubSimulator
-from tests.support.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.lambdas import FakeContext, deliver
+from ecr_mirror_testing.dockerhub import DockerHubSimulator
+from ecr_mirror_testing.images import layer_bytes, make_image, make_index
 
 pytestmark = pytest.mark.integration
 PARAMETER = "/ecr-mirror/config"

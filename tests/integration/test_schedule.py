@@ -16,8 +16,8 @@ import pytest
 
 from ecr_mirror.handlers import common, copy_one, scheduler, worker
 from tests.integration.conftest import ecr_image
-from tests.support.lambdas import FakeContext, deliver, sqs_record
-from tests.support.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
+from ecr_mirror_testing.images import layer_bytes, make_image, make_index
 
 pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -1,4 +1,4 @@
-"""The strict ECR emulator (tests/support/strict_ecr.py) enforces real ECR's rules.
+"""The strict ECR emulator (testing/ecr_mirror_testing/strict_ecr.py) enforces real ECR's rules.
 
 One test per rule, through boto3 against moto: in-process ``mock_aws`` for most,
 plus moto's server mode in this process and as a separate process.
@@ -19,9 +19,9 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
-from tests.support import strict_ecr as strict
-from tests.support.ecr_server import start_server
-from tests.support.strict_ecr import calls, reset_calls, strict_ecr
+from ecr_mirror_testing import strict_ecr as strict
+from ecr_mirror_testing.ecr_server import start_server
+from ecr_mirror_testing.strict_ecr import calls, reset_calls, strict_ecr
 
 MiB = 1024 * 1024
 REGION = "us-east-1"
@@ -640,7 +640,7 @@ def test_rules_apply_in_threaded_server_mode(aws_env):
 
 def test_rules_apply_in_a_separate_server_process(aws_env):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.ecr_server", "--part-size", str(5 * MiB)],
+        [sys.executable, "-m", "ecr_mirror_testing.ecr_server", "--part-size", str(5 * MiB)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:

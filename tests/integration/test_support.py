@@ -1,4 +1,4 @@
-"""Sanity tests of tests/support against the real docker-registry binary."""
+"""Sanity tests of ecr_mirror_testing against the real docker-registry binary."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 import pytest
 import requests
 
-from tests.support import images
-from tests.support.images import (
+from ecr_mirror_testing import images
+from ecr_mirror_testing.images import (
     ATTESTATION_DIGEST_KEY,
     ATTESTATION_TYPE_KEY,
     DOCKER_MANIFEST,
@@ -23,8 +23,8 @@ from tests.support.images import (
     make_index,
     push_blob,
 )
-from tests.support.proxy import classify
-from tests.support.registry import MISSING_BINARY, LocalRegistry
+from ecr_mirror_testing.proxy import classify
+from ecr_mirror_testing.registry import MISSING_BINARY, LocalRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -259,7 +259,7 @@ def test_registry_stop_cleans_up(tmp_path):
 
 
 def test_missing_binary_message(monkeypatch):
-    import tests.support.registry as mod
+    import ecr_mirror_testing.registry as mod
 
     monkeypatch.setattr(mod.shutil, "which", lambda name: None)
     monkeypatch.setattr(mod.os, "access", lambda *a: False)

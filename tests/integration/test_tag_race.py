@@ -15,7 +15,7 @@ from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from tests.integration.conftest import FAST_RETRY, ecr_image
 from tests.integration.test_copy import lease_table  # noqa: F401 - a fixture
 from tests.integration.test_warm_state import warm  # noqa: F401 - a fixture
-from tests.support.images import layer_bytes, make_image
+from ecr_mirror_testing.images import layer_bytes, make_image
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +117,7 @@ def test_the_worker_counts_a_superseded_image_as_done(warm, ecr, registry, repo_
 
     from ecr_mirror import mirror as mirror_module
     from ecr_mirror.handlers import worker as worker_handler
-    from tests.support.lambdas import FakeContext, sqs_record
+    from ecr_mirror_testing.lambdas import FakeContext, sqs_record
     make_image(registry.url, "library/nginx", "moving", layers=[layer_bytes(f"{repo_name}-w1")])
     moved = {}
 

@@ -13,9 +13,9 @@ from ecr_mirror import cli
 from ecr_mirror.handlers import copy_one, scheduler, worker
 from tests.integration.test_entrypoints import lambda_env  # noqa: F401 (fixture)
 from tests.integration.test_schedule import PARAMETER, app  # noqa: F401 (fixture)
-from tests.support import strict_ecr
-from tests.support.images import layer_bytes, make_image
-from tests.support.lambdas import FakeContext, sqs_record
+from ecr_mirror_testing import strict_ecr
+from ecr_mirror_testing.images import layer_bytes, make_image
+from ecr_mirror_testing.lambdas import FakeContext, sqs_record
 
 pytestmark = pytest.mark.integration
 

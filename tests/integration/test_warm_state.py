@@ -12,8 +12,8 @@ import pytest
 
 from ecr_mirror.handlers import common, copy_one, worker
 from tests.integration.conftest import ecr_image
-from tests.support.images import layer_bytes, make_image
-from tests.support.lambdas import FakeContext
+from ecr_mirror_testing.images import layer_bytes, make_image
+from ecr_mirror_testing.lambdas import FakeContext
 
 pytestmark = pytest.mark.integration
 PARAMETER = "/ecr-mirror/warm-config"

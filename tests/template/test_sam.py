@@ -231,8 +231,7 @@ def test_layer_extensions_are_for_the_architecture(built):
 
 IMPORT_BUILT_HANDLER = r"""
 import importlib, importlib.machinery, json, sys
-handler, paths = sys.argv[1], json.loads(sys.argv[2])
-sys.path[:0] = paths
+handler, paths = sys.argv[1], json.loads(sys.argv[2])  # PYTHONPATH, as a list
 compiled = []  # sources of the function or the layer compiled at import: there should be none
 to_code = importlib.machinery.SourceFileLoader.source_to_code
 def source_to_code(self, data, path, *args, **kwargs):
@@ -267,7 +266,7 @@ def runtime_stand_in(directory: Path) -> Path:
 @pytest.mark.parametrize("function", ["SchedulerFunction", "WorkerFunction"])
 def test_built_handler_imports_in_python313(built, function, tmp_path):
     """The artifact and the layer are enough to load the handler in the runtime's Python,
-    with the runtime's own boto3/botocore after them on sys.path, as on Lambda (here a
+    with the runtime's own boto3/botocore after them on the import path, as on Lambda (here a
     stand-in: the project venv's, which the layer must not need to shadow). Nothing else
     (no site-packages: -S), nothing written (-B), and nothing of the function or the
     layer compiled: the shipped .pyc are used as they are."""
@@ -281,7 +280,8 @@ def test_built_handler_imports_in_python313(built, function, tmp_path):
            "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Sampled=0",
            "ECR_MIRROR_CONFIG_PARAMETER": "/ecr-mirror/config",
            "ECR_MIRROR_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q"}
-    result = subprocess.run([os.path.join(python313_bin(), "python3.13"), "-I", "-S", "-B", "-c",
+    env["PYTHONPATH"] = os.pathsep.join(paths)  # the import path, and nothing else (-P -s -S)
+    result = subprocess.run([os.path.join(python313_bin(), "python3.13"), "-P", "-s", "-S", "-B", "-c",
                              IMPORT_BUILT_HANDLER, handler, json.dumps(paths)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

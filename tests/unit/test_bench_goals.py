@@ -1,10 +1,10 @@
-"""make bench's verdicts (bench/sync_bench.py): medians for times, the worst run for counts."""
+"""make bench's verdicts (ecr_mirror_testing.benchgoals): medians for times, the worst run for counts."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.sync_bench import GiB, goals, medians, summarize
+from ecr_mirror_testing.benchgoals import GiB, goals, medians, summarize
 
 
 def run(wall=40.0, cpu=16.0, rss=240.0, pulls=0, gets=0, repeated=0) -> dict:

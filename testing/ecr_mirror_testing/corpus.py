@@ -1,6 +1,6 @@
 """Benchmark corpus: a synthetic mirror set in a local registry, shaped like a real one.
 
-:func:`build_corpus` fills a :class:`~tests.support.registry.LocalRegistry`
+:func:`build_corpus` fills a :class:`~ecr_mirror_testing.registry.LocalRegistry`
 with 24 Docker Hub-like repositories (``library/<name>``, ``<org>/<name>``)
 and 51 tags: multi-arch OCI indexes (linux/amd64 + linux/arm64) with BuildKit
 attestation manifests, Docker manifest lists and single-arch Docker v2 images,
@@ -20,7 +20,7 @@ mounted into the other repositories that use them, so 2 GiB takes seconds;
 manifests go through the registry's HTTP API, which checks every reference.
 Run it for a look::
 
-    .venv/bin/python bench/corpus.py [--size 2GiB] [--seed S] [--root DIR]
+    .venv/bin/python -m ecr_mirror_testing.corpus [--size 2GiB] [--seed S] [--root DIR]
 """
 
 from __future__ import annotations
@@ -39,16 +39,12 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.support.images import (  # noqa: E402
+from .images import (
     ATTESTATION_DIGEST_KEY, ATTESTATION_TYPE, ATTESTATION_TYPE_KEY, DOCKER_CONFIG, DOCKER_LAYER,
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IN_TOTO_LAYER, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
     Platform, _check, _config, _descriptor, _dumps, _platform_dict, push_manifest, random_blob_chunks, session,
     sha256_digest)
-from tests.support.registry import LocalRegistry  # noqa: E402
+from .registry import LocalRegistry
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 DEFAULT_TOTAL = 2 * GiB
@@ -203,7 +199,7 @@ def _overhead(images: dict[tuple[str, str], list[_Child]]) -> int:
 
 def _attestation_blobs(repo: str, subject: str) -> tuple[bytes, bytes]:
     """The in-toto statement and the config of a BuildKit attestation manifest for ``subject``
-    (as tests.support.images._make_attestation makes them)."""
+    (as ecr_mirror_testing.images._make_attestation makes them)."""
     statement = _dumps({"_type": "https://in-toto.io/Statement/v0.1", "predicateType": _PROVENANCE,
                         "subject": [{"name": f"pkg:docker/{repo}",
                                      "digest": {"sha256": subject.split(":", 1)[1]}}],
@@ -328,7 +324,7 @@ class Corpus:
 
     def mirror_config(self, target_prefix: str = "mirror") -> str:
         """ecr-mirror's YAML config selecting exactly the corpus's tags (Docker Hub names)."""
-        lines = [(f"# bench/corpus.py, seed {self.seed!r}: {len(self.repos())} repositories, "
+        lines = [(f"# ecr_mirror_testing/corpus.py, seed {self.seed!r}: {len(self.repos())} repositories, "
                   f"{len(self.images)} tags, {self.unique_bytes} bytes of distinct blobs"),
                  "defaults:", f"  targetPrefix: {json.dumps(target_prefix)}", "images:"]
         for repo in self.repos():

@@ -41,7 +41,7 @@ remaining ``0`` and ``Retry-After`` when ``retry_after`` is set; ``HEAD`` is
 never counted and never refused for the pull limit.
 
 ``counts`` is a ``Counter`` (thread-safe updates) of requests received,
-``"<METHOD> <kind>"`` as in :mod:`tests.support.proxy` (``"GET manifest"``,
+``"<METHOD> <kind>"`` as in :mod:`ecr_mirror_testing.proxy` (``"GET manifest"``,
 ``"HEAD manifest"``, ``"GET blob"``, ``"GET tags"``, ``"GET other"`` for
 ``/v2/``), plus ``"GET cdn"``/``"HEAD cdn"``, ``"token"`` (every token request),
 and outcomes: ``"401"`` (challenges sent), ``"429"`` (every 429 sent, injected
@@ -72,7 +72,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from tests.support.proxy import CHUNK, _hop_by_hop, classify, shutdown_connections
+from ecr_mirror_testing.proxy import CHUNK, _hop_by_hop, classify, shutdown_connections
 
 log = logging.getLogger(__name__)
 

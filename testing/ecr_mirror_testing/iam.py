@@ -49,7 +49,18 @@ from urllib.parse import urlparse
 from botocore.client import BaseClient
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
-REPO = Path(__file__).resolve().parents[2]
+def _repository() -> Path:
+    """The checkout whose template.yaml is checked: the one this package is in (the dev
+    install is editable), else the one the working directory is in."""
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for directory in (start, *start.parents):
+            if (directory / "pyproject.toml").is_file() and (directory / "template.yaml").is_file():
+                return directory
+    raise RuntimeError("no ecr-mirror checkout (pyproject.toml and template.yaml) above "
+                       f"{Path(__file__).parent} or {Path.cwd()}")
+
+
+REPO = _repository()
 TEMPLATE = REPO / "template.yaml"
 ACCOUNT = "123456789012"  # moto's account
 REGION = "us-east-1"
@@ -387,7 +398,7 @@ class IamEnforcer:
         if needs is None:
             with self._lock:
                 self.unknown.append(f"{principal}: {service}.{operation}")
-            raise AssertionError(f"{service}.{operation} is not in tests/support/iam.py OPERATIONS: "
+            raise AssertionError(f"{service}.{operation} is not in testing/ecr_mirror_testing/iam.py OPERATIONS: "
                                  "add the IAM action and resource AWS authorizes it as")
 
         def lookup_secret_arn(name: str) -> str | None:

@@ -453,7 +453,7 @@ def make_foreign_layer_image(base_url: str, repo: str, tag: str | None) -> Pushe
     The foreign layer (``urls: [FOREIGN_LAYER_URL]``, made-up digest and size)
     is not pushed: distribution accepts a foreign layer without checking its
     blob when its URLs match ``validation.manifests.urls.allow`` (which
-    :class:`~tests.support.registry.LocalRegistry` sets to ``^https?://``;
+    :class:`~ecr_mirror_testing.registry.LocalRegistry` sets to ``^https?://``;
     with no allow list distribution 2.8 rejects it with a 500).
     Its digest is in ``.foreign``, not in ``.blobs``.
     """

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 
-from tests.support.loopback import LoopbackServer
+from ecr_mirror_testing.loopback import LoopbackServer
 
 _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 

@@ -1,4 +1,4 @@
-"""The strict ECR emulator (moto + :mod:`tests.support.strict_ecr`) over HTTP.
+"""The strict ECR emulator (moto + :mod:`ecr_mirror_testing.strict_ecr`) over HTTP.
 
 In this process::
 
@@ -10,7 +10,7 @@ In this process::
 
 As a separate process (benchmarks, the demo), from the repository root::
 
-    python -m tests.support.ecr_server [--port N] [--part-size BYTES]
+    python -m ecr_mirror_testing.ecr_server [--port N] [--part-size BYTES]
 
 prints the endpoint URL on one line (flushed) once it accepts requests and
 serves until SIGTERM/SIGINT. Nothing else is written to stdout, and request
@@ -62,7 +62,7 @@ def reset(endpoint_url: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.support.ecr_server",
+        prog="python -m ecr_mirror_testing.ecr_server",
         description="Serve moto's ECR with real ECR's rules until killed.",
     )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

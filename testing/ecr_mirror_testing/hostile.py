@@ -41,9 +41,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.images import _descriptor, _dumps, sha256_digest
-from tests.support import proxy
-from tests.support.proxy import CHUNK
+from ecr_mirror_testing.images import _descriptor, _dumps, sha256_digest
+from ecr_mirror_testing import proxy
+from ecr_mirror_testing.proxy import CHUNK
 
 Responder = Callable[["_Handler", re.Match], None]
 #: The names the test certificates are valid for (OpenSSL takes no "*.test" wildcard).
@@ -344,7 +344,7 @@ def client_for(server: HostileServer, ca_pem: str, host: str = "registry.test", 
     Every *.test name is on loopback here: a registry named ``localhost`` may send the
     client to them (its realm, its CDN), one named ``registry.test`` may not."""
     from ecr_mirror.registry import RegistryClient
-    from tests.integration.conftest import FAST_RETRY
+    from ecr_mirror_testing.retry import FAST_RETRY
 
     kwargs.setdefault("retry", FAST_RETRY)
     return RegistryClient(host, api_host=server.netloc(host), verify=ca_pem, **kwargs)

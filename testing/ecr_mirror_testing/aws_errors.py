@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from http.server import BaseHTTPRequestHandler
 
-from tests.support.loopback import LoopbackServer
+from ecr_mirror_testing.loopback import LoopbackServer
 
 
 class FailingAws(LoopbackServer):
