@@ -19,12 +19,12 @@ SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 .PHONY: demo test test-fast registry skopeo bench bench-layer bench-import python313 sam-validate sam-build clean \
         build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
-$(STAMP): pyproject.toml requirements-dev.txt layers/deps/requirements.txt
+$(STAMP): pyproject.toml testing/pyproject.toml requirements-dev.txt layers/deps/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ecr-mirror needs Python 3.11+, got " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps -e . -e testing
 	@touch $@
 
 $(SAM_STAMP):
