@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 5
+#: Connections kept per host: requests' own default, unless the caller runs more at once.
+DEFAULT_POOL_SIZE = 10
 USER_AGENT = "ecr-mirror/0.1 (+https://github.com/ecr-mirror)"
 
 
@@ -111,6 +113,7 @@ class Transport:
         session: requests.Session | None = None,
         token_cache: TokenCache | None = None,
         verify: bool | str = True,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self.registry = registry
         self.api_host = api_host or registry
@@ -126,7 +129,8 @@ class Transport:
         if session is None:
             session = requests.Session()
             for prefix in ("http://", "https://"):
-                session.mount(prefix, GuardedAdapter(self._check_peer))
+                session.mount(prefix, GuardedAdapter(self._check_peer, pool_connections=pool_size,
+                                                     pool_maxsize=pool_size))
         self.session = session
         self.session.headers["User-Agent"] = USER_AGENT
         self.tokens = token_cache or TokenCache()
