@@ -17,7 +17,9 @@ from .auth import Credentials
 from .blob import BlobStream
 from .bodies import MAX_MANIFEST_BYTES
 from .errors import LimitExceeded, RegistryError
-from .transport import DEFAULT_POOL_SIZE, RetryPolicy, Transport
+from .retry import RetryPolicy
+from .sender import DEFAULT_POOL_SIZE
+from .transport import Transport
 
 #: Tag listing: at most this many pages, for at most this long.
 MAX_TAG_PAGES = 1000
