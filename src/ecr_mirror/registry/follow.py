@@ -15,7 +15,7 @@ import requests
 
 from .errors import RegistryError
 from .redirects import RedirectPolicy
-from .sender import Request, Sender, origin
+from .sender import Layer, Request, origin
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 5
@@ -24,7 +24,7 @@ MAX_REDIRECTS = 5
 class Follower:
     """Sends through ``inner``, following redirects that ``policy()`` allows."""
 
-    def __init__(self, inner: Sender, policy: Callable[[], RedirectPolicy]) -> None:
+    def __init__(self, inner: Layer, policy: Callable[[], RedirectPolicy]) -> None:
         self.inner = inner
         self._policy = policy
 

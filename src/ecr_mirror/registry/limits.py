@@ -8,18 +8,13 @@ switches credentials on a pull-limit 429.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 import requests
 
 from ..stats import RequestStats
 from .budget import PullBudget
 from .errors import RateLimited
 from .ratelimit import parse_rate_limit
-from .sender import Request, Sender, error_of, origin
-
-if TYPE_CHECKING:
-    from .authorize import Authorizer
+from .sender import Layer, Request, error_of, origin
 
 #: The one kind of request Docker Hub counts as a pull.
 PULL = "manifest_get"
@@ -30,7 +25,7 @@ class RateReader:
     CDN's, not a token server's) for its rate-limit headers: counted in the
     stats, and told to the pull budget."""
 
-    def __init__(self, inner: Sender, *, home: Callable[[], str], stats: RequestStats,
+    def __init__(self, inner: Layer, *, home: Callable[[], str], stats: RequestStats,
                  budget: PullBudget) -> None:
         self.inner = inner
         self._home = home
@@ -53,7 +48,7 @@ class PullGate:
     and a pull-limit 429 hands over to the next credential (the request is
     sent again as it); when none is left, `RateLimited` with the time to wait."""
 
-    def __init__(self, inner: Authorizer, budget: PullBudget) -> None:
+    def __init__(self, inner: Layer, budget: PullBudget) -> None:
         self.inner = inner
         self.budget = budget
 
@@ -66,7 +61,7 @@ class PullGate:
             if response.status_code != 429:
                 return response
             error = error_of(response, request.what)
-            if not error.pull_limit:
+            if not isinstance(error, RateLimited) or not error.pull_limit:
                 raise error
             self.budget.exhausted(error.retry_after)
             try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -47,6 +47,12 @@ class Request:
     scope: str | None = None
     auth: str | None = None
     hop: int = 0  # 0 for the first URL, then one more per redirect followed
+
+
+class Layer(Protocol):
+    """What every layer is: a request in, an answer (opened as a stream) out."""
+
+    def send(self, request: Request) -> requests.Response: ...
 
 
 def make_session(check_peer: Callable[[str, str], None], pool_size: int) -> requests.Session:
