@@ -119,7 +119,7 @@ class Mirror:
                 self._sources[key] = RegistryClient(
                     ref.registry, api_host=api_host, credentials=self._credentials(ref.registry),
                     reserve=registry.reserve, insecure=insecure, scheme=scheme,
-                    retry=self.settings.retry)
+                    retry=self.settings.retry, pool_size=2 * self.settings.concurrency)
             return self._sources[key]
 
     def pull_budgets(self) -> dict:

@@ -4,7 +4,7 @@ from .auth import Credentials
 from .client import ManifestHead, RegistryClient
 from .errors import (BlobUnknown, ConnectionFailed, LimitExceeded, ManifestUnknown, NotFound,
                      RateLimited, RedirectRefused, RegistryError, ServerError, Unauthorized)
-from .transport import RetryPolicy
+from .retry import RetryPolicy
 
 __all__ = [
     "BlobUnknown", "ConnectionFailed", "Credentials", "LimitExceeded", "ManifestHead",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..stats import RateLimit
 from .auth import Credentials
@@ -23,14 +23,15 @@ DEFAULT_WAIT = 3600.0  # seconds to defer when the registry gives no window
 
 
 class PullBudget:
-    def __init__(self, credentials: Sequence[Credentials] = (), reserve: int = 0) -> None:
+    def __init__(self, credentials: Sequence[Credentials] = (), reserve: int = 0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         # No credentials means one anonymous principal.
         self._principals: list[Credentials | None] = list(credentials) or [None]
         self.reserve = reserve
         self._index = 0
         self._seen: dict[int, tuple[float, RateLimit]] = {}  # index -> (when, what)
         self._lock = threading.Lock()
-        self._clock = time.monotonic
+        self._clock = clock  # seconds, only ever compared with itself
 
     @property
     def current(self) -> Credentials | None:

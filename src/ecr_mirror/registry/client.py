@@ -17,7 +17,9 @@ from .auth import Credentials
 from .blob import BlobStream
 from .bodies import MAX_MANIFEST_BYTES
 from .errors import LimitExceeded, RegistryError
-from .transport import RetryPolicy, Transport
+from .retry import RetryPolicy
+from .sender import DEFAULT_POOL_SIZE
+from .transport import Transport
 
 #: Tag listing: at most this many pages, for at most this long.
 MAX_TAG_PAGES = 1000
@@ -43,10 +45,13 @@ class RegistryClient:
                  reserve: int = 0, insecure: bool = False,
                  scheme: str | None = None, stats: RequestStats | None = None, retry: RetryPolicy | None = None,
                  timeout: tuple[float, float] = (10.0, 60.0),
-                 session: requests.Session | None = None, verify: bool | str = True) -> None:
+                 session: requests.Session | None = None, verify: bool | str = True,
+                 pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        # pool_size: connections kept open to the registry, for that many requests at once.
         self.transport = Transport(registry, api_host=api_host, credentials=credentials, reserve=reserve,
                                    insecure=insecure, scheme=scheme, stats=stats, retry=retry,
-                                   timeout=timeout, session=session, verify=verify)
+                                   timeout=timeout, session=session, verify=verify,
+                                   pool_size=pool_size)
 
     @property
     def stats(self) -> RequestStats:

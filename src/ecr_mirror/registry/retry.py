@@ -1,0 +1,68 @@
+"""The retry layer: temporary failures are retried with tenacity.
+
+`Retry-After` is honoured when it is short; a longer one, or a spent pull budget,
+is raised instead, so the caller defers the whole image. A copy's deadline (if
+any) is consulted before each sleep: a wait that would run past it raises
+`Deferred` instead (`deadline.bounded_wait`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+
+from ..deadline import bounded_wait
+from ..deadline import sleep as deadline_sleep
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How temporary failures are retried (tenacity does the work)."""
+
+    attempts: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 20.0
+    #: A `Retry-After` longer than this is not slept through: the error is
+    #: raised so the caller can defer the whole image instead.
+    max_retry_after: float = 60.0
+
+    def retrying(self) -> tenacity.Retrying:
+        backoff = tenacity.wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            after = getattr(exc, "retry_after", None)
+            return float(after) if after is not None else backoff(state)
+
+        def retry_it(exc: BaseException) -> bool:
+            if not getattr(exc, "temporary", False) or getattr(exc, "pull_limit", False):
+                return False  # a spent pull budget is waited out by deferring, not here
+            after = getattr(exc, "retry_after", None)
+            return after is None or after <= self.max_retry_after
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(retry_it),
+            stop=tenacity.stop_after_attempt(self.attempts),
+            # A copy's deadline (if any) is consulted before each sleep: a wait
+            # that would run past it raises `Deferred` instead.
+            wait=bounded_wait(wait),
+            sleep=deadline_sleep,
+            reraise=True,
+            before_sleep=lambda s: log.info(
+                "retrying after a temporary error",
+                extra={"attempt": s.attempt_number,
+                       "error": str(s.outcome.exception()) if s.outcome else ""},
+            ),
+        )
+
+    def call(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, tried again on a temporary error as this policy says."""
+        return self.retrying()(attempt)

@@ -1,0 +1,113 @@
+"""The bottom layer of the registry HTTP stack: one HTTP exchange.
+
+The layers above (`transport` stacks them, the way go-containerregistry's
+round-trippers are stacked) each take a `Request` and give a response:
+
+    retry.RetryPolicy -> limits.PullGate -> authorize.Authorizer
+        -> follow.Follower -> limits.RateReader -> Sender
+
+`Sender` owns the `requests.Session` (its pool sized by the caller, its new
+connections checked by the redirect policy's peer guard), verifies TLS except on
+the registry marked insecure, counts every request by kind, and turns a failed
+connection into a typed error. It never follows a redirect and never reads a body:
+the answer comes back as a stream.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+from ..stats import RequestStats
+from .bodies import MAX_ERROR_BYTES, read_capped
+from .errors import ConnectionFailed, RedirectRefused, RegistryError, from_response
+from .redirects import GuardedAdapter, causes, refusal_in
+
+#: Connections kept per host: requests' own default, unless the caller runs more at once.
+DEFAULT_POOL_SIZE = 10
+USER_AGENT = "ecr-mirror/0.1 (+https://github.com/ecr-mirror)"
+
+
+@dataclass
+class Request:
+    """One request as the layers pass it down; `auth` is an Authorization value
+    that only the registry's own origin receives (see `follow`)."""
+
+    method: str
+    url: str
+    kind: str  # what it is counted as: manifest_get, blob_get, token, ...
+    what: str  # what it is for, in errors and logs (never a query string)
+    headers: dict[str, str] = field(default_factory=dict)
+    params: Any = None
+    scope: str | None = None
+    auth: str | None = None
+    hop: int = 0  # 0 for the first URL, then one more per redirect followed
+
+
+class Layer(Protocol):
+    """What every layer is: a request in, an answer (opened as a stream) out."""
+
+    def send(self, request: Request) -> requests.Response: ...
+
+
+def make_session(check_peer: Callable[[str, str], None], pool_size: int) -> requests.Session:
+    """A session whose connections (``pool_size`` kept per host) are checked by ``check_peer``."""
+    session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, GuardedAdapter(check_peer, pool_connections=pool_size,
+                                             pool_maxsize=pool_size))
+    return session
+
+
+class Sender:
+    """One exchange over the session: counted, TLS-verified, connection errors typed."""
+
+    def __init__(self, session: requests.Session, *, stats: RequestStats,
+                 timeout: tuple[float, float], verify: Callable[[str], bool | str]) -> None:
+        self.session = session
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.stats = stats
+        self.timeout = timeout
+        self._verify = verify
+
+    def send(self, request: Request) -> requests.Response:
+        self.stats.count(request.kind if request.hop == 0 else "redirect")
+        try:
+            response = self.session.request(
+                request.method, request.url, headers=request.headers, params=request.params,
+                stream=True, allow_redirects=False, timeout=self.timeout,
+                verify=self._verify(request.url))
+        except requests.exceptions.RequestException as exc:
+            refused = refusal_in(exc)
+            if refused is not None:
+                raise RedirectRefused(f"{request.what}: {refused}") from None
+            raise ConnectionFailed(f"{request.what}: {type(exc).__name__} from "
+                                   f"{without_query(request.url)}: {exc}",
+                                   temporary=not _certificate_refused(exc)) from exc
+        return response
+
+
+def error_of(response: requests.Response, what: str) -> RegistryError:
+    """The typed error of an error answer, its body read with a ceiling."""
+    read_capped(response, MAX_ERROR_BYTES, f"{what}: HTTP {response.status_code} error body")
+    return from_response(response, what)
+
+
+def origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a TLS certificate was refused somewhere in ``exc``'s causes (not worth a retry)."""
+    return any(isinstance(e, ssl.SSLCertVerificationError) for e in causes(exc))
