@@ -12,8 +12,8 @@ import pytest
 
 from ecr_mirror.ecr.client import make_ecr_client
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-from tests.integration.conftest import FAST_RETRY
-from tests.support.images import make_index
+from ecr_mirror_testing.retry import FAST_RETRY
+from ecr_mirror_testing.images import make_index
 
 pytestmark = pytest.mark.integration
 
