@@ -17,6 +17,7 @@ from ..deadline import propagate
 from ..errors import TagConflict, TargetError
 from ..manifest import SUPPORTED
 from ..registry.blob import BlobStream
+from ..settings import RepositorySettings
 from ..stats import RequestStats
 from . import parts
 
@@ -28,27 +29,6 @@ TEMPORARY_CODES = frozenset({
     "ThrottlingException", "ServerException", "ServiceUnavailableException",
     "UploadNotFoundException", "InternalFailure", "RequestTimeout",
 })
-
-
-@dataclass(frozen=True)
-class RepositorySettings:
-    """How a repository is created when it is missing."""
-
-    scan_on_push: bool = True
-    tag_mutability: str = "MUTABLE"  # or IMMUTABLE
-    encryption: str = "AES256"  # or KMS
-    kms_key: str | None = None
-
-    def create_arguments(self) -> dict:
-        encryption: dict = {"encryptionType": self.encryption}
-        if self.encryption == "KMS" and self.kms_key:
-            encryption["kmsKey"] = self.kms_key
-        return {
-            "imageTagMutability": self.tag_mutability,
-            "imageScanningConfiguration": {"scanOnPush": self.scan_on_push},
-            "encryptionConfiguration": encryption,
-            "tags": [{"Key": "managed-by", "Value": "ecr-mirror"}],
-        }
 
 
 @dataclass(frozen=True)
