@@ -9,10 +9,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parameters import SSMProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
 
 from .. import aws
 from ..copy import CopyReport
-from ..errors import MirrorError, UsageError
+from ..errors import UsageError
 from ..memory import limit_malloc_arenas
 from ..sync.config import MirrorConfig, load_config
 
@@ -41,9 +43,9 @@ def read_config(*, fresh: bool = False) -> MirrorConfig | None:
     provider = _cache.setdefault(ssm, SSMProvider(boto3_client=ssm))
     try:
         text = provider.get(name, max_age=CONFIG_TTL_SECONDS, decrypt=True, force_fetch=fresh)
-    except Exception as exc:  # Powertools wraps the SDK's error (AccessDenied...): an answer
+    except GetParameterError as exc:  # wraps the SDK's error (AccessDenied...): an answer
         cause = exc.__context__ or exc
-        error = getattr(cause, "response", {}).get("Error", {})
+        error = cause.response.get("Error", {}) if isinstance(cause, ClientError) else {}
         if error.get("Code") == "ParameterNotFound":
             raise UsageError(f"SSM parameter {name} (ECR_MIRROR_CONFIG_PARAMETER) does not exist; "
                              "write the mirror config into it") from None
@@ -53,15 +55,6 @@ def read_config(*, fresh: bool = False) -> MirrorConfig | None:
 
 
 _parsed = functools.lru_cache(maxsize=4)(lambda text, origin: load_config(text, origin=origin))
-
-
-def rejected(exc: MirrorError, what: str = "event") -> dict[str, Any]:
-    """The failed report of an event or message refused before anything was sent."""
-    report = {"status": "failed", "error": {"type": exc.kind, "message": str(exc),
-                                            "temporary": exc.temporary}}
-    logger.error(f"{what} rejected", extra={"report": report})
-    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
-    return report
 
 
 def record_copy_metrics(report: CopyReport) -> None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import UsageError
+from aws_lambda_powertools.metrics import MetricUnit
+
+from ..errors import MirrorError, UsageError
 from ..mirror import Mirror, parse_platforms
 from ..queue import parse_image
-from .common import logger, metrics, record_copy_metrics, rejected, tracer
+from .common import logger, metrics, record_copy_metrics, tracer
 from .warm import get_mirror
 
 ALLOWED_KEYS = {"source", "target", "platforms"}
@@ -26,6 +28,15 @@ def time_left(context: Any) -> Callable[[], float] | None:
     if context is None:
         return None
     return lambda: context.get_remaining_time_in_millis() / 1000
+
+
+def rejected(exc: MirrorError, what: str = "event") -> dict[str, Any]:
+    """The failed report of an event or message refused before anything was sent."""
+    report = {"status": "failed", "error": {"type": exc.kind, "message": str(exc),
+                                            "temporary": exc.temporary}}
+    logger.error(f"{what} rejected", extra={"report": report})
+    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+    return report
 
 
 def copy_one(event: Any, context: Any = None, mirror: Mirror | None = None) -> dict[str, Any]:

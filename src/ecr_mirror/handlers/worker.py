@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from .. import queue
 from ..errors import UsageError
 from ..mirror import parse_platforms
-from .common import logger, metrics, record_copy_metrics, rejected, tracer
-from .copy_one import copy_one, time_left
+from .common import logger, metrics, record_copy_metrics, tracer
+from .copy_one import copy_one, rejected, time_left
 from .warm import get_mirror
 
 # Failures item by item, also of a whole batch: a failed image is not a failed invocation.
