@@ -45,9 +45,9 @@ def run_worker() -> dict:
     reports: list[dict] = []
     original = worker.record_handler
 
-    def record_handler(record):  # keep each image's report; the worker itself is unchanged
+    def record_handler(record, lambda_context=None):  # keep each image's report; the worker itself is unchanged
         try:
-            report = original(record)
+            report = original(record, lambda_context)
         except Exception as exc:  # a failed image: the worker reports it to the event source
             reports.append({"status": "failed", "source": json.loads(record.body).get("source"),
                             "error": str(exc)})

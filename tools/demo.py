@@ -404,8 +404,8 @@ def keeping_reports(worker):
     reports: list[dict] = []
     original = worker.record_handler
 
-    def record_handler(record):
-        report = original(record)
+    def record_handler(record, lambda_context=None):  # Powertools passes the context
+        report = original(record, lambda_context)
         reports.append(report)
         return report
 
@@ -517,12 +517,12 @@ def run_scheduled(stack: ExitStack, registry: LocalRegistry, ecr_url: str,
     for name, value in scheduled_env.items():
         print(f"   {name}={value}")
 
-    from ecr_mirror.handlers import common, copy_one, scheduler, worker
+    from ecr_mirror.handlers import common, scheduler, warm, worker
 
     # Part 1's warm function kept a Mirror built without the config (and with the
-    # old registry endpoint) in copy_one._mirror, which the worker shares, and
+    # old registry endpoint) in warm._mirror, which the worker shares, and
     # common._cache may hold a config: start part 2 like a fresh deployment.
-    copy_one._mirror = None
+    warm._mirror = None
     common._cache.clear()
     ecr = aws_client("ecr", ecr_url)
 

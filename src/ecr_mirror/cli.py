@@ -15,10 +15,10 @@ import sys
 import threading
 
 from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
-from .ecr import RepositorySettings
 from .errors import UsageError
 from .memory import limit_malloc_arenas
-from .mirror import Mirror, MirrorSettings, parse_platforms
+from .mirror import Mirror, parse_platforms
+from .settings import DEFAULT_CONCURRENCY, MirrorSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -51,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("target", metavar="TARGET", help="ECR repository[:tag], e.g. mirror/nginx")
     copy.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]",
                       help="copy only this platform (repeatable); writes a new index")
-    copy.add_argument("--concurrency", type=_positive, default=4, metavar="N",
-                      help="blobs copied in parallel (default 4)")
+    copy.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY, metavar="N",
+                      help="blobs copied in parallel (default %(default)s)")
     copy.add_argument("--insecure", action="store_true",
                       help="the source registry speaks plain HTTP or unverified TLS")
     copy.add_argument("--json", action="store_true",
                       help="print the report as one JSON object on stdout, and nothing else")
-    copy.add_argument("--region", help="AWS region (default: boto3's chain)")
+    copy.add_argument("--region", help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     copy.add_argument("--immutable-tags", action="store_true",
                       help="create missing repositories with immutable tags")
     copy.add_argument("--no-scan-on-push", action="store_true",
@@ -75,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="show the plan, copy nothing")
     sync.add_argument("--json", action="store_true",
                       help="print the result as one JSON object on stdout, and nothing else")
-    sync.add_argument("--concurrency", type=_positive, default=4, metavar="N",
-                      help="blobs copied in parallel per image (default 4)")
-    sync.add_argument("--region", help="AWS region (default: boto3's chain)")
+    sync.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY, metavar="N",
+                      help="blobs copied in parallel per image (default %(default)s)")
+    sync.add_argument("--region", help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     return parser
 
@@ -123,12 +123,7 @@ class BarProgress(Progress):
 
 
 def run_copy(args: argparse.Namespace) -> int:
-    settings = MirrorSettings(
-        concurrency=args.concurrency, region=args.region,
-        repository=RepositorySettings(
-            scan_on_push=not args.no_scan_on_push,
-            tag_mutability="IMMUTABLE" if args.immutable_tags else "MUTABLE",
-            encryption="KMS" if args.kms_key else "AES256", kms_key=args.kms_key))
+    settings = MirrorSettings.from_args(args)
     platforms = parse_platforms(args.platform)
     progress = BarProgress() if (not args.json and sys.stderr.isatty()) else None
     report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
@@ -139,7 +134,6 @@ def run_copy(args: argparse.Namespace) -> int:
 
 def run_sync(args: argparse.Namespace) -> int:
     from .sync import build_plan, load_config
-    from .sync.config import apply_config
 
     try:
         with open(args.config, "rb") as file:
@@ -152,8 +146,7 @@ def run_sync(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config} is not UTF-8 text (byte {exc.start}); save it as "
                          "UTF-8") from None
     config = load_config(text, origin=args.config)
-    mirror = Mirror(apply_config(MirrorSettings(concurrency=args.concurrency, region=args.region),
-                                 config))
+    mirror = Mirror(MirrorSettings.from_args(args).merged_with(config))
     plan = build_plan(config, mirror)
     reports = [] if args.dry_run else [
         mirror.copy(job.source, job.target, platforms=parse_platforms(job.platforms),

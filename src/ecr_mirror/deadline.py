@@ -31,7 +31,7 @@ class Deadline:
     #: Seconds left before the hard stop (a Lambda's remaining time).
     time_left: Callable[[], float]
     #: Stop this many seconds before it (room to hand the image back).
-    margin: float = 60.0
+    margin: float  # settings.MirrorSettings.stop_margin
     #: How a wait is spent (a test passes a fake clock's advance).
     sleeper: Callable[[float], None] = field(default=time.sleep, compare=False)
 

@@ -8,15 +8,37 @@ message.
 
 from __future__ import annotations
 
+from enum import Enum
+
+
+class DeferReason(Enum):
+    """Why an image was stopped on purpose, to be tried again later (not failed)."""
+
+    #: The invocation's time ran out before the tag could move.
+    TIME = "time"
+    #: The source's pull budget is spent until its window resets.
+    PULL_BUDGET = "pull budget"
+    #: Another worker is copying the same target tag.
+    TAG_BUSY = "tag busy"
+
 
 class MirrorError(Exception):
     """Base class of every error ecr-mirror raises on purpose."""
 
     temporary: bool = False
+    #: Seconds after which trying again may succeed (a Retry-After, a window reset).
+    retry_after: float | None = None
+    #: Docker Hub's pull rate limit (a `RateLimited` with the budget spent sets it).
+    pull_limit: bool = False
 
     @property
     def kind(self) -> str:
         return type(self).__name__
+
+    @property
+    def defer_reason(self) -> DeferReason | None:
+        """Why this error defers the image; None: the image failed."""
+        return DeferReason.PULL_BUDGET if self.pull_limit else None
 
 
 class UsageError(MirrorError):
@@ -65,11 +87,18 @@ class Deferred(MirrorError):
     """
 
     temporary = True
+    reason = DeferReason.TIME
 
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
 
+    @property
+    def defer_reason(self) -> DeferReason:
+        return self.reason
+
 
 class TagBusy(Deferred):
     """Another worker is copying the same target tag; try again shortly."""
+
+    reason = DeferReason.TAG_BUSY

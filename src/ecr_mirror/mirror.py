@@ -10,59 +10,24 @@ import json
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
+from . import aws
 from .copy import CopyOptions, CopyReport, Progress, copy_image
 from .copy.report import FAILED
-from .ecr import EcrRepository, RepositorySettings, default_repository
-from .ecr.client import make_ecr_client
 from .deadline import Deadline
-from .ecr.names import check_prefix_text, check_target
-from .ecr.leases import DynamoLeases, Leases, NoLeases
+from .ecr import EcrRepository, default_repository
+from .ecr.names import check_target
+from .leases import DynamoLeases, Leases, NoLeases
 from .errors import MirrorError, SecretError, UsageError
 from .manifest import Platform
 from .reference import Reference, parse, quote
 from .registry import Credentials, RegistryClient, RetryPolicy
 from .registry.credentials import environment_applies_to, load_credentials
+from .settings import MirrorSettings, SourceRegistry
 
-DEFAULT_PREFIX = "mirror"
-
-
-@dataclass(frozen=True)
-class SourceRegistry:
-    """How to reach one source registry."""
-
-    #: Secrets Manager secrets (names or ARNs), each holding {"username", "password"};
-    #: with several (two Docker Hub accounts), the next is used when one is spent.
-    credentials_secrets: tuple[str, ...] = ()
-    #: Pulls to keep in reserve: stop pulling (defer) when this many are left.
-    reserve: int = 0
-    #: Plain HTTP or unverified TLS.
-    insecure: bool = False
-    #: Reach the registry here instead of its own host, e.g. a local mirror or,
-    #: in the demo and the tests, a local registry standing in for Docker Hub.
-    endpoint: str | None = None
-
-
-@dataclass
-class MirrorSettings:
-    """What a caller can set; the functions take it from their environment."""
-
-    prefix: str = field(default_factory=lambda: os.environ.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX))
-    #: Refuse targets outside `prefix/` (the Lambda functions, whose IAM allows
-    #: writes only there). The CLI uses the prefix for naming only.
-    enforce_prefix: bool = False
-    concurrency: int = 4
-    registries: dict[str, SourceRegistry] = field(default_factory=dict)
-    repository: RepositorySettings = field(default_factory=RepositorySettings)
-    region: str | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    #: A Lambda copy stops this many seconds before its timeout (see `Mirror.copy`).
-    stop_margin: float = 60.0
-    #: DynamoDB table of blob leases shared by concurrent workers (None: no leases).
-    lease_table: str | None = None
-
+__all__ = ["Mirror", "MirrorSettings", "SourceRegistry", "credentials_from_secret", "parse_platforms"]
 
 def parse_platforms(values: list[str] | tuple[str, ...] | None) -> tuple[Platform, ...]:
     try:
@@ -81,29 +46,26 @@ class Mirror:
     def __init__(self, settings: MirrorSettings | None = None, *, ecr_client=None,
                  secrets_client=None) -> None:
         self.settings = settings or MirrorSettings()
-        if self.settings.concurrency < 1:
-            raise UsageError(f"concurrency must be at least 1, got {self.settings.concurrency}")
-        self._ecr_clients: dict[str | None, object] = {}
-        if ecr_client is not None:
-            self._ecr_clients[self.settings.region] = ecr_client
+        self._ecr = ecr_client  # used for the settings' region (tests pass their own)
         self._secrets = secrets_client
         self._sources: dict[tuple[str, bool], RegistryClient] = {}
         self._lock = threading.Lock()
         table = self.settings.lease_table
-        self.leases: Leases = DynamoLeases(table) if table else NoLeases()
+        self.leases: Leases = DynamoLeases(table, region=self.settings.region) if table else NoLeases()
 
     @property
-    def ecr(self):
+    def ecr(self) -> Any:
         return self.ecr_client(None)
 
-    def ecr_client(self, region: str | None):
-        """The ECR client for `region` (None: the settings' region, else boto3's)."""
+    def ecr_client(self, region: str | None) -> Any:
+        """The ECR client for `region` (None: the settings' region, see `aws.region`)."""
         region = region or self.settings.region
-        with self._lock:
-            if region not in self._ecr_clients:
-                self._ecr_clients[region] = make_ecr_client(
-                    region, concurrency=self.settings.concurrency)
-            return self._ecr_clients[region]
+        if self._ecr is not None and region == self.settings.region:
+            return self._ecr
+        return aws.client("ecr", region, concurrency=self.settings.concurrency)
+
+    def _secrets_client(self) -> Any:
+        return self._secrets or aws.client("secretsmanager", self.settings.region)
 
     def source_client(self, ref: Reference, insecure: bool = False) -> RegistryClient:
         registry = self.settings.registries.get(ref.registry, SourceRegistry())
@@ -148,7 +110,7 @@ class Mirror:
                 and environment_applies_to(registry)):
             secrets = (os.environ["ECR_MIRROR_SOURCE_SECRET_ARN"],)
         if secrets:
-            return [credentials_from_secret(s, self._secrets) for s in secrets]
+            return [credentials_from_secret(s, self._secrets_client()) for s in secrets]
         found = load_credentials(registry)
         return [found] if found else []
 
@@ -212,14 +174,12 @@ _TEMPORARY_SECRET_CODES = {"ThrottlingException", "InternalServiceError", "Reque
                            "ServiceUnavailable", "TooManyRequestsException"}
 
 
-def credentials_from_secret(secret_id: str, client=None) -> Credentials:
+def credentials_from_secret(secret_id: str, client: Any) -> Credentials:
     """A Secrets Manager secret holding {"username": ..., "password": ...}; `SecretError`
     (naming the secret, never its value) when it cannot be read or used."""
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        client = client or boto3.client("secretsmanager")
         value = client.get_secret_value(SecretId=secret_id)["SecretString"]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "ClientError")
@@ -241,61 +201,3 @@ def credentials_from_secret(secret_id: str, client=None) -> Credentials:
     except (ValueError, KeyError, TypeError, RecursionError):
         # Never echo the secret's content, only its name.
         raise SecretError(f'secret {secret_id} must be JSON {{"username": ..., "password": ...}}') from None
-
-
-def _env_bool(env, name: str, default: bool) -> bool:
-    value = env.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"{name}={value!r}: expected true or false")
-
-
-def _env_number(env, name: str, default: str, kind=int):
-    try:
-        return kind(env.get(name) or default)
-    except ValueError as exc:
-        raise UsageError(f"{name}={env.get(name)!r}: expected a number") from exc
-
-
-def settings_from_env(env=None) -> MirrorSettings:
-    """Settings for the Lambda functions, from their environment variables."""
-    env = os.environ if env is None else env
-    mutability = env.get("ECR_MIRROR_TAG_MUTABILITY", "MUTABLE").upper()
-    if mutability not in ("MUTABLE", "IMMUTABLE"):
-        raise UsageError(f"ECR_MIRROR_TAG_MUTABILITY={mutability!r}: expected MUTABLE or IMMUTABLE")
-    kms_key = env.get("ECR_MIRROR_KMS_KEY") or None
-    registries: dict[str, SourceRegistry] = {}
-    for host in filter(None, (h.strip() for h in env.get("ECR_MIRROR_INSECURE_REGISTRIES", "").split(","))):
-        registries[host] = SourceRegistry(insecure=True)
-    for host, url in parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")).items():
-        registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
-    return MirrorSettings(
-        # The function's own region (Lambda sets AWS_REGION): its role may write
-        # nowhere else, so a target in another region is refused up front.
-        region=env.get("AWS_REGION") or None,
-        prefix=check_prefix_text(env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), what="ECR_MIRROR_PREFIX"),
-        enforce_prefix=True,
-        concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", "4"),
-        registries=registries,
-        stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS", "60", float),
-        lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None,
-        repository=RepositorySettings(
-            scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", True),
-            tag_mutability=mutability, encryption="KMS" if kms_key else "AES256", kms_key=kms_key))
-
-
-def parse_endpoints(text: str) -> dict[str, str]:
-    """`docker.io=http://127.0.0.1:5000,ghcr.io=https://ghcr.example` as a dict."""
-    endpoints: dict[str, str] = {}
-    for item in filter(None, (i.strip() for i in text.split(","))):
-        registry, _, url = item.partition("=")
-        parts = urlsplit(url.strip())
-        if not registry.strip() or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"ECR_MIRROR_REGISTRY_ENDPOINTS entry {item!r}: expected "
-                             "registry=http(s)://host[:port], e.g. docker.io=https://mirror.example")
-        endpoints[registry.strip()] = f"{parts.scheme}://{parts.netloc}"
-    return endpoints

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from ecr_mirror.copy import CopyReport
-from ecr_mirror.ecr.client import make_ecr_client
+from ecr_mirror import aws
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.ecr import RepositorySettings
 from ecr_mirror_testing import strict_ecr
@@ -65,7 +65,7 @@ def ecr(aws_env, ecr_endpoint, monkeypatch):
     requests.post(f"{ecr_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     strict_ecr.reset_calls()
     monkeypatch.setenv(strict_ecr.PART_SIZE_ENV, str(5 * MiB))
-    return make_ecr_client("us-east-1")
+    return aws.client("ecr", "us-east-1")
 
 
 @pytest.fixture

@@ -327,10 +327,10 @@ def test_two_workers_sharing_a_layer_fetch_and_upload_it_once(source, ecr, regis
 
     import boto3
 
-    from ecr_mirror.copy import engine
-    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
+    from ecr_mirror.copy import blobs
+    from ecr_mirror.leases import DynamoLeases, blob_key
 
-    monkeypatch.setattr(engine, "LEASE_POLL_SECONDS", 0.02)
+    monkeypatch.setattr(blobs, "LEASE_POLL_SECONDS", 0.02)
     base = layer_bytes(f"{repo_name}-base", 6 * MiB)  # two ECR parts
     first = make_image(registry.url, repo_name, "a", layers=[base, layer_bytes(f"{repo_name}-a")])
     second = make_image(registry.url, repo_name, "b", layers=[base, layer_bytes(f"{repo_name}-b")],
@@ -367,7 +367,7 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     copy does not wait for it, since a lease costs more calls than the copy."""
     import threading
 
-    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
+    from ecr_mirror.leases import DynamoLeases, blob_key
 
     small = layer_bytes(f"{repo_name}-small", 200_000)
     image = make_image(registry.url, repo_name, "s", layers=[small])

@@ -103,8 +103,8 @@ def test_waiting_for_another_workers_blob_stops_at_the_deadline(source, ecr, reg
                                                                 lease_table):
     """Another worker holds the lease of a big layer and never finishes: the copy
     polls ECR every LEASE_POLL_SECONDS while its time allows, then defers."""
-    from ecr_mirror.copy.engine import LEASE_POLL_SECONDS
-    from ecr_mirror.ecr.leases import DynamoLeases, blob_key
+    from ecr_mirror.copy.blobs import LEASE_POLL_SECONDS
+    from ecr_mirror.leases import DynamoLeases, blob_key
 
     image = make_image(registry.url, repo_name, "held", layers=[layer_bytes(f"{repo_name}-held", 2 * MiB)])
     layer = image.json["layers"][0]["digest"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ecr_mirror import cli
-from ecr_mirror.handlers import copy_one
+from ecr_mirror.handlers import copy_one, warm
 from tests.integration.conftest import ecr_image
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
@@ -75,7 +75,7 @@ def lambda_env(monkeypatch, source, ecr):
     """The function's environment, with Docker Hub served by the local registry."""
     monkeypatch.setenv("ECR_MIRROR_PREFIX", "mirror")
     monkeypatch.setenv("ECR_MIRROR_REGISTRY_ENDPOINTS", f"docker.io={source.url}")
-    monkeypatch.setattr(copy_one, "_mirror", None)
+    monkeypatch.setattr(warm, "_mirror", None)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "EcrMirrorTest")
     return source
 

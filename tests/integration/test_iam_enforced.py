@@ -22,8 +22,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from ecr_mirror import cli
-from ecr_mirror.handlers import common, copy_one, scheduler, worker
+from ecr_mirror import cli, queue
+from ecr_mirror.handlers import common, scheduler, warm, worker
 from tests.integration.conftest import MiB, ecr_image
 from ecr_mirror_testing.iam import ACCOUNT, IamEnforcer, StackRoles, decide
 from ecr_mirror_testing.images import layer_bytes, make_image
@@ -98,9 +98,9 @@ def iam():
 @pytest.fixture
 def stack(monkeypatch, source, ecr, ecr_endpoint, iam):
     monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
-    monkeypatch.setattr(copy_one, "_mirror", None)
+    monkeypatch.setattr(warm, "_mirror", None)
     monkeypatch.setattr(common, "_cache", {})
-    monkeypatch.setattr(worker, "MAX_SQS_DELAY", 0)  # SQS delays are real time
+    monkeypatch.setattr(queue, "MAX_SQS_DELAY", 0)  # SQS delays are real time
     return Stack(monkeypatch, iam, source.url)
 
 

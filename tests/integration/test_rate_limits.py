@@ -15,7 +15,8 @@ import json
 import boto3
 import pytest
 
-from ecr_mirror.handlers import common, copy_one, scheduler, worker
+from ecr_mirror import queue
+from ecr_mirror.handlers import common, copy_one, scheduler, warm, worker
 from tests.integration.conftest import MiB, ecr_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver
 from ecr_mirror_testing.dockerhub import DockerHubSimulator
@@ -39,11 +40,9 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch):
     c = Clock()
-    monkeypatch.setattr(worker, "clock", c)
-    monkeypatch.setattr(scheduler, "clock", c)
+    monkeypatch.setattr(queue, "clock", c)  # the scheduler's and the worker's
     # SQS delays are real time: keep them at zero so the test sees every message.
-    monkeypatch.setattr(worker, "MAX_SQS_DELAY", 0)
-    monkeypatch.setattr(scheduler, "MAX_SQS_DELAY", 0)
+    monkeypatch.setattr(queue, "MAX_SQS_DELAY", 0)
     return c
 
 
@@ -67,7 +66,7 @@ def stack(monkeypatch, hub, ecr, ecr_endpoint, clock):
                         "ECR_MIRROR_PREFIX": "mirror", "ECR_MIRROR_REGISTRY_ENDPOINTS": f"docker.io={hub.url}",
                         "POWERTOOLS_METRICS_NAMESPACE": "EcrMirrorTest"}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(copy_one, "_mirror", None)
+    monkeypatch.setattr(warm, "_mirror", None)
     monkeypatch.setattr(common, "_cache", {})
     return sqs, queue_url, dlq_url
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ecr_mirror.handlers import common, copy_one, scheduler, worker
+from ecr_mirror import queue
+from ecr_mirror.handlers import common, scheduler, warm, worker
 from tests.integration.conftest import ecr_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
@@ -51,7 +52,7 @@ def app(monkeypatch, source, ecr, ecr_endpoint):
                         "ECR_MIRROR_PREFIX": "mirror", "POWERTOOLS_METRICS_NAMESPACE": "EcrMirrorTest",
                         "ECR_MIRROR_REGISTRY_ENDPOINTS": f"docker.io={source.url}"}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(copy_one, "_mirror", None)
+    monkeypatch.setattr(warm, "_mirror", None)
     monkeypatch.setattr(common, "_cache", {})
     return sqs, queue_url
 
@@ -183,7 +184,7 @@ def test_worker_event_files_run_through_the_worker(app, registry, ecr, name):
 
 
 def test_time_running_out_hands_the_image_back_untagged(app, registry, ecr, monkeypatch):
-    monkeypatch.setattr(worker, "RETRY_DELAY_SECONDS", 0)  # to read the message back at once
+    monkeypatch.setattr(queue, "RETRY_DELAY_SECONDS", 0)  # to read the message back at once
     make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("late")])
     body = json.dumps({"source": "docker.io/library/nginx:stable", "target": "mirror/late:stable"})
     record = sqs_record(body)
@@ -219,7 +220,7 @@ def test_a_failed_image_comes_back_in_a_minute_and_reaches_the_dlq_after_three(a
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
         "VisibilityTimeout": "5400",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})
-    monkeypatch.setattr(worker, "RETRY_DELAY_SECONDS", 0)  # a minute on AWS; now, here
+    monkeypatch.setattr(queue, "RETRY_DELAY_SECONDS", 0)  # a minute on AWS; now, here
     sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(
         {"source": "docker.io/library/nginx:absent", "target": "mirror/absent:absent"}))
     for _ in range(3):

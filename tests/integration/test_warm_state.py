@@ -7,10 +7,14 @@ behind in it, and a changed config must reach it without a cold start.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.parameters import base as parameters_base
 
-from ecr_mirror.handlers import common, copy_one, worker
+from ecr_mirror.handlers import common, worker
+from ecr_mirror.handlers import warm as warm_function
 from tests.integration.conftest import ecr_image
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext
@@ -27,7 +31,7 @@ def warm(monkeypatch, source, ecr, ecr_endpoint):
                         "POWERTOOLS_METRICS_NAMESPACE": "EcrMirrorTest",
                         "ECR_MIRROR_REGISTRY_ENDPOINTS": f"docker.io={source.url}"}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(copy_one, "_mirror", None)
+    monkeypatch.setattr(warm_function, "_mirror", None)
     monkeypatch.setattr(common, "_cache", {})
     return source
 
@@ -52,8 +56,14 @@ def test_a_target_in_another_region_does_not_move_the_next_events_region(warm, r
 def test_the_worker_sees_a_changed_config_after_the_cache_expires(warm, registry, ecr, monkeypatch):
     """The SSM config is cached for CONFIG_TTL_SECONDS; after that, a changed config
     (here: new repositories become tag-immutable) applies without a cold start."""
-    now = [1000.0]
-    monkeypatch.setattr(common, "clock", lambda: now[0])
+    now = [datetime(2026, 1, 1)]
+
+    class Clock(datetime):  # Powertools' parameter cache reads datetime.now()
+        @classmethod
+        def now(cls, tz=None):
+            return now[0]
+
+    monkeypatch.setattr(parameters_base, "datetime", Clock)
     monkeypatch.setenv("ECR_MIRROR_CONFIG_PARAMETER", PARAMETER)
     ssm = boto3.client("ssm")
 
@@ -71,17 +81,17 @@ def test_the_worker_sees_a_changed_config_after_the_cache_expires(warm, registry
     make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("warm-config")])
     write_config("MUTABLE")
     assert copy_to("mirror/first") == "MUTABLE"
-    warm_mirror = copy_one.get_mirror()
+    warm_mirror = warm_function.get_mirror()
 
     write_config("IMMUTABLE")
-    now[0] += 10  # within the cache's lifetime: the cached config still applies
+    now[0] += timedelta(seconds=10)  # within the cache's lifetime: the cached config still applies
     assert copy_to("mirror/second") == "MUTABLE"
 
-    now[0] += common.CONFIG_TTL_SECONDS  # past it: read again, and applied
+    now[0] += timedelta(seconds=common.CONFIG_TTL_SECONDS + 1)  # past it: read again, and applied
     assert copy_to("mirror/third") == "IMMUTABLE"
-    assert copy_one.get_mirror() is not warm_mirror
+    assert warm_function.get_mirror() is not warm_mirror
 
-    now[0] += common.CONFIG_TTL_SECONDS  # read again, unchanged: the warm Mirror is kept
-    rebuilt = copy_one.get_mirror()
-    now[0] += common.CONFIG_TTL_SECONDS
-    assert copy_one.get_mirror() is rebuilt
+    now[0] += timedelta(seconds=common.CONFIG_TTL_SECONDS + 1)  # read again, unchanged: the warm Mirror is kept
+    rebuilt = warm_function.get_mirror()
+    now[0] += timedelta(seconds=common.CONFIG_TTL_SECONDS + 1)
+    assert warm_function.get_mirror() is rebuilt

@@ -350,3 +350,38 @@ def test_samconfig_parameters_are_the_templates(template):
                 assert value in [str(v) for v in parameter["AllowedValues"]], item
             if "AllowedPattern" in parameter:
                 assert re.fullmatch(parameter["AllowedPattern"], value), item
+
+
+#: Each setting the functions read from a template parameter: (variable, parameter,
+#: the MirrorSettings / RepositorySettings field whose default the parameter repeats).
+TUNABLES = [("ECR_MIRROR_PREFIX", "RepositoryPrefix", "prefix"),
+            ("ECR_MIRROR_CONCURRENCY", "CopyConcurrency", "concurrency"),
+            ("ECR_MIRROR_STOP_MARGIN_SECONDS", "StopMarginSeconds", "stop_margin"),
+            ("ECR_MIRROR_SCAN_ON_PUSH", "ScanOnPush", "repository.scan_on_push"),
+            ("ECR_MIRROR_TAG_MUTABILITY", "TagMutability", "repository.tag_mutability")]
+
+
+@pytest.mark.parametrize("variable, parameter, setting", TUNABLES)
+def test_tunables_are_parameters_whose_defaults_are_the_settings(template, variable, parameter,
+                                                                 setting):
+    """A tunable is a template parameter passed through one variable, never a value
+    written into the template; its default is the code's default."""
+    settings = pytest.importorskip("ecr_mirror.settings")
+    environments = [function_environment(template, f) for f in ("SchedulerFunction", "WorkerFunction")]
+    assert {"Ref": parameter} in [env.get(variable) for env in environments]
+    passed = [name for env in environments for name, value in env.items() if value == {"Ref": parameter}]
+    assert set(passed) == {variable}, passed
+    default = settings.MirrorSettings.from_env({})  # what the code uses when nothing is set
+    for part in setting.split("."):
+        default = getattr(default, part)
+    given = template["Parameters"][parameter]["Default"]
+    assert settings.MirrorSettings.from_env({variable: str(given)}) == settings.MirrorSettings.from_env({})
+    assert str(given).lower() == str(default).lower().removesuffix(".0")
+
+
+def test_no_function_hard_codes_a_setting(template):
+    """Every ECR_MIRROR_ variable comes from a parameter or a resource of the stack."""
+    for function in ("SchedulerFunction", "WorkerFunction"):
+        for name, value in function_environment(template, function).items():
+            if name.startswith("ECR_MIRROR_"):
+                assert isinstance(value, dict) and set(value) <= {"Ref", "Fn::GetAtt"}, (function, name)

@@ -8,8 +8,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ecr_mirror.ecr.leases import DynamoLeases, NoLeases, blob_key, lease_seconds
-from ecr_mirror.mirror import settings_from_env
+from ecr_mirror.leases import DynamoLeases, NoLeases, blob_key, lease_seconds
+from ecr_mirror.settings import MirrorSettings
 
 TABLE = "ecr-mirror-leases"
 
@@ -70,7 +70,7 @@ def test_without_dynamodb_the_copy_goes_ahead_and_says_why(dynamodb, caplog):
 
 
 def test_one_copy_of_a_tag_at_a_time_and_the_other_is_handed_back_shortly(dynamodb):
-    from ecr_mirror.ecr.leases import TAG_BUSY_RETRY_SECONDS, hold_tag
+    from ecr_mirror.leases import TAG_BUSY_RETRY_SECONDS, hold_tag
     from ecr_mirror.errors import TagBusy
 
     a, b = DynamoLeases(TABLE, dynamodb, owner="a"), DynamoLeases(TABLE, dynamodb, owner="b")
@@ -93,5 +93,5 @@ def test_a_lease_lasts_longer_for_bigger_blobs():
 
 def test_the_cli_needs_no_leases_and_the_worker_takes_its_table_from_the_environment():
     assert NoLeases().acquire(blob_key("r", "d"), 1) and not NoLeases.shared
-    assert settings_from_env({}).lease_table is None
-    assert settings_from_env({"ECR_MIRROR_LEASE_TABLE": TABLE}).lease_table == TABLE
+    assert MirrorSettings.from_env({}).lease_table is None
+    assert MirrorSettings.from_env({"ECR_MIRROR_LEASE_TABLE": TABLE}).lease_table == TABLE

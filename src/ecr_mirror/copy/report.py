@@ -3,23 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
-COPIED, UNCHANGED, FAILED = "copied", "unchanged", "failed"
-#: Stopped on purpose before the tag moved (pull budget spent, time running
-#: out); `error.retry_after` says when to try again.
-DEFERRED = "deferred"
-#: The copy finished its blobs, but upstream's tag moved to another image in
-#: the meantime, so the ECR tag was left alone (a tag never goes back to an
-#: older image). Nothing went wrong: the newer image gets its own copy.
-SUPERSEDED = "superseded"
+from ..errors import DeferReason, MirrorError
+
+
+class Status(StrEnum):
+    """How one image's copy ended."""
+
+    COPIED = "copied"
+    UNCHANGED = "unchanged"
+    #: The copy finished its blobs, but upstream's tag moved to another image in
+    #: the meantime, so the ECR tag was left alone (a tag never goes back to an
+    #: older image). Nothing went wrong: the newer image gets its own copy.
+    SUPERSEDED = "superseded"
+    #: Stopped on purpose before the tag moved (pull budget spent, time running
+    #: out, the tag busy); `CopyReport.defer_reason` says why, `retry_after` when.
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+COPIED, UNCHANGED, SUPERSEDED = Status.COPIED, Status.UNCHANGED, Status.SUPERSEDED
+DEFERRED, FAILED = Status.DEFERRED, Status.FAILED
 
 
 @dataclass
 class CopyReport:
     source: str
     target: str
-    status: str = FAILED
+    status: Status = FAILED
     source_digest: str | None = None
     target_digest: str | None = None
     media_type: str | None = None
@@ -41,34 +54,54 @@ class CopyReport:
     requests: dict[str, int] = field(default_factory=dict)
     rate_limit: dict[str, Any] | None = None
     duration_seconds: float = 0.0
+    #: The error as JSON shows it: {"type", "message", "temporary"[, "retry_after"]}.
     error: dict[str, Any] | None = None
+    #: Why the copy was deferred (status DEFERRED), typed; not in the JSON.
+    defer_reason: DeferReason | None = None
+    #: Seconds after which a deferred or failed copy may be tried again; not in the JSON.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
         """Nothing went wrong and nothing is left to retry for this image."""
         return self.status in (COPIED, UNCHANGED, SUPERSEDED)
 
+    def stopped_by(self, exc: MirrorError) -> None:
+        """The copy ended with `exc`: deferred when the error says so, else failed."""
+        self.defer_reason = exc.defer_reason
+        self.status = DEFERRED if self.defer_reason else FAILED
+        self.retry_after = exc.retry_after
+        self.error = {"type": exc.kind, "message": str(exc), "temporary": exc.temporary}
+        if exc.retry_after is not None:
+            self.error["retry_after"] = exc.retry_after
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report as JSON shows it: strings, numbers, lists and dicts only."""
+        data = asdict(self)
+        del data["defer_reason"], data["retry_after"]
+        data["status"] = self.status.value
+        return data
+
+    def error_line(self) -> str:
+        err = self.error or {}
+        return f"{err.get('type')}: {err.get('message')}"
 
     def summary(self) -> str:
         """One human line."""
         if self.status in (FAILED, DEFERRED):
-            err = self.error or {}
-            return (f"{self.status.upper()} {self.source} -> {self.target}: "
-                    f"{err.get('type')}: {err.get('message')}")
+            return f"{self.status.value.upper()} {self.source} -> {self.target}: {self.error_line()}"
         if self.status == SUPERSEDED:
             return (f"SUPERSEDED {self.source} -> {self.target}: upstream's tag moved from "
                     f"{self.source_digest} to {self.superseded_by} during the copy; the tag was not "
                     f"moved (it holds {self.target_digest or 'no image'}); copy again for the new image")
-        line = (f"{self.status} {self.source} -> {self.target} {self.target_digest} "
+        line = (f"{self.status.value} {self.source} -> {self.target} {self.target_digest} "
                 f"(uploaded {self.blobs_uploaded} blobs / {_size(self.bytes_uploaded)}, "
                 f"skipped {self.blobs_skipped} / {_size(self.bytes_skipped)}, "
                 f"{self.manifests_fetched} manifest pulls, {self.duration_seconds:.1f}s)")
         return line + (f"\n  note: {self.digest_note}" if self.digest_note else "")
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

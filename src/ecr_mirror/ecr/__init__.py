@@ -1,7 +1,8 @@
 """The ECR target, through the layer-upload API."""
 
 from .names import EcrName, default_repository, parse_target
-from .target import EcrRepository, RepositorySettings, TaggedImage
+from ..settings import RepositorySettings
+from .target import EcrRepository, TaggedImage
 
 __all__ = ["EcrName", "EcrRepository", "RepositorySettings", "TaggedImage", "default_repository",
            "parse_target"]

@@ -6,19 +6,19 @@ Only this package talks to boto3's ECR client.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..deadline import propagate
 from ..errors import TagConflict, TargetError
 from ..manifest import SUPPORTED
 from ..registry.blob import BlobStream
+from ..settings import RepositorySettings
 from ..stats import RequestStats
 from . import parts
+from .readahead import ReadAhead
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +30,6 @@ TEMPORARY_CODES = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class RepositorySettings:
-    """How a repository is created when it is missing."""
-
-    scan_on_push: bool = True
-    tag_mutability: str = "MUTABLE"  # or IMMUTABLE
-    encryption: str = "AES256"  # or KMS
-    kms_key: str | None = None
-
-    def create_arguments(self) -> dict:
-        encryption: dict = {"encryptionType": self.encryption}
-        if self.encryption == "KMS" and self.kms_key:
-            encryption["kmsKey"] = self.kms_key
-        return {
-            "imageTagMutability": self.tag_mutability,
-            "imageScanningConfiguration": {"scanOnPush": self.scan_on_push},
-            "encryptionConfiguration": encryption,
-            "tags": [{"Key": "managed-by", "Value": "ecr-mirror"}],
-        }
-
-
-@dataclass(frozen=True)
-class TaggedImage:
-    digest: str
-    manifest: str
-    media_type: str | None
-
-
 def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
@@ -65,6 +37,13 @@ def error_code(exc: ClientError) -> str:
 def _chunks(items: list[str], n: int = BATCH) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
+
+
+@dataclass(frozen=True)
+class TaggedImage:
+    digest: str
+    manifest: str
+    media_type: str | None
 
 
 class EcrRepository:
@@ -194,7 +173,7 @@ class EcrRepository:
             raise self._fail("InitiateLayerUpload", exc) from exc
         upload_id, part_size = init["uploadId"], int(init["partSize"])
         sent = 0
-        with _ReadAhead(stream, part_size) as parts:
+        with ReadAhead(stream, part_size) as parts:
             for part in parts:
                 self._upload_part(upload_id, sent, part)
                 sent += len(part)
@@ -265,84 +244,3 @@ class EcrRepository:
 
 def _snake(operation: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
-
-
-_END = object()
-
-
-class _ReadAhead:
-    """Reads the next part from the source in a thread while the caller uploads.
-
-    Two part buffers per blob, reused from part to part: one being uploaded,
-    one being filled. Memory per blob stays at two parts (none bigger than the
-    blob), whatever the blob's size, and nothing is allocated per part.
-    """
-
-    BUFFERS = 2
-
-    def __init__(self, stream: BlobStream, part_size: int) -> None:
-        self._stream = stream
-        self._buffer_size = max(1, min(part_size, stream.size)) if stream.size else part_size
-        self._free: queue.Queue = queue.Queue()
-        self._allocated = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=self.BUFFERS)
-        self._stop = threading.Event()
-        # The source reads retry: they answer to the copy's deadline too.
-        self._thread = threading.Thread(target=propagate(self._run),
-                                        name=f"read-{stream.digest[7:19]}", daemon=True)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _buffer(self) -> bytearray | None:
-        """A free buffer (the second one is made only when the blob needs it); None on stop."""
-        if self._allocated < self.BUFFERS and self._free.empty():
-            self._allocated += 1
-            return bytearray(self._buffer_size)
-        while not self._stop.is_set():
-            try:
-                return self._free.get(timeout=0.2)
-            except queue.Empty:
-                continue
-        return None
-
-    def _run(self) -> None:
-        try:
-            while (buffer := self._buffer()) is not None:
-                n = self._stream.readinto(buffer)
-                if n and not self._put((buffer, n)):
-                    return
-                if n < len(buffer):
-                    self._put(_END)
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(exc)
-
-    def __iter__(self) -> Iterator[memoryview]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            buffer, n = item
-            try:
-                yield memoryview(buffer)[:n]
-            finally:  # the caller is done with the part: the reader may fill it again
-                self._free.put(buffer)
-
-    def __enter__(self) -> _ReadAhead:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        # The reader may be inside a network read; it notices `_stop` when
-        # that returns (the caller closes the stream), and it is a daemon.
-        self._thread.join(timeout=5)

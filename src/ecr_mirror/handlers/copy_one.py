@@ -16,40 +16,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ..errors import MirrorError, UsageError
 from ..mirror import Mirror, parse_platforms
-from .common import logger, metrics, mirror_settings, read_config, record_copy_metrics, tracer
+from ..queue import parse_image
+from .common import logger, metrics, record_copy_metrics, tracer
+from .warm import get_mirror
 
 ALLOWED_KEYS = {"source", "target", "platforms"}
-_mirror: Mirror | None = None
 
 
-def get_mirror() -> Mirror:
-    """Built on the first invocation and kept warm: tokens and connections are
-    reused. Built again when the settings it was made from change (the config
-    is read again from SSM once its cache expires), so a new config applies
-    within minutes without a cold start."""
-    global _mirror
-    settings = mirror_settings(read_config())
-    if _mirror is None or _mirror.settings != settings:
-        _mirror = Mirror(settings)
-    return _mirror
-
-
-def parse_event(event: Any, allowed: set[str] = ALLOWED_KEYS) -> tuple[str, str | None, list[str]]:
-    if not isinstance(event, dict):
-        raise UsageError(f'the event must be a JSON object like {{"source": "nginx:stable"}}, '
-                         f"got {type(event).__name__}")
-    unknown = sorted(set(event) - allowed)
-    if unknown:
-        raise UsageError(f"unknown event field(s) {', '.join(unknown)}; allowed: "
-                         f"{', '.join(sorted(allowed))}")
-    source, target, platforms = event.get("source"), event.get("target"), event.get("platforms", [])
-    if not isinstance(source, str) or not source:
-        raise UsageError('the event needs "source", an image reference such as "nginx:stable"')
-    if target is not None and (not isinstance(target, str) or not target):
-        raise UsageError('"target" must be an ECR repository such as "mirror/nginx:stable", or left out')
-    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
-        raise UsageError('"platforms" must be a list such as ["linux/amd64", "linux/arm64"]')
-    return source, target, platforms
+def time_left(context: Any) -> Callable[[], float] | None:
+    """This invocation's remaining seconds, as a callable (None outside Lambda)."""
+    if context is None:
+        return None
+    return lambda: context.get_remaining_time_in_millis() / 1000
 
 
 def rejected(exc: MirrorError, what: str = "event") -> dict[str, Any]:
@@ -61,21 +39,20 @@ def rejected(exc: MirrorError, what: str = "event") -> dict[str, Any]:
     return report
 
 
-def copy_one(event: Any, mirror: Mirror | None = None, *,
-             time_left: Callable[[], float] | None = None) -> dict[str, Any]:
-    """Validate the event completely, then copy; a bad event touches nothing.
-    `time_left` (seconds) makes the copy stop before the function's timeout."""
+def copy_one(event: Any, context: Any = None, mirror: Mirror | None = None) -> dict[str, Any]:
+    """Validate the event completely, then copy; a bad event touches nothing. The
+    context's remaining time makes the copy stop before the function's timeout."""
     try:
-        source, target, platforms = parse_event(event)
+        source, target, platforms = parse_image(event, ALLOWED_KEYS)
         mirror = mirror or get_mirror()
         platform_set = parse_platforms(platforms)
         mirror.resolve(source, target)  # the one target check: whole string, prefix
     except UsageError as exc:
         return rejected(exc)
     logger.append_keys(image=source)
-    report = mirror.copy(source, target, platforms=platform_set, time_left=time_left)
+    report = mirror.copy(source, target, platforms=platform_set, time_left=time_left(context))
     record_copy_metrics(report)
-    logger.info("copy finished", extra={"status": report.status, "digest": report.target_digest,
+    logger.info("copy finished", extra={"status": report.status.value, "digest": report.target_digest,
                                         "target": report.target})
     return report.as_dict()
 
@@ -84,4 +61,4 @@ def copy_one(event: Any, mirror: Mirror | None = None, *,
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    return copy_one(event)
+    return copy_one(event, context)

@@ -13,12 +13,11 @@ from typing import Any
 
 import fastjsonschema
 
-from ..ecr.target import RepositorySettings
 from ..ecr.names import check_prefix_text, check_target
 from ..errors import UsageError
 from ..manifest import PLATFORM_PATTERN, Platform
-from ..mirror import SourceRegistry
 from ..reference import InvalidReference, Reference, is_registry_host, parse, quote
+from ..settings import RepositorySettings, SourceRegistry
 from .tags import GLOB_CHARS, SemverRange, TagSelector
 from .yamlload import load_yaml
 
@@ -128,6 +127,10 @@ class MirrorConfig:
     errors: list[ConfigError] = field(default_factory=list)
 
 
+#: The config's `defaults.repository` keys and the RepositorySettings fields they set.
+_REPOSITORY_KEYS = {"scanOnPush": "scan_on_push", "tagMutability": "tag_mutability",
+                    "encryption": "encryption", "kmsKey": "kms_key"}
+
 _PATTERN_HINTS = {"endpoint": "must be http(s)://host[:port], e.g. https://mirror.example",
                   "platforms": "must be os/arch or os/arch/variant, e.g. linux/arm64"}
 
@@ -181,10 +184,8 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
                     for host, r in (data.get("registries") or {}).items()},
         target_prefix=_target_prefix(defaults.get("targetPrefix"), origin),
         platforms=tuple(Platform.parse(p) for p in defaults.get("platforms") or ()),
-        repository=RepositorySettings(
-            scan_on_push=repo.get("scanOnPush", True),
-            tag_mutability=repo.get("tagMutability", "MUTABLE"),
-            encryption=repo.get("encryption", "AES256"), kms_key=repo.get("kmsKey")) if repo else None,
+        repository=RepositorySettings(**{name: repo[key] for key, name in _REPOSITORY_KEYS.items()
+                                         if key in repo}) if repo else None,
     )
     for index, raw in enumerate(images):
         try:
@@ -267,22 +268,3 @@ def _target(text: str | None) -> str | None:
         raise UsageError(f"target: {quote(text)}: give the repository alone, e.g. mirror/nginx; "
                          "each selected tag is mirrored under its own name, in this account and region")
     return name.repository
-
-
-def apply_config(settings, config: MirrorConfig):
-    """Settings with the config's registries and repository defaults merged in.
-
-    The config says which secret and whether insecure; an endpoint set in the
-    environment (a local stand-in registry) wins over the config's.
-    """
-    from dataclasses import replace
-
-    registries = dict(settings.registries)
-    for host, reg in config.registries.items():
-        env = registries.get(host, SourceRegistry())
-        registries[host] = SourceRegistry(
-            credentials_secrets=reg.credentials_secrets or env.credentials_secrets,
-            reserve=max(reg.reserve, env.reserve), insecure=reg.insecure or env.insecure,
-            endpoint=env.endpoint or reg.endpoint)
-    return replace(settings, registries=registries,
-                   repository=config.repository or settings.repository)

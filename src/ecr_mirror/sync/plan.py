@@ -14,10 +14,11 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..copy.engine import already_mirrored
+from ..mirrored import already_mirrored
 from ..errors import MirrorError
 from ..manifest import INDEX_TYPES
 from ..mirror import Mirror
+from ..queue import Message
 from ..reference import Reference
 from .config import ImageEntry, MirrorConfig
 
@@ -37,12 +38,9 @@ class Job:
     #: Epoch seconds before which the worker must not start (budget deferral).
     not_before: float | None = None
 
-    def message(self) -> dict[str, Any]:
-        body = {"source": self.source, "target": self.target, "platforms": self.platforms,
-                "sourceDigest": self.source_digest}
-        if self.not_before is not None:
-            body["notBefore"] = self.not_before
-        return body
+    def message(self) -> Message:
+        return Message(self.source, self.target, tuple(self.platforms), self.source_digest,
+                       self.not_before)
 
     @property
     def registry(self) -> str:

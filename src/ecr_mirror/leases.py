@@ -28,8 +28,8 @@ from typing import Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import TagBusy
-from .target import error_code
+from .ecr.target import error_code
+from .errors import TagBusy
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ class DynamoLeases:
     shared = True
 
     def __init__(self, table: str, client=None, *, owner: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, region: str | None = None) -> None:
         self.table = table
+        self.region = region
         self.owner = owner or uuid.uuid4().hex
         self.clock = clock
         self._client = client
@@ -100,9 +101,9 @@ class DynamoLeases:
     @property
     def client(self):
         if self._client is None:
-            import boto3
+            from . import aws
 
-            self._client = boto3.client("dynamodb")
+            self._client = aws.client("dynamodb", self.region)
         return self._client
 
     def acquire(self, key: str, seconds: float) -> bool:

@@ -1,0 +1,78 @@
+"""Every boto3 client the code uses, made here: one session, one region, one config.
+
+The region is the caller's (`--region`), else AWS_REGION (what Lambda sets),
+else AWS_DEFAULT_REGION, else the profile's. Retries are botocore's standard
+mode (throttling and 5xx answers; PutImage has a 10 TPS default). ECR's
+connection pool is sized from the copy's concurrency.
+
+A client is made once per process and shared by every thread (boto3 clients
+are thread-safe), under a lock so that threads starting together do not each
+build one. It is keyed by the AWS_* environment too, so a process whose
+environment changes (the tests, pointing at an emulator) gets a fresh client.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .errors import UsageError
+from .settings import DEFAULT_CONCURRENCY
+
+#: The services ecr-mirror calls.
+SERVICES = ("ecr", "sqs", "ssm", "secretsmanager", "dynamodb")
+
+_lock = threading.Lock()
+_clients: dict[tuple[Any, ...], Any] = {}
+_sessions: dict[tuple[tuple[str, str], ...], Any] = {}
+
+
+def region(explicit: str | None = None) -> str | None:
+    """The region every client uses (None: boto3's profile chain decides)."""
+    return explicit or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def pool_size(concurrency: int) -> int:
+    """ECR connections: a blob upload and a lookup per thread, and some spare."""
+    return max(10, concurrency * 2 + 2)
+
+
+def client(service: str, region_name: str | None = None, *,
+           concurrency: int = DEFAULT_CONCURRENCY) -> Any:
+    """The process's `service` client for `region_name` (see `region`).
+
+    `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` point it at an emulator.
+    """
+    from botocore.config import Config
+    from botocore.exceptions import InvalidRegionError, NoRegionError, ProfileNotFound
+
+    chosen = region(region_name)
+    pool = pool_size(concurrency) if service == "ecr" else 10
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (service, chosen, pool, environment)
+    with _lock:
+        if key in _clients:
+            return _clients[key]
+        config = Config(retries={"mode": "standard", "max_attempts": 10},
+                        max_pool_connections=pool, connect_timeout=10, read_timeout=120,
+                        user_agent_extra="ecr-mirror/0.1")
+        try:
+            made = _session(environment).client(service, region_name=chosen, config=config)
+        except NoRegionError:
+            raise UsageError("no AWS region: pass --region (e.g. --region eu-west-1), or set "
+                             "AWS_REGION or a region in your AWS profile") from None
+        except (InvalidRegionError, ProfileNotFound) as exc:
+            raise UsageError(f"{str(exc).rstrip('.')}; pass a region such as --region eu-west-1"
+                             ) from None
+        _clients[key] = made
+        return made
+
+
+def _session(environment: tuple[tuple[str, str], ...]) -> Any:
+    """One boto3 session per process (per AWS_* environment); call with the lock held."""
+    if environment not in _sessions:
+        import boto3
+
+        _sessions[environment] = boto3.session.Session()
+    return _sessions[environment]

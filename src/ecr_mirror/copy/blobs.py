@@ -1,0 +1,138 @@
+"""Blobs of one image into ECR: each once, largest first, in parallel, with leases.
+
+A blob another worker is uploading (it holds the blob's lease) is waited for
+until it lands in ECR, then counted as one ECR already had.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import tenacity
+
+from ..deadline import allow_wait, bounded_wait, propagate
+from ..deadline import sleep as deadline_sleep
+from ..ecr.target import EcrRepository
+from ..errors import Deferred
+from ..leases import blob_key, lease_seconds
+from ..reference import Reference
+from ..registry.client import RegistryClient
+from ..registry.errors import RateLimited
+from .options import CopyOptions
+from .report import CopyReport
+
+#: Seconds between looks at ECR while another worker uploads a blob this copy needs.
+LEASE_POLL_SECONDS = 2.0
+#: Smaller blobs are copied without a lease. A lease is three API calls (take it,
+#: look at ECR again, give it back), about as much CPU as copying a megabyte, and
+#: workers seldom want the same blob at once (the queue alternates repositories).
+LEASE_MIN_BYTES = 1 << 20
+
+_DONE: Future = Future()
+_DONE.set_result(None)  # a blob ECR already had
+
+
+def _retry_blob(exc: BaseException) -> bool:
+    """A whole blob is tried again after a temporary failure, but not when we
+    stopped on purpose or the registry asked us to wait (the transport already
+    slept through short waits)."""
+    return getattr(exc, "temporary", False) and not isinstance(exc, (Deferred, RateLimited))
+
+
+class BlobCopier:
+    """The blobs of one image copy; `start` before `ensure`, `stop` after."""
+
+    def __init__(self, source: RegistryClient, ref: Reference, target: EcrRepository,
+                 options: CopyOptions, report: CopyReport, lock: threading.Lock) -> None:
+        self.source, self.ref, self.target = source, ref, target
+        self.options, self.report, self._lock = options, report, lock
+        self._futures: dict[str, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob")
+
+    def stop(self, *, wait: bool = True) -> None:
+        """Queued blobs are dropped instead of copied (a failure, Ctrl-C)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    def check_time(self, doing: str) -> None:
+        """Stop cleanly, before the tag moves, when the time left is too short."""
+        if self.options.deadline is not None:
+            self.options.deadline.check(str(self.ref), doing)
+
+    def ensure(self, blobs: dict[str, int]) -> None:
+        """Make sure ECR holds these blobs; each blob is copied once per image,
+        however many children share it, largest first."""
+        assert self._pool is not None, "start() first"
+        with self._lock:
+            unknown = [d for d in blobs if d not in self._futures]
+        missing = self.target.missing_layers(unknown) if unknown else set()
+        futures = []
+        with self._lock:
+            for digest in sorted(blobs, key=lambda d: -blobs[d]):
+                if digest not in self._futures:
+                    if digest in missing:
+                        self._futures[digest] = self._pool.submit(
+                            propagate(self._copy_blob), digest, blobs[digest])
+                    else:
+                        self._futures[digest] = _DONE
+                        self.report.blobs_skipped += 1
+                        self.report.bytes_skipped += blobs[digest]
+                futures.append(self._futures[digest])
+        for future in futures:
+            future.result()  # the first failure is raised here
+
+    def _copy_blob(self, digest: str, size: int) -> None:
+        self.check_time(f"copying blob {digest}")
+        leased = self.options.leases.shared and size >= LEASE_MIN_BYTES
+        if leased and not self._take_lease(digest, size):
+            return
+        try:
+            self._transfer(digest, size)
+        finally:
+            if leased:
+                self.options.leases.release(blob_key(self.target.repository, digest))
+
+    def _take_lease(self, digest: str, size: int) -> bool:
+        """Hold the blob's lease; False when another worker put the blob into ECR meanwhile."""
+        leases, key = self.options.leases, blob_key(self.target.repository, digest)
+        while not leases.acquire(key, lease_seconds(size)):
+            allow_wait(LEASE_POLL_SECONDS, f"{self.ref}: blob {digest} is being uploaded by another worker")
+            deadline_sleep(LEASE_POLL_SECONDS)
+            if not self.target.missing_layers([digest]):
+                return self._landed(size)
+        # It may have landed between this image's first look at ECR and now.
+        if not self.target.missing_layers([digest]):
+            leases.release(key)
+            return self._landed(size)
+        return True
+
+    def _landed(self, size: int) -> bool:
+        """Another worker uploaded the blob: it counts as one ECR already had."""
+        with self._lock:
+            self.report.blobs_skipped += 1
+            self.report.bytes_skipped += size
+        return False
+
+    def _transfer(self, digest: str, size: int) -> None:
+        progress = self.options.progress
+
+        def on_bytes(n: int) -> None:
+            progress.blob_advanced(digest, n)
+            self.check_time(f"finishing blob {digest}")
+        for attempt in tenacity.Retrying(
+                retry=tenacity.retry_if_exception(_retry_blob),
+                stop=tenacity.stop_after_attempt(self.options.blob_attempts),
+                wait=bounded_wait(tenacity.wait_exponential_jitter(multiplier=1, max=20)),
+                sleep=deadline_sleep, reraise=True):
+            with attempt:
+                progress.blob_started(digest, size)
+                with self.source.open_blob(self.ref.repository, digest, size) as stream:
+                    sent = self.target.upload_blob(stream, on_bytes=on_bytes)
+                progress.blob_finished(digest)
+        with self._lock:  # blob threads add to one report
+            self.report.blobs_uploaded += 1
+            self.report.bytes_uploaded += sent

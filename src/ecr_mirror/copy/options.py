@@ -1,0 +1,32 @@
+"""How one image is copied: platforms, parallelism, deadline, leases, progress hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..deadline import Deadline
+from ..leases import Leases, NoLeases
+from ..manifest import Platform
+from ..settings import DEFAULT_CONCURRENCY
+
+
+class Progress:
+    """Hooks for showing blob transfers; the default shows nothing."""
+
+    def blob_started(self, digest: str, size: int) -> None: ...
+    def blob_advanced(self, digest: str, n: int) -> None: ...
+    def blob_finished(self, digest: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    platforms: tuple[Platform, ...] = ()
+    concurrency: int = DEFAULT_CONCURRENCY
+    #: Whole-blob attempts for temporary failures (after in-stream resumes).
+    blob_attempts: int = 3
+    progress: Progress = field(default_factory=Progress)
+    #: When to stop with `Deferred` (a Lambda's remaining time less a margin);
+    #: None means no limit.
+    deadline: Deadline | None = None
+    #: Who uploads a blob that other workers want too (one at a time per repository).
+    leases: Leases = field(default_factory=NoLeases)

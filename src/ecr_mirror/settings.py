@@ -1,0 +1,202 @@
+"""Every setting, defined once: its type, its default and what it means.
+
+Three ways in: `MirrorSettings.from_env` (the Lambda functions' environment),
+`MirrorSettings.from_args` (the CLI's options) and `merged_with` (a mirror
+config's registries and repository defaults). Settings are frozen: what
+changes from one call to the next (the time left, a target's region) is an
+argument of that call, never state here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .errors import UsageError
+from .registry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .sync.config import MirrorConfig
+
+#: Repositories are named `{prefix}/...`; the functions may write only there.
+DEFAULT_PREFIX = "mirror"
+#: Blobs (and index children) copied in parallel per image.
+DEFAULT_CONCURRENCY = 4
+#: Seconds before a Lambda's timeout at which a copy stops (defers).
+DEFAULT_STOP_MARGIN_SECONDS = 60
+#: Repositories made by ecr-mirror scan images on push.
+DEFAULT_SCAN_ON_PUSH = True
+#: Tag mutability of the repositories ecr-mirror creates: MUTABLE or IMMUTABLE.
+DEFAULT_TAG_MUTABILITY = "MUTABLE"
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """How a repository is created when it is missing."""
+
+    #: Turn on ECR's basic scan on push.
+    scan_on_push: bool = DEFAULT_SCAN_ON_PUSH
+    #: MUTABLE or IMMUTABLE.
+    tag_mutability: str = DEFAULT_TAG_MUTABILITY
+    #: AES256 or KMS.
+    encryption: str = "AES256"
+    #: The KMS key when `encryption` is KMS (None: ECR's AWS-managed key).
+    kms_key: str | None = None
+
+    @classmethod
+    def chosen(cls, *, scan_on_push: bool = DEFAULT_SCAN_ON_PUSH,
+               tag_mutability: str = DEFAULT_TAG_MUTABILITY,
+               kms_key: str | None = None) -> RepositorySettings:
+        """The settings for these choices: a KMS key means KMS encryption."""
+        return cls(scan_on_push=scan_on_push, tag_mutability=tag_mutability,
+                   encryption="KMS" if kms_key else "AES256", kms_key=kms_key or None)
+
+    def create_arguments(self) -> dict[str, Any]:
+        encryption: dict[str, str] = {"encryptionType": self.encryption}
+        if self.encryption == "KMS" and self.kms_key:
+            encryption["kmsKey"] = self.kms_key
+        return {
+            "imageTagMutability": self.tag_mutability,
+            "imageScanningConfiguration": {"scanOnPush": self.scan_on_push},
+            "encryptionConfiguration": encryption,
+            "tags": [{"Key": "managed-by", "Value": "ecr-mirror"}],
+        }
+
+
+@dataclass(frozen=True)
+class SourceRegistry:
+    """How to reach one source registry."""
+
+    #: Secrets Manager secrets (names or ARNs), each holding {"username", "password"};
+    #: with several (two Docker Hub accounts), the next is used when one is spent.
+    credentials_secrets: tuple[str, ...] = ()
+    #: Pulls to keep in reserve: stop pulling (defer) when this many are left.
+    reserve: int = 0
+    #: Plain HTTP or unverified TLS.
+    insecure: bool = False
+    #: Reach the registry here instead of its own host, e.g. a local mirror or,
+    #: in the demo and the tests, a local registry standing in for Docker Hub.
+    endpoint: str | None = None
+
+    def merged_with(self, config: SourceRegistry) -> SourceRegistry:
+        """The config's entry over this (the environment's) one: the config says
+        which secrets and whether insecure; an endpoint set here wins."""
+        return SourceRegistry(
+            credentials_secrets=config.credentials_secrets or self.credentials_secrets,
+            reserve=max(config.reserve, self.reserve), insecure=config.insecure or self.insecure,
+            endpoint=self.endpoint or config.endpoint)
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """What a caller can set."""
+
+    #: Repository prefix (see DEFAULT_PREFIX).
+    prefix: str = DEFAULT_PREFIX
+    #: Refuse targets outside `prefix/` (the Lambda functions, whose IAM allows
+    #: writes only there). The CLI uses the prefix for naming only.
+    enforce_prefix: bool = False
+    #: Blobs copied in parallel per image; also sizes the ECR connection pool.
+    concurrency: int = DEFAULT_CONCURRENCY
+    #: Source registry host -> how to reach it.
+    registries: Mapping[str, SourceRegistry] = field(default_factory=dict)
+    #: How missing repositories are created.
+    repository: RepositorySettings = field(default_factory=RepositorySettings)
+    #: The AWS region of every client (None: AWS_REGION, AWS_DEFAULT_REGION, the profile).
+    region: str | None = None
+    #: Retries of the source registry's requests.
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: A Lambda copy stops this many seconds before its timeout.
+    stop_margin: float = float(DEFAULT_STOP_MARGIN_SECONDS)
+    #: DynamoDB table of blob and tag leases shared by concurrent workers (None: no leases).
+    lease_table: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError(f"concurrency must be at least 1, got {self.concurrency}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MirrorSettings:
+        """Settings for the Lambda functions, from their environment variables."""
+        env = os.environ if env is None else env
+        mutability = env.get("ECR_MIRROR_TAG_MUTABILITY", DEFAULT_TAG_MUTABILITY).upper()
+        if mutability not in ("MUTABLE", "IMMUTABLE"):
+            raise UsageError(f"ECR_MIRROR_TAG_MUTABILITY={mutability!r}: expected MUTABLE or IMMUTABLE")
+        registries: dict[str, SourceRegistry] = {}
+        for host in filter(None, (h.strip() for h in
+                                  env.get("ECR_MIRROR_INSECURE_REGISTRIES", "").split(","))):
+            registries[host] = SourceRegistry(insecure=True)
+        for host, url in parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")).items():
+            registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
+        from .ecr.names import check_prefix_text
+
+        return cls(
+            # The function's own region (Lambda sets AWS_REGION): its role may write
+            # nowhere else, so a target in another region is refused up front.
+            region=env.get("AWS_REGION") or None,
+            prefix=check_prefix_text(env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX),
+                                     what="ECR_MIRROR_PREFIX"),
+            enforce_prefix=True,
+            concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", DEFAULT_CONCURRENCY, int),
+            registries=registries,
+            stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS",
+                                    DEFAULT_STOP_MARGIN_SECONDS, float),
+            lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None,
+            repository=RepositorySettings.chosen(
+                scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", DEFAULT_SCAN_ON_PUSH),
+                tag_mutability=mutability, kms_key=env.get("ECR_MIRROR_KMS_KEY")))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace,
+                  env: Mapping[str, str] | None = None) -> MirrorSettings:
+        """Settings for the CLI, from its options (the prefix from ECR_MIRROR_PREFIX)."""
+        env = os.environ if env is None else env
+        repository = RepositorySettings()
+        if hasattr(args, "immutable_tags"):  # `copy` sets how repositories are made
+            repository = RepositorySettings.chosen(
+                scan_on_push=not args.no_scan_on_push, kms_key=args.kms_key,
+                tag_mutability="IMMUTABLE" if args.immutable_tags else "MUTABLE")
+        return cls(prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=args.concurrency,
+                   region=args.region, repository=repository)
+
+    def merged_with(self, config: MirrorConfig) -> MirrorSettings:
+        """These settings with the config's registries and repository defaults merged in."""
+        registries = dict(self.registries)
+        for host, registry in config.registries.items():
+            registries[host] = registries.get(host, SourceRegistry()).merged_with(registry)
+        return replace(self, registries=registries, repository=config.repository or self.repository)
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{name}={value!r}: expected true or false")
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -> Any:
+    try:
+        return kind(env.get(name) or default)
+    except ValueError as exc:
+        raise UsageError(f"{name}={env.get(name)!r}: expected a number") from exc
+
+
+def parse_endpoints(text: str) -> dict[str, str]:
+    """`docker.io=http://127.0.0.1:5000,ghcr.io=https://ghcr.example` as a dict."""
+    endpoints: dict[str, str] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        registry, _, url = item.partition("=")
+        parts = urlsplit(url.strip())
+        if not registry.strip() or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(f"ECR_MIRROR_REGISTRY_ENDPOINTS entry {item!r}: expected "
+                             "registry=http(s)://host[:port], e.g. docker.io=https://mirror.example")
+        endpoints[registry.strip()] = f"{parts.scheme}://{parts.netloc}"
+    return endpoints
