@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from ecr_mirror import cli
-from tests.support.images import layer_bytes, make_image
+from ecr_mirror_testing.images import layer_bytes, make_image
 
 pytestmark = pytest.mark.integration
 
