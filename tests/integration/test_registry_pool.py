@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from ecr_mirror.ecr.client import make_ecr_client
+from ecr_mirror import aws
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror_testing.retry import FAST_RETRY
 from ecr_mirror_testing.images import make_index
@@ -51,7 +51,7 @@ def test_an_8_platform_index_at_concurrency_16_fills_no_pool(ecr, source, regist
     settings = MirrorSettings(prefix="mirror", concurrency=16, retry=FAST_RETRY,
                               registries={source.host: SourceRegistry(insecure=True)},
                               region="us-east-1")
-    mirror = Mirror(settings, ecr_client=make_ecr_client("us-east-1", concurrency=16))
+    mirror = Mirror(settings, ecr_client=aws.client("ecr", "us-east-1", concurrency=16))
     met = hold_blobs_until_together(source, monkeypatch)
 
     with caplog.at_level(logging.WARNING, logger="urllib3"):
