@@ -30,8 +30,15 @@ from pathlib import Path
 import pybase64
 
 from ecr_mirror_testing.images import (
-    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, layer_bytes, make_image, push_blob, push_manifest,
-    random_blob_chunks)
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    layer_bytes,
+    make_image,
+    push_blob,
+    push_manifest,
+    random_blob_chunks,
+)
 from ecr_mirror_testing.registry import LocalRegistry
 
 REPO = Path(__file__).resolve().parent.parent

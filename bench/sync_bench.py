@@ -47,6 +47,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from copy_big_layer import floor_cpu, start_emulator, tail  # bench/, this script's directory
+
 from ecr_mirror_testing.benchgoals import goals, medians, summarize
 from ecr_mirror_testing.corpus import Corpus, build_corpus, parse_size
 from ecr_mirror_testing.ecr_server import reset as reset_emulator

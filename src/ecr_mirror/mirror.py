@@ -19,8 +19,8 @@ from .copy.report import FAILED
 from .deadline import Deadline
 from .ecr import EcrRepository, default_repository
 from .ecr.names import check_target
-from .leases import DynamoLeases, Leases, NoLeases
 from .errors import MirrorError, SecretError, UsageError
+from .leases import DynamoLeases, Leases, NoLeases
 from .manifest import Platform
 from .reference import Reference, parse, quote
 from .registry import Credentials, RegistryClient, RetryPolicy

@@ -40,10 +40,29 @@ from pathlib import Path
 import yaml
 
 from .images import (
-    ATTESTATION_DIGEST_KEY, ATTESTATION_TYPE, ATTESTATION_TYPE_KEY, DOCKER_CONFIG, DOCKER_LAYER,
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IN_TOTO_LAYER, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
-    Platform, _check, _config, _descriptor, _dumps, _platform_dict, push_manifest, random_blob_chunks, session,
-    sha256_digest)
+    ATTESTATION_DIGEST_KEY,
+    ATTESTATION_TYPE,
+    ATTESTATION_TYPE_KEY,
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    IN_TOTO_LAYER,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Platform,
+    _check,
+    _config,
+    _descriptor,
+    _dumps,
+    _platform_dict,
+    push_manifest,
+    random_blob_chunks,
+    session,
+    sha256_digest,
+)
 from .registry import LocalRegistry
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30

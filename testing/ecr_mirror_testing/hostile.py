@@ -41,8 +41,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ecr_mirror_testing.images import _descriptor, _dumps, sha256_digest
 from ecr_mirror_testing import proxy
+from ecr_mirror_testing.images import _descriptor, _dumps, sha256_digest
 from ecr_mirror_testing.proxy import CHUNK
 
 Responder = Callable[["_Handler", re.Match], None]

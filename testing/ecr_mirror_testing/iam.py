@@ -49,6 +49,7 @@ from urllib.parse import urlparse
 from botocore.client import BaseClient
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
+
 def _repository() -> Path:
     """The checkout whose template.yaml is checked: the one this package is in (the dev
     install is editable), else the one the working directory is in."""

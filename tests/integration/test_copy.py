@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import MiB, ecr_image
 from ecr_mirror_testing import strict_ecr
-from ecr_mirror_testing.images import (PushedImage, layer_bytes, make_foreign_layer_image, make_image,
-                                  make_index)
+from ecr_mirror_testing.images import PushedImage, layer_bytes, make_foreign_layer_image, make_image, make_index
+from tests.integration.conftest import MiB, ecr_image
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 
 from ecr_mirror.ecr import EcrRepository
 from ecr_mirror.errors import TargetError
-from tests.integration.conftest import MiB
 from ecr_mirror_testing import strict_ecr
+from tests.integration.conftest import MiB
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ from botocore.exceptions import ClientError
 
 from ecr_mirror import cli, queue
 from ecr_mirror.handlers import common, scheduler, warm, worker
-from tests.integration.conftest import MiB, ecr_image
 from ecr_mirror_testing.iam import ACCOUNT, IamEnforcer, StackRoles, decide
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
+from tests.integration.conftest import MiB, ecr_image
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

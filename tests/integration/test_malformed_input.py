@@ -12,11 +12,11 @@ import sys
 import pytest
 
 from ecr_mirror.handlers import copy_one, scheduler, worker
-from tests.integration.test_schedule import app  # noqa: F401 (fixture)
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.aws_errors import FailingAws
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, sqs_record
+from tests.integration.test_schedule import app  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -116,8 +116,8 @@ def _manifest(**fields) -> dict:
 ])
 def test_a_malformed_manifest_is_a_failed_report_naming_the_field(ecr, raw, needle):
     from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-    from tests.integration.conftest import FAST_RETRY
     from ecr_mirror_testing.fixed_registry import FixedRegistry
+    from tests.integration.conftest import FAST_RETRY
 
     with FixedRegistry({"bad/image:1": (raw, "application/vnd.oci.image.manifest.v1+json")}) as reg:
         mirror = Mirror(MirrorSettings(registries={reg.host: SourceRegistry(insecure=True)},

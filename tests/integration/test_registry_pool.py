@@ -12,8 +12,8 @@ import pytest
 
 from ecr_mirror.ecr.client import make_ecr_client
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-from ecr_mirror_testing.retry import FAST_RETRY
 from ecr_mirror_testing.images import make_index
+from ecr_mirror_testing.retry import FAST_RETRY
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import pytest
 
 from ecr_mirror import queue
 from ecr_mirror.handlers import common, scheduler, warm, worker
-from tests.integration.conftest import ecr_image
-from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
+from tests.integration.conftest import ecr_image
 
 pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"

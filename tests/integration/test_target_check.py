@@ -11,11 +11,11 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror.handlers import copy_one, scheduler, worker
-from tests.integration.test_entrypoints import lambda_env  # noqa: F401 (fixture)
-from tests.integration.test_schedule import PARAMETER, app  # noqa: F401 (fixture)
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, sqs_record
+from tests.integration.test_entrypoints import lambda_env  # noqa: F401 (fixture)
+from tests.integration.test_schedule import PARAMETER, app  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -8,16 +8,16 @@ stay with their entry or tag: one bad image never stops the others.
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..mirrored import already_mirrored
 from ..errors import MirrorError
 from ..manifest import INDEX_TYPES
 from ..mirror import Mirror
+from ..mirrored import already_mirrored
 from ..queue import Message
 from ..reference import Reference
 from .config import ImageEntry, MirrorConfig
