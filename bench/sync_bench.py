@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("skopeo not found: `make bench` installs the Debian package skopeo")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up runs
     results = bench(size, args.runs, args.workers, args.concurrency, args.seed)
-    from report import publish, render  # noqa: E402 - matplotlib only once measured
+    from report import publish, render  # matplotlib only once measured
 
     stem = REPO / "bench" / "results" / ("sync-" + time.strftime("%Y%m%d-%H%M%S"))
     stem.parent.mkdir(parents=True, exist_ok=True)

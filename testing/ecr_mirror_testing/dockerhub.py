@@ -156,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
     def sim(self) -> "DockerHubSimulator":
         return self.server.sim
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format, *args) -> None:  # stdlib signature
         pass
 
     def setup(self) -> None:
@@ -175,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._discard_body()
         self.handle_request()
 

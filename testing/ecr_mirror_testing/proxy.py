@@ -99,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # idle keep-alive connections end after this (socket timeout)
     server: _Server
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format, *args) -> None:  # stdlib signature
         pass  # quiet: no access log on stderr
 
     def setup(self) -> None:
@@ -118,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:  # http.server naming
         self._forward()
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET

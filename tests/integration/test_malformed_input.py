@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def denied_secrets(app, monkeypatch):  # noqa: F811
+def denied_secrets(app, monkeypatch):
     """Secrets Manager refuses GetSecretValue (the role lacks the grant)."""
     with FailingAws() as aws:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws.url)
@@ -67,7 +67,7 @@ def test_a_refused_secret_is_a_plan_error_not_an_exception(denied_secrets, sourc
     ("images:\n  - source: nginx\n    latest: " + "9" * 5000, "5000 digits"),
     ("images:\n  - source: nginx\n    tags: [x]\n    target: other/x", '"mirror/"'),
 ])
-def test_a_malformed_config_in_ssm_is_a_plan_error(app, source, ecr, value, needle):  # noqa: F811
+def test_a_malformed_config_in_ssm_is_a_plan_error(app, source, ecr, value, needle):
     import boto3
 
     from tests.integration.test_schedule import PARAMETER
@@ -82,7 +82,7 @@ def test_a_malformed_config_in_ssm_is_a_plan_error(app, source, ecr, value, need
 
 
 @pytest.mark.parametrize("event", [{}, {"source": "nginx:stable"}])
-def test_a_refused_config_parameter_is_a_plan_error_or_a_failed_report(app, monkeypatch, source,  # noqa: F811
+def test_a_refused_config_parameter_is_a_plan_error_or_a_failed_report(app, monkeypatch, source,
                                                                         ecr, event):
     with FailingAws(message="not authorized to perform: ssm:GetParameter") as ssm:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", ssm.url)
@@ -131,7 +131,7 @@ def test_a_malformed_manifest_is_a_failed_report_naming_the_field(ecr, raw, need
 
 
 @pytest.mark.parametrize("event", [{"dryRun": "false"}, {"dryRun": 1}])
-def test_a_scheduler_event_with_a_malformed_dry_run_is_a_plan_error(app, source, ecr, event):  # noqa: F811
+def test_a_scheduler_event_with_a_malformed_dry_run_is_a_plan_error(app, source, ecr, event):
     sqs, queue_url = app
     result = scheduler.handler(event, FakeContext())
     assert result["errors"] == 1 and result["queued"] == 0

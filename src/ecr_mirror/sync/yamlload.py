@@ -76,7 +76,7 @@ def _where(exc: yaml.YAMLError) -> str:
 def load_yaml(text: str, *, origin: str):
     """The YAML document in `text`; any problem is one `UsageError` line naming `origin`."""
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader
     except _Refused as exc:
         raise UsageError(f"{origin}: {_where(exc)}{exc.problem}") from None
     except yaml.YAMLError as exc:
