@@ -23,7 +23,7 @@ from .errors import MirrorError, SecretError, UsageError
 from .leases import DynamoLeases, Leases, NoLeases
 from .manifest import Platform
 from .reference import Reference, parse, quote
-from .registry import Credentials, RegistryClient, RetryPolicy
+from .registry import Credentials, RegistryClient
 from .registry.credentials import environment_applies_to, load_credentials
 from .settings import MirrorSettings, SourceRegistry
 

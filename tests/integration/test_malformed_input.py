@@ -5,9 +5,6 @@ never an exception out of a handler nor a traceback."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
