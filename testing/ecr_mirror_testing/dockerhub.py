@@ -68,7 +68,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -135,7 +135,7 @@ class _Token:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    sim: "DockerHubSimulator"
+    sim: DockerHubSimulator
 
     def handle_error(self, request, client_address) -> None:
         """Client disconnects are normal (dropped downloads): be quiet."""
@@ -153,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
     listener = ""
 
     @property
-    def sim(self) -> "DockerHubSimulator":
+    def sim(self) -> DockerHubSimulator:
         return self.server.sim
 
     def log_message(self, format, *args) -> None:  # stdlib signature
@@ -556,7 +556,7 @@ class DockerHubSimulator:
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle --------------------------------------------------------
-    def start(self) -> "DockerHubSimulator":
+    def start(self) -> DockerHubSimulator:
         if not self._threads:
             for role, server in self._servers.items():
                 thread = threading.Thread(
@@ -581,7 +581,7 @@ class DockerHubSimulator:
             server.server_close()
         shutdown_connections(self._lock, self._connections)
 
-    def __enter__(self) -> "DockerHubSimulator":
+    def __enter__(self) -> DockerHubSimulator:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -695,7 +695,7 @@ class DockerHubSimulator:
             if kind == "repository" and name and "pull" in actions.split(","):
                 repositories.add(name)
         token = "dhsim_" + secrets.token_urlsafe(32)
-        issued = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        issued = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         with self._lock:
             self._tokens[token] = _Token(principal, frozenset(repositories),
                                          time.monotonic() + self.token_ttl)

@@ -179,7 +179,7 @@ class HostileServer:
     start = proxy.SourceProxy.start
     stop = proxy.SourceProxy.stop
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -69,7 +69,7 @@ REGION = "us-east-1"
 
 # ---------------------------------------------------------------- the roles SAM generates
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def translated_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """template.yaml as CloudFormation receives it after SAM's transform."""
     from samtranslator.translator.transform import transform

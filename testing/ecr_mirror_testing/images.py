@@ -266,7 +266,7 @@ class PushedImage:
     raw: bytes
     media_type: str
     blobs: list[str] = field(default_factory=list)
-    children: list["PushedImage"] = field(default_factory=list)
+    children: list[PushedImage] = field(default_factory=list)
     platform: Platform | None = None  # (os, arch, variant) of a platform image
     attestation_for: str | None = None  # subject digest, for an attestation manifest
     foreign: list[str] = field(default_factory=list)  # digests of foreign layers (not pushed)
@@ -286,7 +286,7 @@ class PushedImage:
             seen.update(dict.fromkeys(child.all_blobs()))
         return list(seen)
 
-    def all_manifests(self) -> list["PushedImage"]:
+    def all_manifests(self) -> list[PushedImage]:
         """This manifest and every child (children first, as they must be pushed)."""
         out = [m for child in self.children for m in child.all_manifests()]
         return out + [self]

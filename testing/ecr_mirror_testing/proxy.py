@@ -84,7 +84,7 @@ def _hop_by_hop(headers) -> set[str]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    proxy: "SourceProxy"
+    proxy: SourceProxy
 
     def handle_error(self, request, client_address) -> None:
         """Client disconnects are normal (dropped downloads, 2 GiB aborts): be quiet."""
@@ -318,7 +318,7 @@ class SourceProxy:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------
-    def start(self) -> "SourceProxy":
+    def start(self) -> SourceProxy:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -336,7 +336,7 @@ class SourceProxy:
         self._server.server_close()
         shutdown_connections(self._lock, self._connections)
 
-    def __enter__(self) -> "SourceProxy":
+    def __enter__(self) -> SourceProxy:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

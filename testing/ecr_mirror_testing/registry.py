@@ -131,7 +131,7 @@ class LocalRegistry:
         return f"http://{self.host}"
 
     # -- lifecycle --------------------------------------------------------
-    def start(self) -> "LocalRegistry":
+    def start(self) -> LocalRegistry:
         """Start the registry and wait until ``GET /v2/`` answers 200."""
         if self.proc is not None:
             return self
@@ -196,7 +196,7 @@ class LocalRegistry:
         self._finalizer()  # runs _kill(proc, tmpdir) at most once
         self.proc = None
 
-    def __enter__(self) -> "LocalRegistry":
+    def __enter__(self) -> LocalRegistry:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
