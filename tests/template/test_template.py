@@ -257,7 +257,7 @@ def test_layer_pins_every_package_but_the_runtimes():
 def test_handlers_get_their_settings(template):
     scheduler = function_environment(template, "SchedulerFunction")
     worker = function_environment(template, "WorkerFunction")
-    assert COMMON_ENV <= set(scheduler) and COMMON_ENV <= set(worker)
+    assert set(scheduler) >= COMMON_ENV and set(worker) >= COMMON_ENV
     assert "ECR_MIRROR_QUEUE_URL" in scheduler
     assert "ECR_MIRROR_STOP_MARGIN_SECONDS" in worker
     # The worker hands a failed message back sooner with ChangeMessageVisibility.
