@@ -80,8 +80,8 @@ def test_children_already_in_ecr_are_not_fetched_again(copy, ecr, source, regist
 
 def test_second_tag_uploads_only_its_own_layers(copy, ecr, registry, repo_name):
     base = [layer_bytes(f"{repo_name}-base1", 300_000), layer_bytes(f"{repo_name}-base2", 200_000)]
-    first = make_image(registry.url, repo_name, "a", layers=base + [layer_bytes(f"{repo_name}-a")])
-    second = make_image(registry.url, repo_name, "b", layers=base + [layer_bytes(f"{repo_name}-b")],
+    first = make_image(registry.url, repo_name, "a", layers=[*base, layer_bytes(f"{repo_name}-a")])
+    second = make_image(registry.url, repo_name, "b", layers=[*base, layer_bytes(f"{repo_name}-b")],
                         config_extra={"Labels": {"variant": "b"}})
     r1 = copy(f"{repo_name}:a", "mirror/shared:a")
     strict_ecr.reset_calls()
