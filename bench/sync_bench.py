@@ -100,7 +100,7 @@ def measured(cmds: list[tuple[str, list[str]]], env: dict, logdir: Path) -> list
                 pass
         raise
     results = []
-    for (name, _), proc in zip(cmds, procs):
+    for (name, _), proc in zip(cmds, procs, strict=True):
         if proc.returncode != 0:
             raise RuntimeError(f"{name} exited {proc.returncode}; its stderr:\n{tail(str(logdir / f'{name}.err'))}")
         results.append({"name": name, "stderr": str(logdir / f"{name}.err"),

@@ -387,7 +387,7 @@ class _Builder:
             return self.reg.write_blob(self.owners[key], _chunks(self.sizes[key], f"{seed}:{key}"))
 
         with ThreadPoolExecutor(_WORKERS) as pool:
-            self.digests.update(zip(keys, pool.map(write, keys)))
+            self.digests.update(zip(keys, pool.map(write, keys), strict=True))
 
     def push_repo(self, repo: _Repo, images: dict[tuple[str, str], list[_Child]]) -> list[CorpusImage]:
         """Mount the layers ``repo`` lacks, push its tags (children by digest), then its aliases."""

@@ -301,7 +301,7 @@ def _dashboard_metrics(body):
                 fields = previous
             fields = [previous[i] if f == "." else f for i, f in enumerate(fields)]
             previous = fields
-            rows.append((fields[0], fields[1], dict(zip(fields[2::2], fields[3::2]))))
+            rows.append((fields[0], fields[1], dict(zip(fields[2::2], fields[3::2], strict=False))))
     return rows
 
 
