@@ -57,7 +57,7 @@ def proc_cpu(pid: int) -> float:
 
 
 def start_emulator(stack: ExitStack, logdir: str) -> tuple[subprocess.Popen, str]:
-    log = stack.enter_context(open(os.path.join(logdir, "ecr_server.log"), "wb"))
+    log = stack.enter_context(open(os.path.join(logdir, "ecr_server.log"), "wb"))  # noqa: SIM115 - the stack closes it
     proc = subprocess.Popen([PYTHON, "-m", "ecr_mirror_testing.ecr_server", "--port", "0"], cwd=REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True)
     stack.callback(stop_process, proc)

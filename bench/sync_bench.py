@@ -317,14 +317,14 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
         results["corpus"] = corpus.describe()
         log(f"corpus: {json.dumps(results['corpus'])}")
         proxy = stack.enter_context(SourceProxy(source.url))
-        emulator, ecr_url = start_emulator(stack, str(scratch))
+        _emulator, ecr_url = start_emulator(stack, str(scratch))
         fetch_jobs, upload_jobs = floor_jobs(corpus, source)
         results["blob_repo_pairs"] = len(upload_jobs)
         # The work a copier into ECR cannot avoid: sha256 + base64 of the bytes it uploads.
         results["cpu_floor"] = floor_cpu([Path(job["path"]) for job in upload_jobs])
         in_flight = workers * concurrency
         for run in range(1, runs + 1):
-            def sample(name: str, value: dict) -> None:
+            def sample(name: str, value: dict, run: int = run) -> None:
                 samples.setdefault(name, []).append(value)
                 log(f"run {run}/{runs} {name}: {value['wall_s']:.1f} s wall, {value['cpu_s']:.1f} CPU s, "
                     f"peak RSS {value['max_rss_mib']:.0f} MiB"

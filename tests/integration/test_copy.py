@@ -381,8 +381,8 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     def lease_key(kw: dict) -> str:
         return (kw.get("Item") or kw.get("Key"))["lease"]["S"]
     worker.leases._client = Wrapped(dynamodb, **{
-        name: (lambda name: lambda **kw: calls.append((name, lease_key(kw)))
-               or getattr(dynamodb, name)(**kw))(name)
+        name: (lambda call: lambda **kw: calls.append((call, lease_key(kw)))
+               or getattr(dynamodb, call)(**kw))(name)
         for name in ("put_item", "delete_item")})
     reports = []
     copier = threading.Thread(target=lambda: reports.append(worker.copy(

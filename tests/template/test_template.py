@@ -38,7 +38,7 @@ def template():
 
 def _worker_mapping(template):
     """The SQS → worker mapping: an explicit EventSourceMapping or a SAM SQS event."""
-    for name, esm in resources(template, "AWS::Lambda::EventSourceMapping").items():
+    for esm in resources(template, "AWS::Lambda::EventSourceMapping").values():
         props = esm["Properties"]
         if props["FunctionName"] in ({"Ref": "WorkerFunction"}, {"Fn::GetAtt": ["WorkerFunction", "Arn"]}):
             return props

@@ -124,10 +124,9 @@ class BlobStream:
 
     def verify(self) -> None:
         """Raise `DigestMismatch` unless every byte read matches the digest."""
-        if not self._eof:
-            # The caller stopped at `size`; confirm nothing follows.
-            if self.read(1):
-                raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
+        # If the caller stopped at `size`, confirm nothing follows.
+        if not self._eof and self.read(1):
+            raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
         actual = f"{self._hash.name}:{self._hash.hexdigest()}"
         if self.size is not None and self.offset != self.size:
             raise DigestMismatch(f"{self.what}: got {self.offset} bytes, expected {self.size}")
