@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from copy_big_layer import floor_cpu, start_emulator, tail  # bench/, this script's directory
@@ -94,10 +94,8 @@ def measured(cmds: list[tuple[str, list[str]]], env: dict, logdir: Path) -> list
             proc.wait()
     except BaseException:
         for proc in procs:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         raise
     results = []
     for (name, _), proc in zip(cmds, procs, strict=True):

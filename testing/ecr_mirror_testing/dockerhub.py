@@ -58,6 +58,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import contextlib
 import http.client
 import json
 import logging
@@ -170,10 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.sim._lock:
             self.sim._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def do_GET(self) -> None:
         self._discard_body()

@@ -24,6 +24,7 @@ forwarded to the upstream).
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import logging
 import re
@@ -58,10 +59,8 @@ def shutdown_connections(lock: threading.Lock, connections: set[socket.socket]) 
     with lock:
         open_connections = list(connections)
     for sock in open_connections:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def classify(path: str) -> tuple[str, str | None]:
@@ -113,10 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.server.proxy._lock:
             self.server.proxy._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def do_GET(self) -> None:  # http.server naming
         self._forward()

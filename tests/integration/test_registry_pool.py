@@ -5,6 +5,7 @@ away ("Connection pool is full, discarding connection")."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -34,10 +35,8 @@ def hold_blobs_until_together(source, monkeypatch) -> list[bool]:
 
     def gated(digest):
         if not met and not barrier.broken:
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=20)
-            except threading.BrokenBarrierError:
-                pass
         return take_drop(digest)
 
     monkeypatch.setattr(source, "_take_drop", gated)
