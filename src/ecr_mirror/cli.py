@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the source registry speaks plain HTTP or unverified TLS")
     copy.add_argument("--json", action="store_true",
                       help="print the report as one JSON object on stdout, and nothing else")
-    copy.add_argument("--region", help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
+    copy.add_argument("--region",
+                      help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     copy.add_argument("--immutable-tags", action="store_true",
                       help="create missing repositories with immutable tags")
     copy.add_argument("--no-scan-on-push", action="store_true",
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the result as one JSON object on stdout, and nothing else")
     sync.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY, metavar="N",
                       help="blobs copied in parallel per image (default %(default)s)")
-    sync.add_argument("--region", help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
+    sync.add_argument("--region",
+                      help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     return parser
 

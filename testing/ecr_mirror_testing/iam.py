@@ -231,7 +231,7 @@ class Statement(IAMPolicyStatement):
     whole string, actions case-insensitive (moto's own uses `re.match` on the
     raw pattern, so `.` matches anything and `?` is not a wildcard)."""
 
-    UNSUPPORTED = {"NotResource", "Principal", "NotPrincipal", "Condition"}
+    UNSUPPORTED = frozenset({"NotResource", "Principal", "NotPrincipal", "Condition"})
 
     def __init__(self, statement: dict[str, Any]) -> None:
         unsupported = self.UNSUPPORTED & set(statement)

@@ -334,7 +334,7 @@ def test_a_denied_call_gets_awss_answer_and_is_recorded(ecr, iam):
 
 def test_a_call_the_oracle_does_not_know_fails_loudly(ecr, iam):
     with iam.acting_as("SomeFunction", [{"Effect": "Allow", "Action": "*", "Resource": "*"}]):
-        with pytest.raises(AssertionError, match="ecr.DescribeRepositories is not in"):
+        with pytest.raises(AssertionError, match=r"ecr\.DescribeRepositories is not in"):
             ecr.describe_repositories()
-    with pytest.raises(AssertionError, match="SomeFunction: ecr.DescribeRepositories: unknown"):
+    with pytest.raises(AssertionError, match=r"SomeFunction: ecr\.DescribeRepositories: unknown"):
         iam.assert_clean()
