@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import threading
+from typing import NoReturn
 
 from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
 from .errors import UsageError
@@ -26,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 class _Parser(argparse.ArgumentParser):
     """A usage problem is one line, `ecr-mirror: error: ...`, and exit status 2."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         print(f"ecr-mirror: error: {' '.join(message.split())} (see {self.prog} --help)",
               file=sys.stderr)
         sys.exit(EXIT_USAGE)

@@ -43,8 +43,8 @@ class Mirror:
     for (a target's region, the time left) is kept in it: those are arguments.
     """
 
-    def __init__(self, settings: MirrorSettings | None = None, *, ecr_client=None,
-                 secrets_client=None) -> None:
+    def __init__(self, settings: MirrorSettings | None = None, *, ecr_client: Any = None,
+                 secrets_client: Any = None) -> None:
         self.settings = settings or MirrorSettings()
         self._ecr = ecr_client  # used for the settings' region (tests pass their own)
         self._secrets = secrets_client

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import requests
 
@@ -64,7 +65,7 @@ class RateLimited(RegistryError):
     the image) from an abuse limit on other requests (back off and retry).
     """
 
-    def __init__(self, message: str, *, pull_limit: bool = False, **kwargs):
+    def __init__(self, message: str, *, pull_limit: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.pull_limit = pull_limit
 
