@@ -16,7 +16,7 @@ PY313_BIN  ?= $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin)),$(pa
 export PY313_BIN
 SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: demo test test-fast registry skopeo bench bench-layer bench-import python313 sam-validate sam-build clean \
+.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-import python313 sam-validate sam-build clean \
         build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
 $(STAMP): pyproject.toml testing/pyproject.toml requirements-dev.txt layers/deps/requirements.txt
@@ -46,13 +46,19 @@ registry:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker-registry; }
 
+# Static checks, first in `make test` and `make test-fast`: a lint failure fails fast.
+LINT_PATHS := src testing tests bench tools
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m mypy
+
 # The whole suite; tests/template runs `sam validate --lint` and `sam build` itself.
-test: $(STAMP) $(SAM_STAMP) python313 registry
+test: $(STAMP) lint $(SAM_STAMP) python313 registry
 	$(PY) -m pytest
 
 # What needs no server, no registry and no sam build: the unit and protocol tests and
 # the template's checks (about 40 s on 2 cores).
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(PY) -m pytest -q tests/unit tests/protocol tests/template --ignore=tests/template/test_sam.py
 
 demo: $(STAMP) registry

@@ -30,8 +30,15 @@ from pathlib import Path
 import pybase64
 
 from ecr_mirror_testing.images import (
-    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, layer_bytes, make_image, push_blob, push_manifest,
-    random_blob_chunks)
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    layer_bytes,
+    make_image,
+    push_blob,
+    push_manifest,
+    random_blob_chunks,
+)
 from ecr_mirror_testing.registry import LocalRegistry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,7 +57,7 @@ def proc_cpu(pid: int) -> float:
 
 
 def start_emulator(stack: ExitStack, logdir: str) -> tuple[subprocess.Popen, str]:
-    log = stack.enter_context(open(os.path.join(logdir, "ecr_server.log"), "wb"))
+    log = stack.enter_context(open(os.path.join(logdir, "ecr_server.log"), "wb"))  # noqa: SIM115 - the stack closes it
     proc = subprocess.Popen([PYTHON, "-m", "ecr_mirror_testing.ecr_server", "--port", "0"], cwd=REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True)
     stack.callback(stop_process, proc)
@@ -222,11 +229,11 @@ def print_table(results: dict) -> None:
              r["net_ratio"], r["wall_mib_s"], r["emulator_s_per_gib"],
              ("ok" if r["rss_ok"] else f"RSS>{RSS_TARGET_MIB}") + "/" + ("ok" if r["cpu_ok"] else "CPU>2x")]
             for r in results["runs"]]
-    cells = [[fmt.format(v) for (_, fmt), v in zip(cols, row)] for row in rows]
+    cells = [[fmt.format(v) for (_, fmt), v in zip(cols, row, strict=True)] for row in rows]
     widths = [max(len(name), *(len(c[i]) for c in cells)) for i, (name, _) in enumerate(cols)]
-    print("  ".join(name.rjust(w) for (name, _), w in zip(cols, widths)))
+    print("  ".join(name.rjust(w) for (name, _), w in zip(cols, widths, strict=True)))
     for c in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
+        print("  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)))
     print(f"targets: peak RSS <= {RSS_TARGET_MIB} MiB; net CPU <= {CPU_TARGET_RATIO:g}x the floor "
           "(sha256 + base64 of the bytes). 'net' subtracts the tiny-image baseline.\n"
           "note: the ECR emulator (moto, another process, not counted) decodes every part and is "

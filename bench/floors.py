@@ -16,6 +16,7 @@ result; the parent measures the process (os.wait4).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
@@ -59,10 +60,8 @@ def upload(jobs: list[dict], concurrency: int) -> dict:
     ecr = boto3.client("ecr", config=Config(max_pool_connections=concurrency + 4,
                                             retries={"mode": "standard"}))
     for repo in sorted({j["repo"] for j in jobs}):
-        try:
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
             ecr.create_repository(repositoryName=repo)
-        except ecr.exceptions.RepositoryAlreadyExistsException:
-            pass
 
     def one(job: dict) -> int:
         upload_id = ecr.initiate_layer_upload(repositoryName=job["repo"])

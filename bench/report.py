@@ -114,7 +114,7 @@ def draw(results: dict, png: Path) -> None:
             values = [m[f"{tool} {phase}"][key] for phase in ("cold", "warm")]
             xs = [x + (i - 0.5) * width for x in range(2)]
             ax.bar(xs, values, width, label=tool, color=colour)
-            for x, v in zip(xs, values):
+            for x, v in zip(xs, values, strict=True):
                 ax.annotate(f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(2), ["cold", "warm"])
         ax.set_title(title)

@@ -43,10 +43,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from copy_big_layer import floor_cpu, start_emulator, tail  # bench/, this script's directory
+
 from ecr_mirror_testing.benchgoals import goals, medians, summarize
 from ecr_mirror_testing.corpus import Corpus, build_corpus, parse_size
 from ecr_mirror_testing.ecr_server import reset as reset_emulator
@@ -93,13 +94,11 @@ def measured(cmds: list[tuple[str, list[str]]], env: dict, logdir: Path) -> list
             proc.wait()
     except BaseException:
         for proc in procs:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         raise
     results = []
-    for (name, _), proc in zip(cmds, procs):
+    for (name, _), proc in zip(cmds, procs, strict=True):
         if proc.returncode != 0:
             raise RuntimeError(f"{name} exited {proc.returncode}; its stderr:\n{tail(str(logdir / f'{name}.err'))}")
         results.append({"name": name, "stderr": str(logdir / f"{name}.err"),
@@ -316,14 +315,14 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
         results["corpus"] = corpus.describe()
         log(f"corpus: {json.dumps(results['corpus'])}")
         proxy = stack.enter_context(SourceProxy(source.url))
-        emulator, ecr_url = start_emulator(stack, str(scratch))
+        _emulator, ecr_url = start_emulator(stack, str(scratch))
         fetch_jobs, upload_jobs = floor_jobs(corpus, source)
         results["blob_repo_pairs"] = len(upload_jobs)
         # The work a copier into ECR cannot avoid: sha256 + base64 of the bytes it uploads.
         results["cpu_floor"] = floor_cpu([Path(job["path"]) for job in upload_jobs])
         in_flight = workers * concurrency
         for run in range(1, runs + 1):
-            def sample(name: str, value: dict) -> None:
+            def sample(name: str, value: dict, run: int = run) -> None:
                 samples.setdefault(name, []).append(value)
                 log(f"run {run}/{runs} {name}: {value['wall_s']:.1f} s wall, {value['cpu_s']:.1f} CPU s, "
                     f"peak RSS {value['max_rss_mib']:.0f} MiB"
@@ -370,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("skopeo not found: `make bench` installs the Debian package skopeo")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up runs
     results = bench(size, args.runs, args.workers, args.concurrency, args.seed)
-    from report import publish, render  # noqa: E402 - matplotlib only once measured
+    from report import publish, render  # matplotlib only once measured
 
     stem = REPO / "bench" / "results" / ("sync-" + time.strftime("%Y%m%d-%H%M%S"))
     stem.parent.mkdir(parents=True, exist_ok=True)

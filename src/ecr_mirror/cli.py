@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import threading
+from typing import NoReturn
 
 from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
 from .errors import UsageError
@@ -26,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 class _Parser(argparse.ArgumentParser):
     """A usage problem is one line, `ecr-mirror: error: ...`, and exit status 2."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         print(f"ecr-mirror: error: {' '.join(message.split())} (see {self.prog} --help)",
               file=sys.stderr)
         sys.exit(EXIT_USAGE)
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the source registry speaks plain HTTP or unverified TLS")
     copy.add_argument("--json", action="store_true",
                       help="print the report as one JSON object on stdout, and nothing else")
-    copy.add_argument("--region", help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
+    copy.add_argument("--region",
+                      help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     copy.add_argument("--immutable-tags", action="store_true",
                       help="create missing repositories with immutable tags")
     copy.add_argument("--no-scan-on-push", action="store_true",
@@ -77,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the result as one JSON object on stdout, and nothing else")
     sync.add_argument("--concurrency", type=_positive, default=DEFAULT_CONCURRENCY, metavar="N",
                       help="blobs copied in parallel per image (default %(default)s)")
-    sync.add_argument("--region", help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
+    sync.add_argument("--region",
+                      help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     return parser
 

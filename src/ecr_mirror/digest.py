@@ -55,7 +55,7 @@ def is_digest(ref: str) -> bool:
     return ":" in ref
 
 
-def hasher(digest: str, what: str):
+def hasher(digest: str, what: str) -> hashlib._Hash:
     """A fresh hashlib object of the algorithm ``digest`` names (checked first)."""
     return hashlib.new(check(digest, what).partition(":")[0])
 

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -90,7 +90,7 @@ class DynamoLeases:
 
     shared = True
 
-    def __init__(self, table: str, client=None, *, owner: str | None = None,
+    def __init__(self, table: str, client: Any = None, *, owner: str | None = None,
                  clock: Callable[[], float] = time.time, region: str | None = None) -> None:
         self.table = table
         self.region = region
@@ -99,7 +99,7 @@ class DynamoLeases:
         self._client = client
 
     @property
-    def client(self):
+    def client(self) -> Any:
         if self._client is None:
             from . import aws
 

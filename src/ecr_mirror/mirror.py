@@ -19,11 +19,11 @@ from .copy.report import FAILED
 from .deadline import Deadline
 from .ecr import EcrRepository, default_repository
 from .ecr.names import check_target
-from .leases import DynamoLeases, Leases, NoLeases
 from .errors import MirrorError, SecretError, UsageError
+from .leases import DynamoLeases, Leases, NoLeases
 from .manifest import Platform
 from .reference import Reference, parse, quote
-from .registry import Credentials, RegistryClient, RetryPolicy
+from .registry import Credentials, RegistryClient
 from .registry.credentials import environment_applies_to, load_credentials
 from .settings import MirrorSettings, SourceRegistry
 
@@ -43,8 +43,8 @@ class Mirror:
     for (a target's region, the time left) is kept in it: those are arguments.
     """
 
-    def __init__(self, settings: MirrorSettings | None = None, *, ecr_client=None,
-                 secrets_client=None) -> None:
+    def __init__(self, settings: MirrorSettings | None = None, *, ecr_client: Any = None,
+                 secrets_client: Any = None) -> None:
         self.settings = settings or MirrorSettings()
         self._ecr = ecr_client  # used for the settings' region (tests pass their own)
         self._secrets = secrets_client

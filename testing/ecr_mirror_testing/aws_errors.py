@@ -20,7 +20,7 @@ class FailingAws(LoopbackServer):
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.calls.append(self.headers.get("X-Amz-Target", ""))
                 body = json.dumps({"__type": outer.code, "message": outer.message}).encode()

@@ -35,15 +35,33 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 import yaml
 
 from .images import (
-    ATTESTATION_DIGEST_KEY, ATTESTATION_TYPE, ATTESTATION_TYPE_KEY, DOCKER_CONFIG, DOCKER_LAYER,
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IN_TOTO_LAYER, OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
-    Platform, _check, _config, _descriptor, _dumps, _platform_dict, push_manifest, random_blob_chunks, session,
-    sha256_digest)
+    ATTESTATION_DIGEST_KEY,
+    ATTESTATION_TYPE,
+    ATTESTATION_TYPE_KEY,
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    IN_TOTO_LAYER,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Platform,
+    _check,
+    _config,
+    _descriptor,
+    _dumps,
+    _platform_dict,
+    push_manifest,
+    random_blob_chunks,
+    session,
+    sha256_digest,
+)
 from .registry import LocalRegistry
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -369,7 +387,7 @@ class _Builder:
             return self.reg.write_blob(self.owners[key], _chunks(self.sizes[key], f"{seed}:{key}"))
 
         with ThreadPoolExecutor(_WORKERS) as pool:
-            self.digests.update(zip(keys, pool.map(write, keys)))
+            self.digests.update(zip(keys, pool.map(write, keys), strict=True))
 
     def push_repo(self, repo: _Repo, images: dict[tuple[str, str], list[_Child]]) -> list[CorpusImage]:
         """Mount the layers ``repo`` lacks, push its tags (children by digest), then its aliases."""

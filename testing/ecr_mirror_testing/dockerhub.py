@@ -58,6 +58,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import contextlib
 import http.client
 import json
 import logging
@@ -68,7 +69,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -135,7 +136,7 @@ class _Token:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    sim: "DockerHubSimulator"
+    sim: DockerHubSimulator
 
     def handle_error(self, request, client_address) -> None:
         """Client disconnects are normal (dropped downloads): be quiet."""
@@ -153,10 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
     listener = ""
 
     @property
-    def sim(self) -> "DockerHubSimulator":
+    def sim(self) -> DockerHubSimulator:
         return self.server.sim
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format, *args) -> None:  # stdlib signature
         pass
 
     def setup(self) -> None:
@@ -170,12 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.sim._lock:
             self.sim._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._discard_body()
         self.handle_request()
 
@@ -556,7 +555,7 @@ class DockerHubSimulator:
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle --------------------------------------------------------
-    def start(self) -> "DockerHubSimulator":
+    def start(self) -> DockerHubSimulator:
         if not self._threads:
             for role, server in self._servers.items():
                 thread = threading.Thread(
@@ -581,7 +580,7 @@ class DockerHubSimulator:
             server.server_close()
         shutdown_connections(self._lock, self._connections)
 
-    def __enter__(self) -> "DockerHubSimulator":
+    def __enter__(self) -> DockerHubSimulator:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -695,7 +694,7 @@ class DockerHubSimulator:
             if kind == "repository" and name and "pull" in actions.split(","):
                 repositories.add(name)
         token = "dhsim_" + secrets.token_urlsafe(32)
-        issued = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        issued = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         with self._lock:
             self._tokens[token] = _Token(principal, frozenset(repositories),
                                          time.monotonic() + self.token_ttl)

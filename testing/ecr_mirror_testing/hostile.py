@@ -41,8 +41,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ecr_mirror_testing.images import _descriptor, _dumps, sha256_digest
 from ecr_mirror_testing import proxy
+from ecr_mirror_testing.images import _descriptor, _dumps, sha256_digest
 from ecr_mirror_testing.proxy import CHUNK
 
 Responder = Callable[["_Handler", re.Match], None]
@@ -70,7 +70,7 @@ def resolve_test_names(monkeypatch, addresses: dict[str, str | list[str]] | None
     answers = {name: list(value) if isinstance(value, list) else [value]
                for name, value in (addresses or {}).items()}
 
-    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's names
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # socket's names
         name = host.decode() if isinstance(host, bytes) else host
         if isinstance(name, str) and (name.endswith(".test") or name in answers):
             queue = answers.get(name, ["127.0.0.1"])
@@ -96,7 +96,7 @@ class _Handler(proxy._Handler):
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()  # here, in this request's thread, not in accept()
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:  # http.server naming
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -179,7 +179,7 @@ class HostileServer:
     start = proxy.SourceProxy.start
     stop = proxy.SourceProxy.stop
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

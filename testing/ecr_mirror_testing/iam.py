@@ -49,6 +49,7 @@ from urllib.parse import urlparse
 from botocore.client import BaseClient
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
+
 def _repository() -> Path:
     """The checkout whose template.yaml is checked: the one this package is in (the dev
     install is editable), else the one the working directory is in."""
@@ -68,7 +69,7 @@ REGION = "us-east-1"
 
 # ---------------------------------------------------------------- the roles SAM generates
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def translated_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """template.yaml as CloudFormation receives it after SAM's transform."""
     from samtranslator.translator.transform import transform
@@ -230,7 +231,7 @@ class Statement(IAMPolicyStatement):
     whole string, actions case-insensitive (moto's own uses `re.match` on the
     raw pattern, so `.` matches anything and `?` is not a wildcard)."""
 
-    UNSUPPORTED = {"NotResource", "Principal", "NotPrincipal", "Condition"}
+    UNSUPPORTED = frozenset({"NotResource", "Principal", "NotPrincipal", "Condition"})
 
     def __init__(self, statement: dict[str, Any]) -> None:
         unsupported = self.UNSUPPORTED & set(statement)

@@ -91,7 +91,7 @@ def _descriptor(media_type: str, data_or_digest: bytes | str, size: int | None =
 
 
 def _platform_dict(platform: Platform) -> dict:
-    os_, arch, variant = (tuple(platform) + (None,))[:3]
+    os_, arch, variant = (*platform, None)[:3]
     out = {"architecture": arch, "os": os_}
     if variant:
         out["variant"] = variant
@@ -266,7 +266,7 @@ class PushedImage:
     raw: bytes
     media_type: str
     blobs: list[str] = field(default_factory=list)
-    children: list["PushedImage"] = field(default_factory=list)
+    children: list[PushedImage] = field(default_factory=list)
     platform: Platform | None = None  # (os, arch, variant) of a platform image
     attestation_for: str | None = None  # subject digest, for an attestation manifest
     foreign: list[str] = field(default_factory=list)  # digests of foreign layers (not pushed)
@@ -286,10 +286,10 @@ class PushedImage:
             seen.update(dict.fromkeys(child.all_blobs()))
         return list(seen)
 
-    def all_manifests(self) -> list["PushedImage"]:
+    def all_manifests(self) -> list[PushedImage]:
         """This manifest and every child (children first, as they must be pushed)."""
         out = [m for child in self.children for m in child.all_manifests()]
-        return out + [self]
+        return [*out, self]
 
 
 def _config(platform: Platform, diff_ids: list[str], extra: dict | None) -> dict:

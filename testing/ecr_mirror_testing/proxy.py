@@ -24,6 +24,7 @@ forwarded to the upstream).
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import logging
 import re
@@ -58,10 +59,8 @@ def shutdown_connections(lock: threading.Lock, connections: set[socket.socket]) 
     with lock:
         open_connections = list(connections)
     for sock in open_connections:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def classify(path: str) -> tuple[str, str | None]:
@@ -84,7 +83,7 @@ def _hop_by_hop(headers) -> set[str]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    proxy: "SourceProxy"
+    proxy: SourceProxy
 
     def handle_error(self, request, client_address) -> None:
         """Client disconnects are normal (dropped downloads, 2 GiB aborts): be quiet."""
@@ -99,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # idle keep-alive connections end after this (socket timeout)
     server: _Server
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format, *args) -> None:  # stdlib signature
         pass  # quiet: no access log on stderr
 
     def setup(self) -> None:
@@ -113,12 +112,10 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.server.proxy._lock:
             self.server.proxy._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:  # http.server naming
         self._forward()
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
@@ -318,7 +315,7 @@ class SourceProxy:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------
-    def start(self) -> "SourceProxy":
+    def start(self) -> SourceProxy:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -336,7 +333,7 @@ class SourceProxy:
         self._server.server_close()
         shutdown_connections(self._lock, self._connections)
 
-    def __enter__(self) -> "SourceProxy":
+    def __enter__(self) -> SourceProxy:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -10,8 +10,8 @@ The registry runs ``docker-registry serve <config.yml>`` (Debian package
 ``docker-registry``, distribution 2.8) with filesystem storage, deletes enabled,
 no auth and plain HTTP. Foreign layers with http(s) ``urls`` are accepted: with
 no ``validation.manifests.urls.allow`` list, distribution 2.8 rejects every
-manifest that has URLs ("invalid URL on layer", answered as 500). Its log (level ``warn``) goes to ``registry.log`` in the
-temporary directory, never to the console. Everything it stored is removed on
+manifest that has URLs ("invalid URL on layer", answered as 500). Its log (level
+``warn``) goes to ``registry.log`` in the temporary directory, never to the console. Everything it stored is removed on
 ``stop()`` unless a ``root`` directory was given.
 """
 
@@ -131,7 +131,7 @@ class LocalRegistry:
         return f"http://{self.host}"
 
     # -- lifecycle --------------------------------------------------------
-    def start(self) -> "LocalRegistry":
+    def start(self) -> LocalRegistry:
         """Start the registry and wait until ``GET /v2/`` answers 200."""
         if self.proc is not None:
             return self
@@ -196,7 +196,7 @@ class LocalRegistry:
         self._finalizer()  # runs _kill(proc, tmpdir) at most once
         self.proc = None
 
-    def __enter__(self) -> "LocalRegistry":
+    def __enter__(self) -> LocalRegistry:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -669,7 +669,7 @@ def _upload_layer_part_response(self: ECRResponse) -> Any:
 def _call_action(self: ECRResponse) -> Any:
     try:
         name = self._get_action() or "Unknown"
-    except Exception:  # noqa: BLE001 - counting must never break a request
+    except Exception:  # counting must never break a request
         name = "Unknown"
     calls.record(name)
     return _original(ECRResponse, "call_action")(self)

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from ecr_mirror.copy import CopyReport
 from ecr_mirror import aws
-from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+from ecr_mirror.copy import CopyReport
 from ecr_mirror.ecr import RepositorySettings
+from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.ecr_server import start_server
 from ecr_mirror_testing.proxy import SourceProxy

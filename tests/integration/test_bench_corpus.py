@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from ecr_mirror_testing.corpus import Corpus, build_corpus, main, parse_size, plan_layer_sizes
 from ecr_mirror.reference import DOCKER_HUB
 from ecr_mirror.sync.config import load_config
-from ecr_mirror_testing.images import (ATTESTATION_DIGEST_KEY, ATTESTATION_TYPE, ATTESTATION_TYPE_KEY,
-                                  DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IN_TOTO_LAYER, OCI_INDEX,
-                                  OCI_MANIFEST, get_manifest, session)
+from ecr_mirror_testing.corpus import Corpus, build_corpus, main, parse_size, plan_layer_sizes
+from ecr_mirror_testing.images import (
+    ATTESTATION_DIGEST_KEY,
+    ATTESTATION_TYPE,
+    ATTESTATION_TYPE_KEY,
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    IN_TOTO_LAYER,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    get_manifest,
+    session,
+)
 from ecr_mirror_testing.registry import LocalRegistry
 
 pytestmark = pytest.mark.integration

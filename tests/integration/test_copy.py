@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import MiB, ecr_image
 from ecr_mirror_testing import strict_ecr
-from ecr_mirror_testing.images import (PushedImage, layer_bytes, make_foreign_layer_image, make_image,
-                                  make_index)
+from ecr_mirror_testing.images import PushedImage, layer_bytes, make_foreign_layer_image, make_image, make_index
+from tests.integration.conftest import MiB, ecr_image
 
 pytestmark = pytest.mark.integration
 
@@ -81,8 +80,8 @@ def test_children_already_in_ecr_are_not_fetched_again(copy, ecr, source, regist
 
 def test_second_tag_uploads_only_its_own_layers(copy, ecr, registry, repo_name):
     base = [layer_bytes(f"{repo_name}-base1", 300_000), layer_bytes(f"{repo_name}-base2", 200_000)]
-    first = make_image(registry.url, repo_name, "a", layers=base + [layer_bytes(f"{repo_name}-a")])
-    second = make_image(registry.url, repo_name, "b", layers=base + [layer_bytes(f"{repo_name}-b")],
+    first = make_image(registry.url, repo_name, "a", layers=[*base, layer_bytes(f"{repo_name}-a")])
+    second = make_image(registry.url, repo_name, "b", layers=[*base, layer_bytes(f"{repo_name}-b")],
                         config_extra={"Labels": {"variant": "b"}})
     r1 = copy(f"{repo_name}:a", "mirror/shared:a")
     strict_ecr.reset_calls()
@@ -382,8 +381,8 @@ def test_blobs_under_a_megabyte_are_copied_without_a_lease(source, ecr, registry
     def lease_key(kw: dict) -> str:
         return (kw.get("Item") or kw.get("Key"))["lease"]["S"]
     worker.leases._client = Wrapped(dynamodb, **{
-        name: (lambda name: lambda **kw: calls.append((name, lease_key(kw)))
-               or getattr(dynamodb, name)(**kw))(name)
+        name: (lambda call: lambda **kw: calls.append((call, lease_key(kw)))
+               or getattr(dynamodb, call)(**kw))(name)
         for name in ("put_item", "delete_item")})
     reports = []
     copier = threading.Thread(target=lambda: reports.append(worker.copy(

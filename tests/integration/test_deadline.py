@@ -13,9 +13,9 @@ import pytest
 from ecr_mirror.deadline import Deadline
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.registry import RetryPolicy
+from ecr_mirror_testing.images import layer_bytes, make_image, make_index
 from tests.integration.conftest import MiB
 from tests.integration.test_copy import lease_table  # noqa: F401 - the fixture
-from ecr_mirror_testing.images import layer_bytes, make_image, make_index
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,14 @@ import requests
 
 from ecr_mirror.registry import Credentials, RateLimited, RegistryClient, RetryPolicy, Unauthorized
 from ecr_mirror_testing.dockerhub import DockerHubSimulator
-from ecr_mirror_testing.images import (MANIFEST_ACCEPT, layer_bytes, make_image, make_index,
-                                  random_blob_chunks, random_blob_digest)
+from ecr_mirror_testing.images import (
+    MANIFEST_ACCEPT,
+    layer_bytes,
+    make_image,
+    make_index,
+    random_blob_chunks,
+    random_blob_digest,
+)
 from ecr_mirror_testing.registry import LocalRegistry
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import pytest
 
 from ecr_mirror.ecr import EcrRepository
 from ecr_mirror.errors import TargetError
-from tests.integration.conftest import MiB
 from ecr_mirror_testing import strict_ecr
+from tests.integration.conftest import MiB
 
 pytestmark = pytest.mark.integration
 
@@ -95,8 +95,8 @@ def test_existing_layer_and_existing_image_count_as_success(ecr):
     repo.upload_blob(stream)
     assert repo.upload_blob(FakeStream(b"config")) == 6  # LayerAlreadyExistsException
     manifest = ('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
-                '"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s",'
-                '"size":6},"layers":[]}' % stream.digest)
+                '"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"' + stream.digest + '",'
+                '"size":6},"layers":[]}')
     digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
     media = "application/vnd.oci.image.manifest.v1+json"
     assert repo.put_image(manifest, media, digest, "t") == digest

@@ -9,10 +9,10 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror.handlers import copy_one, warm
-from tests.integration.conftest import ecr_image
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
 from ecr_mirror_testing.lambdas import FakeContext
+from tests.integration.conftest import ecr_image
 
 pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -14,8 +14,18 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror.registry import ConnectionFailed, Credentials, RegistryClient, Unauthorized
-from ecr_mirror_testing.hostile import (HostileServer, answer, bearer_only, challenge,  # noqa: F401
-                                   client_for, fake_dns, local_ca, redirect, tls, token_answer)
+from ecr_mirror_testing.hostile import (  # noqa: F401
+    HostileServer,
+    answer,
+    bearer_only,
+    challenge,
+    client_for,
+    fake_dns,
+    local_ca,
+    redirect,
+    tls,
+    token_answer,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,8 @@ import pytest
 
 from ecr_mirror.errors import DigestMismatch, MirrorError
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+from ecr_mirror_testing.hostile import answer, client, fake_dns, image_manifest, local_ca, manifest, tls  # noqa: F401
 from tests.integration.conftest import FAST_RETRY
-from ecr_mirror_testing.hostile import (answer, client, fake_dns, image_manifest,  # noqa: F401
-                                   local_ca, manifest, tls)
 
 pytestmark = pytest.mark.integration
 

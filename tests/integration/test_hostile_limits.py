@@ -11,8 +11,17 @@ from __future__ import annotations
 import pytest
 
 from ecr_mirror.registry.errors import LimitExceeded
-from ecr_mirror_testing.hostile import (answer, challenge, client, client_for, endless_tags,  # noqa: F401
-                                   fake_dns, local_ca, stream, tls)
+from ecr_mirror_testing.hostile import (  # noqa: F401
+    answer,
+    challenge,
+    client,
+    client_for,
+    endless_tags,
+    fake_dns,
+    local_ca,
+    stream,
+    tls,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,19 @@ import pytest
 from ecr_mirror import cli
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.registry import RedirectRefused
+from ecr_mirror_testing.hostile import (  # noqa: F401
+    HostileServer,
+    answer,
+    challenge,
+    client_for,
+    fake_dns,
+    image_manifest,
+    local_ca,
+    manifest,
+    redirect,
+    tls,
+)
 from tests.integration.conftest import FAST_RETRY
-from ecr_mirror_testing.hostile import (HostileServer, answer, challenge, client_for,  # noqa: F401
-                                   fake_dns, image_manifest, local_ca, manifest, redirect, tls)
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ from botocore.exceptions import ClientError
 
 from ecr_mirror import cli, queue
 from ecr_mirror.handlers import common, scheduler, warm, worker
-from tests.integration.conftest import MiB, ecr_image
 from ecr_mirror_testing.iam import ACCOUNT, IamEnforcer, StackRoles, decide
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
+from tests.integration.conftest import MiB, ecr_image
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -334,7 +334,7 @@ def test_a_denied_call_gets_awss_answer_and_is_recorded(ecr, iam):
 
 def test_a_call_the_oracle_does_not_know_fails_loudly(ecr, iam):
     with iam.acting_as("SomeFunction", [{"Effect": "Allow", "Action": "*", "Resource": "*"}]):
-        with pytest.raises(AssertionError, match="ecr.DescribeRepositories is not in"):
+        with pytest.raises(AssertionError, match=r"ecr\.DescribeRepositories is not in"):
             ecr.describe_repositories()
-    with pytest.raises(AssertionError, match="SomeFunction: ecr.DescribeRepositories: unknown"):
+    with pytest.raises(AssertionError, match=r"SomeFunction: ecr\.DescribeRepositories: unknown"):
         iam.assert_clean()

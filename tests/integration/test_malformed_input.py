@@ -5,24 +5,21 @@ never an exception out of a handler nor a traceback."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from ecr_mirror.handlers import copy_one, scheduler, worker
-from tests.integration.test_schedule import app  # noqa: F401 (fixture)
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.aws_errors import FailingAws
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, sqs_record
+from tests.integration.test_schedule import app  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def denied_secrets(app, monkeypatch):  # noqa: F811
+def denied_secrets(app, monkeypatch):
     """Secrets Manager refuses GetSecretValue (the role lacks the grant)."""
     with FailingAws() as aws:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", aws.url)
@@ -67,7 +64,7 @@ def test_a_refused_secret_is_a_plan_error_not_an_exception(denied_secrets, sourc
     ("images:\n  - source: nginx\n    latest: " + "9" * 5000, "5000 digits"),
     ("images:\n  - source: nginx\n    tags: [x]\n    target: other/x", '"mirror/"'),
 ])
-def test_a_malformed_config_in_ssm_is_a_plan_error(app, source, ecr, value, needle):  # noqa: F811
+def test_a_malformed_config_in_ssm_is_a_plan_error(app, source, ecr, value, needle):
     import boto3
 
     from tests.integration.test_schedule import PARAMETER
@@ -82,7 +79,7 @@ def test_a_malformed_config_in_ssm_is_a_plan_error(app, source, ecr, value, need
 
 
 @pytest.mark.parametrize("event", [{}, {"source": "nginx:stable"}])
-def test_a_refused_config_parameter_is_a_plan_error_or_a_failed_report(app, monkeypatch, source,  # noqa: F811
+def test_a_refused_config_parameter_is_a_plan_error_or_a_failed_report(app, monkeypatch, source,
                                                                         ecr, event):
     with FailingAws(message="not authorized to perform: ssm:GetParameter") as ssm:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", ssm.url)
@@ -116,8 +113,8 @@ def _manifest(**fields) -> dict:
 ])
 def test_a_malformed_manifest_is_a_failed_report_naming_the_field(ecr, raw, needle):
     from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-    from tests.integration.conftest import FAST_RETRY
     from ecr_mirror_testing.fixed_registry import FixedRegistry
+    from tests.integration.conftest import FAST_RETRY
 
     with FixedRegistry({"bad/image:1": (raw, "application/vnd.oci.image.manifest.v1+json")}) as reg:
         mirror = Mirror(MirrorSettings(registries={reg.host: SourceRegistry(insecure=True)},
@@ -131,7 +128,7 @@ def test_a_malformed_manifest_is_a_failed_report_naming_the_field(ecr, raw, need
 
 
 @pytest.mark.parametrize("event", [{"dryRun": "false"}, {"dryRun": 1}])
-def test_a_scheduler_event_with_a_malformed_dry_run_is_a_plan_error(app, source, ecr, event):  # noqa: F811
+def test_a_scheduler_event_with_a_malformed_dry_run_is_a_plan_error(app, source, ecr, event):
     sqs, queue_url = app
     result = scheduler.handler(event, FakeContext())
     assert result["errors"] == 1 and result["queued"] == 0

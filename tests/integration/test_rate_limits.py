@@ -17,10 +17,10 @@ import pytest
 
 from ecr_mirror import queue
 from ecr_mirror.handlers import common, copy_one, scheduler, warm, worker
-from tests.integration.conftest import MiB, ecr_image
-from ecr_mirror_testing.lambdas import FakeContext, deliver
 from ecr_mirror_testing.dockerhub import DockerHubSimulator
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.lambdas import FakeContext, deliver
+from tests.integration.conftest import MiB, ecr_image
 
 pytestmark = pytest.mark.integration
 PARAMETER = "/ecr-mirror/config"

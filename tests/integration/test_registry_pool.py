@@ -5,6 +5,7 @@ away ("Connection pool is full, discarding connection")."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -12,8 +13,8 @@ import pytest
 
 from ecr_mirror import aws
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-from ecr_mirror_testing.retry import FAST_RETRY
 from ecr_mirror_testing.images import make_index
+from ecr_mirror_testing.retry import FAST_RETRY
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +35,8 @@ def hold_blobs_until_together(source, monkeypatch) -> list[bool]:
 
     def gated(digest):
         if not met and not barrier.broken:
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=20)
-            except threading.BrokenBarrierError:
-                pass
         return take_drop(digest)
 
     monkeypatch.setattr(source, "_take_drop", gated)

@@ -16,9 +16,9 @@ import pytest
 
 from ecr_mirror import queue
 from ecr_mirror.handlers import common, scheduler, warm, worker
-from tests.integration.conftest import ecr_image
-from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
+from tests.integration.conftest import ecr_image
 
 pytestmark = pytest.mark.integration
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -138,7 +138,6 @@ def test_schedule_queues_what_changed_and_the_worker_copies_it(app, registry, ec
 
 
 def test_a_failing_image_is_reported_alone_and_stays_queued(app, registry, ecr):
-    sqs, queue_url = app
     make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("ok")])
     good = json.dumps({"source": "docker.io/library/nginx:stable", "target": "mirror/ok:stable"})
     bad = json.dumps({"source": "docker.io/library/nginx:absent", "target": "mirror/bad:absent"})
@@ -149,7 +148,6 @@ def test_a_failing_image_is_reported_alone_and_stays_queued(app, registry, ecr):
 
 
 def test_config_errors_are_reported_and_good_entries_still_run(app, registry, monkeypatch):
-    sqs, queue_url = app
     make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("cfg")])
     boto3.client("ssm").put_parameter(Name=PARAMETER, Overwrite=True, Type="String", Value="""
 images:

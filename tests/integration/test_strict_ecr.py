@@ -124,7 +124,7 @@ def index_manifest(children: list[str]) -> str:
                 "size": len(child.encode()),
                 "platform": {"architecture": arch, "os": "linux"},
             }
-            for child, arch in zip(children, ["amd64", "arm64", "s390x"])
+            for child, arch in zip(children, ["amd64", "arm64", "s390x"], strict=False)
         ],
     }
     return json.dumps(body, indent=2)

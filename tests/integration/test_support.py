@@ -77,7 +77,7 @@ def test_image_roundtrip(registry, http, oci):
     config = http.get(f"{registry.url}/v2/lib/app/blobs/{image.blobs[0]}").json()
     assert (config["os"], config["architecture"]) == ("linux", "amd64")
     assert config["rootfs"]["diff_ids"] == [sha(layer) for layer in layers]
-    for digest, data in zip(image.blobs[1:], layers):
+    for digest, data in zip(image.blobs[1:], layers, strict=True):
         assert http.get(f"{registry.url}/v2/lib/app/blobs/{digest}").content == data
     # by digest too; HEAD answers the digest without a body
     assert get_manifest(registry.url, "lib/app", image.digest).content == image.raw

@@ -12,10 +12,10 @@ import pytest
 
 from ecr_mirror.copy import Progress
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+from ecr_mirror_testing.images import layer_bytes, make_image
 from tests.integration.conftest import FAST_RETRY, ecr_image
 from tests.integration.test_copy import lease_table  # noqa: F401 - a fixture
 from tests.integration.test_warm_state import warm  # noqa: F401 - a fixture
-from ecr_mirror_testing.images import layer_bytes, make_image
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror.handlers import copy_one, scheduler, worker
-from tests.integration.test_entrypoints import lambda_env  # noqa: F401 (fixture)
-from tests.integration.test_schedule import PARAMETER, app  # noqa: F401 (fixture)
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, sqs_record
+from tests.integration.test_entrypoints import lambda_env  # noqa: F401 (fixture)
+from tests.integration.test_schedule import PARAMETER, app  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_an_sqs_record_with_a_bad_target_fails_before_any_request(app, registry,
 
 @pytest.mark.parametrize("target,needle", [(OUTSIDE, '"mirror/"'), (NEWLINE_TARGET, r'"mirror/x\n:v1"')])
 @pytest.mark.parametrize("handler", [copy_one.handler, worker.handler])
-def test_a_direct_event_with_a_bad_target_fails_before_any_request(lambda_env, ecr, handler,  # noqa: F811
+def test_a_direct_event_with_a_bad_target_fails_before_any_request(lambda_env, ecr, handler,
                                                                      target, needle):
     report = handler({"source": "nginx:stable", "target": target}, FakeContext())
     assert report["status"] == "failed" and report["error"]["type"] == "UsageError"
@@ -125,7 +125,7 @@ def test_a_malformed_sqs_message_fails_alone_with_a_report(app, source, ecr, cap
 
 @pytest.mark.parametrize("event", [{"Records": "x"}, {"Records": []}, {"Records": None},
                                    {"Records": [{"body": "{}"}]}, {"Records": [5]}])
-def test_a_malformed_sqs_batch_is_a_failed_report(lambda_env, ecr, event):  # noqa: F811
+def test_a_malformed_sqs_batch_is_a_failed_report(lambda_env, ecr, event):
     report = worker.handler(event, FakeContext())
     assert report["status"] == "failed" and report["error"]["type"] == "UsageError"
     assert "Records" in report["error"]["message"]

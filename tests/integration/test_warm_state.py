@@ -15,9 +15,9 @@ from aws_lambda_powertools.utilities.parameters import base as parameters_base
 
 from ecr_mirror.handlers import common, worker
 from ecr_mirror.handlers import warm as warm_function
-from tests.integration.conftest import ecr_image
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext
+from tests.integration.conftest import ecr_image
 
 pytestmark = pytest.mark.integration
 PARAMETER = "/ecr-mirror/warm-config"

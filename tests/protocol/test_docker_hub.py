@@ -16,8 +16,7 @@ from responses import matchers
 
 from ecr_mirror.errors import DigestMismatch, UnsupportedMediaType
 from ecr_mirror.manifest import ACCEPT, OCI_INDEX
-from ecr_mirror.registry import (Credentials, RateLimited, RegistryClient, RetryPolicy,
-                                 Unauthorized)
+from ecr_mirror.registry import Credentials, RateLimited, RegistryClient, RetryPolicy, Unauthorized
 
 HUB = "https://registry-1.docker.io"
 REALM = "https://auth.docker.io/token"

@@ -42,3 +42,17 @@ def test_test_fast_runs_the_unit_protocol_and_template_tests_but_not_the_servers
         assert folder in command
     assert "tests/integration" not in command and "tests/e2e" not in command
     assert "--ignore=tests/template/test_sam.py" in command  # sam build: minutes
+
+
+@pytest.mark.parametrize("target", ["test", "test-fast"])
+def test_the_test_targets_run_ruff_and_mypy_before_pytest(target):
+    """A lint failure fails `make test` and `make test-fast` before minutes of tests."""
+    lines = dry_run(target).splitlines()
+
+    def first(tool: str) -> int:
+        found = [n for n, line in enumerate(lines) if f"-m {tool}" in line]
+        assert found, f"make {target} does not run {tool}"
+        return found[0]
+
+    assert first("ruff") < first("pytest") and first("mypy") < first("pytest")
+    assert "ruff check src testing tests bench tools" in lines[first("ruff")]

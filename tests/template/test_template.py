@@ -38,7 +38,7 @@ def template():
 
 def _worker_mapping(template):
     """The SQS → worker mapping: an explicit EventSourceMapping or a SAM SQS event."""
-    for name, esm in resources(template, "AWS::Lambda::EventSourceMapping").items():
+    for esm in resources(template, "AWS::Lambda::EventSourceMapping").values():
         props = esm["Properties"]
         if props["FunctionName"] in ({"Ref": "WorkerFunction"}, {"Fn::GetAtt": ["WorkerFunction", "Arn"]}):
             return props
@@ -257,7 +257,7 @@ def test_layer_pins_every_package_but_the_runtimes():
 def test_handlers_get_their_settings(template):
     scheduler = function_environment(template, "SchedulerFunction")
     worker = function_environment(template, "WorkerFunction")
-    assert COMMON_ENV <= set(scheduler) and COMMON_ENV <= set(worker)
+    assert set(scheduler) >= COMMON_ENV and set(worker) >= COMMON_ENV
     assert "ECR_MIRROR_QUEUE_URL" in scheduler
     assert "ECR_MIRROR_STOP_MARGIN_SECONDS" in worker
     # The worker hands a failed message back sooner with ChangeMessageVisibility.
@@ -301,7 +301,7 @@ def _dashboard_metrics(body):
                 fields = previous
             fields = [previous[i] if f == "." else f for i, f in enumerate(fields)]
             previous = fields
-            rows.append((fields[0], fields[1], dict(zip(fields[2::2], fields[3::2]))))
+            rows.append((fields[0], fields[1], dict(zip(fields[2::2], fields[3::2], strict=False))))
     return rows
 
 

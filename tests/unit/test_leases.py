@@ -70,8 +70,8 @@ def test_without_dynamodb_the_copy_goes_ahead_and_says_why(dynamodb, caplog):
 
 
 def test_one_copy_of_a_tag_at_a_time_and_the_other_is_handed_back_shortly(dynamodb):
-    from ecr_mirror.leases import TAG_BUSY_RETRY_SECONDS, hold_tag
     from ecr_mirror.errors import TagBusy
+    from ecr_mirror.leases import TAG_BUSY_RETRY_SECONDS, hold_tag
 
     a, b = DynamoLeases(TABLE, dynamodb, owner="a"), DynamoLeases(TABLE, dynamodb, owner="b")
     with hold_tag(a, "mirror/app", "1", 900, "nginx:1"):

@@ -38,7 +38,7 @@ def test_a_5000_digit_number_is_refused_with_its_line(text, line):
 
 def test_alias_expansion_is_bounded():
     text = "x: &a [y, y, y, y, y, y, y, y, y, y]\n"
-    for name, prev in zip("bcdefgh", "abcdefg"):
+    for name, prev in zip("bcdefgh", "abcdefg", strict=True):
         text += f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]\n"
     text += "images: *h\n"  # ten million image entries
     assert "too large" in config_error(text)

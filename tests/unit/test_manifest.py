@@ -3,8 +3,16 @@ import json
 import pytest
 
 from ecr_mirror.errors import UnsupportedMediaType
-from ecr_mirror.manifest import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Manifest,
-                                 Platform, select_platforms, sha256_digest)
+from ecr_mirror.manifest import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Manifest,
+    Platform,
+    select_platforms,
+    sha256_digest,
+)
 
 
 def desc(digest, os_="linux", arch="amd64", variant=None, attests=None):

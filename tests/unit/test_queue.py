@@ -9,7 +9,7 @@ import pytest
 
 from ecr_mirror import queue
 from ecr_mirror.copy.report import CopyReport, Status
-from ecr_mirror.errors import Deferred, DeferReason, TagBusy, UsageError
+from ecr_mirror.errors import DeferReason, Deferred, TagBusy, UsageError
 from ecr_mirror.registry.errors import RateLimited
 from ecr_mirror.sync.plan import Job
 

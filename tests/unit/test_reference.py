@@ -176,7 +176,7 @@ def test_default_tag():
     untagged = parse("nginx", default_tag=None)
     assert str(untagged) == "docker.io/library/nginx" and untagged.familiar() == "nginx"
     with pytest.raises(InvalidReference, match="neither a tag nor a digest"):
-        untagged.ref
+        _ = untagged.ref
 
 
 def test_with_tag_and_digest():
@@ -185,7 +185,7 @@ def test_with_tag_and_digest():
     both = ref.with_tag("7.2").with_digest(D)
     assert str(both) == f"docker.io/bitnami/redis:7.2@{D}" and both.ref == D
     assert both.with_tag("8").digest == D  # like docker's WithTag, the digest is kept
-    with pytest.raises(InvalidReference, match="the tag .* is invalid"):
+    with pytest.raises(InvalidReference, match=r"the tag .* is invalid"):
         ref.with_tag(".x")
     with pytest.raises(InvalidReference, match="64 lowercase hex"):
         ref.with_digest("sha256:abc")

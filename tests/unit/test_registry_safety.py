@@ -73,7 +73,7 @@ class _Secrets:
     def __init__(self) -> None:
         self.read: list[str] = []
 
-    def get_secret_value(self, SecretId: str) -> dict:  # noqa: N803 - boto3's spelling
+    def get_secret_value(self, SecretId: str) -> dict:  # boto3's spelling
         self.read.append(SecretId)
         return {"SecretString": '{"username": "hub-user", "password": "hub-token"}'}
 

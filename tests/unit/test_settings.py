@@ -8,8 +8,7 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror.errors import UsageError
-from ecr_mirror.settings import (DEFAULT_CONCURRENCY, MirrorSettings, RepositorySettings,
-                                 SourceRegistry)
+from ecr_mirror.settings import DEFAULT_CONCURRENCY, MirrorSettings, RepositorySettings, SourceRegistry
 from ecr_mirror.sync.config import load_config
 
 

@@ -116,13 +116,13 @@ class _Copy:
             # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
             self.blobs.stop()
         self.blobs.check_time("moving the tag")
-        if self.tag and self._superseded():
+        if self.tag and self._superseded(self.tag):
             return
         self.report.target_digest = self.target.put_image(top.text, top.media_type, top.digest, self.tag)
         self.report.manifests_put += 1
         self.report.status = COPIED
 
-    def _superseded(self) -> bool:
+    def _superseded(self, tag: str) -> bool:
         """Just before the tag moves: has upstream's tag moved to another image
         meanwhile? Then a copy of the newer image owns the tag, and this one
         leaves it where it is: a tag never goes back to an older image. (A HEAD:
@@ -132,7 +132,7 @@ class _Copy:
         now = self.source.head_manifest(self.repo, self.ref.ref).digest
         if now == self.report.source_digest:
             return False
-        current = self.target.tagged(self.tag)
+        current = self.target.tagged(tag)
         self.report.status = SUPERSEDED
         self.report.superseded_by = now
         self.report.target_digest = current.digest if current else None
@@ -162,8 +162,8 @@ class _Copy:
             done, _ = wait([pool.submit(propagate(work), item) for item in items],
                            return_when=FIRST_EXCEPTION)
             for f in done:
-                if f.exception() is not None:
-                    raise f.exception()
+                if (error := f.exception()) is not None:
+                    raise error
         except (KeyboardInterrupt, SystemExit):
             # Ctrl-C: drop the queued blobs too, so the children waiting on them
             # stop at once. (On an error, children already running finish: a
@@ -181,7 +181,7 @@ class _Copy:
 
     def _unchanged_without_pull(self, source_digest: str, current: TaggedImage | None) -> bool:
         """True when ECR already has the image: decided without a counted pull."""
-        if already_mirrored(source_digest, current, self.options.platforms):
+        if current is not None and already_mirrored(source_digest, current, self.options.platforms):
             self._unchanged(current.digest)
             if self.options.platforms:
                 self.report.digest_note = subset_note(self.options.platforms, source_digest)

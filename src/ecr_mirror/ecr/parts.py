@@ -13,6 +13,7 @@ in place before the request is signed.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pybase64
 
@@ -20,7 +21,7 @@ _PART = "ecr_mirror.layer_part"
 _B64_PIECE = 3 * 64 * 1024  # a multiple of 3, so pieces encode without padding
 
 
-def install(client) -> None:
+def install(client: Any) -> None:
     """Register the hooks on one boto3 ECR client (idempotent)."""
     events = getattr(getattr(client, "meta", None), "events", None)
     if events is None:  # not a botocore client (a test double)
@@ -31,14 +32,14 @@ def install(client) -> None:
                     unique_id="ecr-mirror-splice-part")
 
 
-def take_part(params, context, **_) -> None:
+def take_part(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     part = params.get("layerPartBlob")
     if isinstance(part, (bytes, bytearray, memoryview)) and len(part):
         context[_PART] = part
         params["layerPartBlob"] = b""
 
 
-def splice_part(params, context, **_) -> None:
+def splice_part(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
     part = context.pop(_PART, None)
     if part is None:
         return

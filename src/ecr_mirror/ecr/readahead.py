@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import queue
 import threading
 from collections.abc import Iterator
@@ -9,7 +10,14 @@ from collections.abc import Iterator
 from ..deadline import propagate
 from ..registry.blob import BlobStream
 
-_END = object()
+
+class _Marker(enum.Enum):
+    END = "end"
+
+
+_END = _Marker.END
+#: What the reader hands over: a filled buffer and its length, its error, or the end.
+_Item = tuple[bytearray, int] | BaseException | _Marker
 
 
 class ReadAhead:
@@ -25,15 +33,15 @@ class ReadAhead:
     def __init__(self, stream: BlobStream, part_size: int) -> None:
         self._stream = stream
         self._buffer_size = max(1, min(part_size, stream.size)) if stream.size else part_size
-        self._free: queue.Queue = queue.Queue()
+        self._free: queue.Queue[bytearray] = queue.Queue()
         self._allocated = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=self.BUFFERS)
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=self.BUFFERS)
         self._stop = threading.Event()
         # The source reads retry: they answer to the copy's deadline too.
         self._thread = threading.Thread(target=propagate(self._run),
                                         name=f"read-{stream.digest[7:19]}", daemon=True)
 
-    def _put(self, item) -> bool:
+    def _put(self, item: _Item) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.2)

@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -49,7 +50,7 @@ class TaggedImage:
 class EcrRepository:
     """One ECR repository, seen through the layer-upload API."""
 
-    def __init__(self, client, repository: str, *, registry_id: str | None = None,
+    def __init__(self, client: Any, repository: str, *, registry_id: str | None = None,
                  settings: RepositorySettings | None = None,
                  stats: RequestStats | None = None) -> None:
         self.client = client
@@ -61,7 +62,7 @@ class EcrRepository:
         self._lock = threading.Lock()
         parts.install(client)
 
-    def _call(self, operation: str, **kwargs):
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         """Call one ECR API; typed errors out, `RepositoryNotFoundException` passed up as is."""
         self.stats.count(f"ecr:{operation}")
         kwargs["repositoryName"] = self.repository
@@ -69,7 +70,8 @@ class EcrRepository:
             kwargs["registryId"] = self.registry_id
         method = getattr(self.client, _snake(operation))
         try:
-            return method(**kwargs)
+            answer: dict[str, Any] = method(**kwargs)
+            return answer
         except BotoCoreError as exc:
             raise TargetError(f"ECR {operation} on {self.repository}: {exc}", temporary=True) from exc
 
@@ -209,7 +211,9 @@ class EcrRepository:
             except ClientError as exc:
                 if error_code(exc) != "InvalidLayerPartException":
                     raise self._fail("UploadLayerPart", exc) from exc
-                next_byte = int(exc.response.get("lastValidByteReceived", -1)) + 1
+                # ECR's own field, which botocore's typed error response does not list
+                answer = cast("dict[str, Any]", exc.response)
+                next_byte = int(answer.get("lastValidByteReceived", -1)) + 1
                 if next_byte == end:
                     return  # ECR already has this part: the earlier answer was lost
                 if not first <= next_byte < end:
@@ -239,7 +243,8 @@ class EcrRepository:
                     f"ECR repository {self.repository} is tag-immutable and tag {tag} already "
                     f"points to another image; {digest} was not tagged", code=code) from exc
             raise self._fail("PutImage", exc) from exc
-        return answer["image"]["imageId"]["imageDigest"]
+        stored: str = answer["image"]["imageId"]["imageDigest"]
+        return stored
 
 
 def _snake(operation: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .. import queue
@@ -68,7 +69,7 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> dict[str, A
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: Any, context: Any) -> dict[str, Any]:
+def handler(event: Any, context: Any) -> dict[str, Any] | PartialItemFailureResponse:
     if not (isinstance(event, dict) and "Records" in event):
         return copy_one(event, context)
     if not queue.is_sqs_batch(event["Records"]):

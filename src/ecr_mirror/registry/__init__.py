@@ -2,8 +2,18 @@
 
 from .auth import Credentials
 from .client import ManifestHead, RegistryClient
-from .errors import (BlobUnknown, ConnectionFailed, LimitExceeded, ManifestUnknown, NotFound,
-                     RateLimited, RedirectRefused, RegistryError, ServerError, Unauthorized)
+from .errors import (
+                     BlobUnknown,
+                     ConnectionFailed,
+                     LimitExceeded,
+                     ManifestUnknown,
+                     NotFound,
+                     RateLimited,
+                     RedirectRefused,
+                     RegistryError,
+                     ServerError,
+                     Unauthorized,
+)
 from .retry import RetryPolicy
 
 __all__ = [

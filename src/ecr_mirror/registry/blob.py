@@ -50,7 +50,7 @@ class BlobStream:
     def what(self) -> str:
         return f"blob {self.repository}@{self.digest}"
 
-    def _open(self) -> None:
+    def _open(self) -> requests.Response:
         headers = {"Range": f"bytes={self.offset}-"} if self.offset else None
         response = self.transport.request(
             "GET", f"/v2/{self.repository}/blobs/{self.digest}", kind="blob_get",
@@ -73,21 +73,22 @@ class BlobStream:
                                            f"{self.offset}", temporary=True)
                 skip -= len(data)
         self._response = response
+        return response
 
     def _read_chunk(self, n: int) -> bytes:
         """Up to `n` bytes, resuming after a dropped connection."""
         while True:
-            if self._response is None:
-                self._open()
+            response = self._response if self._response is not None else self._open()
+            error: BaseException | None
             try:
-                data = self._response.raw.read(n, decode_content=False)
+                data = response.raw.read(n, decode_content=False)
             except _DROPPED as exc:
                 data, error = b"", exc
             else:
                 error = None
                 if data or self.size is None or self.offset >= self.size:
                     return data
-            self._response.close()
+            response.close()
             self._response = None
             self.resumes += 1
             if self.resumes > self.max_resumes:
@@ -124,10 +125,9 @@ class BlobStream:
 
     def verify(self) -> None:
         """Raise `DigestMismatch` unless every byte read matches the digest."""
-        if not self._eof:
-            # The caller stopped at `size`; confirm nothing follows.
-            if self.read(1):
-                raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
+        # If the caller stopped at `size`, confirm nothing follows.
+        if not self._eof and self.read(1):
+            raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
         actual = f"{self._hash.name}:{self._hash.hexdigest()}"
         if self.size is not None and self.offset != self.size:
             raise DigestMismatch(f"{self.what}: got {self.offset} bytes, expected {self.size}")

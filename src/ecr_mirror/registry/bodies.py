@@ -55,5 +55,5 @@ def read_capped(response: requests.Response, limit: int, what: str) -> bytes:
         raise ConnectionFailed(f"{what}: the answer was cut short: {type(exc).__name__}",
                                temporary=True) from exc
     response._content = bytes(body)
-    response._content_consumed = True
+    response._content_consumed = True  # type: ignore[attr-defined]  # requests' private flag, not in its stubs
     return response._content

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
+from typing import Any
 
 import requests
 
@@ -64,7 +65,7 @@ class RateLimited(RegistryError):
     the image) from an abuse limit on other requests (back off and retry).
     """
 
-    def __init__(self, message: str, *, pull_limit: bool = False, **kwargs):
+    def __init__(self, message: str, *, pull_limit: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.pull_limit = pull_limit
 
@@ -97,8 +98,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _first_error(response: requests.Response) -> tuple[str, str]:

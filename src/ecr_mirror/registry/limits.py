@@ -8,6 +8,7 @@ switches credentials on a pull-limit 429.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import requests
 
 from ..stats import RequestStats

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 
 from .errors import RedirectRefused
 
@@ -104,7 +106,7 @@ class RedirectPolicy:
                     "it is marked insecure)")
 
     @staticmethod
-    def _addresses(host: str, parts, what: str) -> list[str]:
+    def _addresses(host: str, parts: SplitResult, what: str) -> list[str]:
         literal = _literal(host)
         if literal:
             return [literal]
@@ -115,7 +117,7 @@ class RedirectPolicy:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, ValueError):
             return []  # unresolvable: the request that follows fails the same way, typed
-        return [info[4][0] for info in infos]
+        return [str(info[4][0]) for info in infos]  # sockaddr[0]: the address, a str
 
 
 class PeerRefused(OSError):
@@ -132,7 +134,7 @@ def refusal_in(exc: BaseException) -> RedirectRefused | None:
     return next((e.error for e in causes(exc) if isinstance(e, PeerRefused)), None)
 
 
-def causes(exc: BaseException):
+def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and every exception in its args, reasons, causes and contexts."""
     seen: set[int] = set()
     todo: list[object] = [exc]
@@ -149,11 +151,11 @@ class GuardedAdapter(HTTPAdapter):
     """requests' adapter whose new connections are checked by ``check(host, address)``
     once connected, before a byte is sent (raise `RedirectRefused` to refuse)."""
 
-    def __init__(self, check: Callable[[str, str], None], **kwargs) -> None:
+    def __init__(self, check: Callable[[str, str], None], **kwargs: Any) -> None:
         self._check = check
         super().__init__(**kwargs)
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         manager = self.poolmanager
         manager.pool_classes_by_scheme = {
@@ -161,12 +163,13 @@ class GuardedAdapter(HTTPAdapter):
                          {"ConnectionCls": self._guarded(pool.ConnectionCls)})
             for scheme, pool in manager.pool_classes_by_scheme.items()}
 
-    def _guarded(self, connection_class):
+    def _guarded(self, connection_class: type[HTTPConnection]) -> type[HTTPConnection]:
         check = self._check
 
-        class Guarded(connection_class):
-            def _new_conn(self):
-                sock = super()._new_conn()
+        # mypy takes no variable as a base class (HTTPConnection or HTTPSConnection here)
+        class Guarded(connection_class):  # type: ignore[valid-type, misc]
+            def _new_conn(self) -> socket.socket:
+                sock: socket.socket = super()._new_conn()
                 try:
                     check(self.host, sock.getpeername()[0])
                 except RedirectRefused as exc:

@@ -35,7 +35,8 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     def retrying(self) -> tenacity.Retrying:
-        backoff = tenacity.wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait)
+        backoff = tenacity.wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait,
+                                                   jitter=self.initial_wait)
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None

@@ -8,18 +8,20 @@ stay with their entry or tag: one bad image never stops the others.
 
 from __future__ import annotations
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..mirrored import already_mirrored
+from ..ecr import TaggedImage
 from ..errors import MirrorError
-from ..manifest import INDEX_TYPES
+from ..manifest import INDEX_TYPES, Platform
 from ..mirror import Mirror
+from ..mirrored import already_mirrored
 from ..queue import Message
 from ..reference import Reference
+from ..registry.client import ManifestHead
 from .config import ImageEntry, MirrorConfig
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,7 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
     if not tags:
         errors.append({"entry": entry.label, "message": "no source tag matches the selection"})
 
-    def head(tag: str):
+    def head(tag: str) -> ManifestHead | MirrorError:
         try:
             return client.head_manifest(entry.source.repository, tag)
         except MirrorError as exc:
@@ -131,18 +133,18 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
 
     with ThreadPoolExecutor(HEAD_CONCURRENCY) as pool:
         heads = list(pool.map(head, tags))
-    for tag, head in zip(tags, heads, strict=True):
+    for tag, answer in zip(tags, heads, strict=True):
         ref = entry.source.with_tag(tag)
-        if isinstance(head, MirrorError):
-            errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{head.kind}: {head}"})
+        if isinstance(answer, MirrorError):
+            errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{answer.kind}: {answer}"})
             continue
-        item = {"source": str(ref), "target": f"{target_repo}:{tag}", "digest": head.digest}
-        if already_mirrored(head.digest, current.get(tag), entry.platforms):
+        item = {"source": str(ref), "target": f"{target_repo}:{tag}", "digest": answer.digest}
+        if already_mirrored(answer.digest, current.get(tag), entry.platforms):
             unchanged.append(item)
         else:
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
-                            platforms=[str(p) for p in entry.platforms], source_digest=head.digest,
-                            cost=_pull_cost(head.media_type, current.get(tag), entry.platforms)))
+                            platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
+                            cost=_pull_cost(answer.media_type, current.get(tag), entry.platforms)))
     return jobs, unchanged, errors
 
 
@@ -151,7 +153,7 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
 DEFAULT_INDEX_CHILDREN = 16
 
 
-def _pull_cost(media_type: str, current, platforms) -> int:
+def _pull_cost(media_type: str, current: TaggedImage | None, platforms: tuple[Platform, ...]) -> int:
     """Counted pulls a copy will take: the manifest, and for an index its children.
 
     The children of the index now in ECR (read for free) are the best guess;

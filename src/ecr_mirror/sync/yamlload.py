@@ -9,6 +9,8 @@ entries) and writes multi-line error messages. Here each of those is a
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from ..errors import UsageError
@@ -24,19 +26,19 @@ class _Refused(yaml.MarkedYAMLError):
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
         self._nodes = 0
         self._sizes: dict[int, int] = {}
 
-    def _count(self, n: int, mark) -> None:
+    def _count(self, n: int, mark: yaml.Mark) -> None:
         self._nodes += n
         if self._nodes > MAX_NODES:
             raise _Refused(None, None, f"too large: more than {MAX_NODES:,} values (aliases counted "
                                        "as what they repeat); split the config or repeat less", mark)
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             node = super().compose_node(parent, index)
@@ -56,7 +58,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._sizes[id(node)] = self._nodes - before
         return node
 
-    def construct_yaml_int(self, node):
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         try:
             return super().construct_yaml_int(node)
         except ValueError:
@@ -73,10 +75,10 @@ def _where(exc: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
 
 
-def load_yaml(text: str, *, origin: str):
+def load_yaml(text: str, *, origin: str) -> Any:
     """The YAML document in `text`; any problem is one `UsageError` line naming `origin`."""
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader)
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader
     except _Refused as exc:
         raise UsageError(f"{origin}: {_where(exc)}{exc.problem}") from None
     except yaml.YAMLError as exc:
