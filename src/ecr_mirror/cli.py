@@ -128,8 +128,20 @@ def run_copy(args: argparse.Namespace) -> int:
     progress = BarProgress() if (not args.json and sys.stderr.isatty()) else None
     report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
                                    insecure=args.insecure, progress=progress)
+    if _usage_error(report):  # e.g. no credentials, a platform the image lacks
+        if args.json:
+            _print(report, True)
+        return EXIT_USAGE
     _print(report, args.json)
     return EXIT_OK if report.status in (COPIED, UNCHANGED) else EXIT_FAILED
+
+
+def _usage_error(report: CopyReport) -> bool:
+    """Whether the copy failed on the user's input or set-up; if so, say so on stderr."""
+    if not report.error or report.error.get("type") != UsageError.__name__:
+        return False
+    print(f"ecr-mirror: error: {report.error['message']}", file=sys.stderr)
+    return True
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -152,6 +164,7 @@ def run_sync(args: argparse.Namespace) -> int:
         mirror.copy(job.source, job.target, platforms=parse_platforms(job.platforms),
                     progress=None if args.json or not sys.stderr.isatty() else BarProgress())
         for job in plan.jobs]
+    misused = [r for r in reports if _usage_error(r)]
     failed = [r for r in reports if not r.ok]
     superseded = sum(r.status == SUPERSEDED for r in reports)
     summary = {**plan.summary(), "copied": sum(r.status == COPIED for r in reports),
@@ -168,8 +181,11 @@ def run_sync(args: argparse.Namespace) -> int:
         for job in plan.jobs if args.dry_run else ():
             print(f"would copy {job.source} -> {job.target}")
         for report in reports:
-            print(report.summary())
+            if report not in misused:
+                print(report.summary())
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    if misused:
+        return EXIT_USAGE
     return EXIT_FAILED if failed or superseded or plan.errors else EXIT_OK
 
 

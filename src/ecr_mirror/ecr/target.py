@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import aws
 from ..errors import TagConflict, TargetError
 from ..manifest import SUPPORTED
 from ..registry.blob import BlobStream
@@ -71,7 +72,9 @@ class EcrRepository:
         try:
             return method(**kwargs)
         except BotoCoreError as exc:
-            raise TargetError(f"ECR {operation} on {self.repository}: {exc}", temporary=True) from exc
+            aws.raise_setup_error(exc)
+            raise TargetError(f"ECR {operation} on {self.repository}: {aws.explain(exc, 'ecr')}",
+                              temporary=True) from exc
 
     def _fail(self, operation: str, exc: ClientError) -> TargetError:
         code = error_code(exc)

@@ -33,6 +33,9 @@ class RetryPolicy:
     #: A `Retry-After` longer than this is not slept through: the error is
     #: raised so the caller can defer the whole image instead.
     max_retry_after: float = 60.0
+    #: Tries of a registry that is unreachable (a name that does not resolve,
+    #: a refused connection): one more, not `attempts`, so a mistyped host fails fast.
+    unreachable_attempts: int = 2
 
     def retrying(self) -> tenacity.Retrying:
         backoff = tenacity.wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait)
@@ -48,9 +51,14 @@ class RetryPolicy:
             after = getattr(exc, "retry_after", None)
             return after is None or after <= self.max_retry_after
 
+        def stop_unreachable(state: tenacity.RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            return (getattr(exc, "unreachable", False)
+                    and state.attempt_number >= self.unreachable_attempts)
+
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(retry_it),
-            stop=tenacity.stop_after_attempt(self.attempts),
+            stop=tenacity.stop_after_attempt(self.attempts) | stop_unreachable,
             # A copy's deadline (if any) is consulted before each sleep: a wait
             # that would run past it raises `Deferred` instead.
             wait=bounded_wait(wait),
