@@ -122,6 +122,31 @@ class BarProgress(Progress):
                 bar.close()
 
 
+class WaitAnnouncer(logging.Handler):
+    """Without -v, on a terminal: a retry that waits longer than `LONG_WAIT` seconds
+    is announced in one line (written above the progress bars, not through them)."""
+
+    LONG_WAIT = 5.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        wait = getattr(record, "wait", 0.0)
+        if wait > self.LONG_WAIT:
+            from tqdm import tqdm
+
+            tqdm.write(f"ecr-mirror: waiting {wait:.0f} s before retrying: "
+                       f"{getattr(record, 'error', '')}", file=sys.stderr)
+
+
+def _set_up_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not verbose and sys.stderr.isatty():
+        retries = logging.getLogger("ecr_mirror.registry.retry")
+        retries.setLevel(logging.INFO)
+        retries.propagate = False
+        retries.addHandler(WaitAnnouncer())
+
+
 def run_copy(args: argparse.Namespace) -> int:
     settings = MirrorSettings.from_args(args)
     platforms = parse_platforms(args.platform)
@@ -201,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     limit_malloc_arenas()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _set_up_logging(args.verbose)
     try:
         return run_sync(args) if args.command == "sync" else run_copy(args)
     except UsageError as exc:

@@ -64,12 +64,17 @@ class RetryPolicy:
             wait=bounded_wait(wait),
             sleep=deadline_sleep,
             reraise=True,
-            before_sleep=lambda s: log.info(
-                "retrying after a temporary error",
-                extra={"attempt": s.attempt_number,
-                       "error": str(s.outcome.exception()) if s.outcome else ""},
-            ),
+            before_sleep=self._log_retry,
         )
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        """One INFO line per retry: its cause, its number and its wait (`extra`:
+        attempt, error, wait: what the CLI's announcement of long waits reads)."""
+        error = str(state.outcome.exception()) if state.outcome else ""
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info("retrying: %s; try %d of %d in %.1f s", error, state.attempt_number + 1,
+                 self.attempts, wait,
+                 extra={"attempt": state.attempt_number, "error": error, "wait": wait})
 
     def call(self, attempt: Callable[[], T]) -> T:
         """``attempt()``, tried again on a temporary error as this policy says."""
