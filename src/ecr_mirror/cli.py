@@ -14,6 +14,7 @@ import logging
 import sys
 import threading
 
+from . import __version__
 from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
 from .errors import UsageError
 from .memory import limit_malloc_arenas
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ecr-mirror",
         description="Mirror container images from Docker Hub or any v2 registry into Amazon ECR.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     copy = sub.add_parser(
         "copy", help="copy one image into ECR",

@@ -97,3 +97,20 @@ def test_a_platform_the_image_lacks_is_a_usage_error(registry, ecr, ecr_endpoint
                      "--platform", "linux/s390x", env={
                          **KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint})
     one_line_usage_error(result, "linux/s390x")
+
+
+def test_version_is_answered():
+    from ecr_mirror import __version__
+
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"ecr-mirror {__version__}\n", "")
+
+
+def test_a_present_image_copied_to_a_new_tag_says_retagged(image, ecr, ecr_endpoint):
+    env = {**KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint}
+    first = run_cli("copy", image, "mirror/re:a", "--insecure", env=env)
+    assert first.returncode == 0 and first.stdout.startswith("copied "), first.stdout
+    again = run_cli("copy", image, "mirror/re:b", "--insecure", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith(f"retagged {image} -> mirror/re:b sha256:"), again.stdout
+    assert "nothing uploaded" in again.stdout and "0 B" not in again.stdout

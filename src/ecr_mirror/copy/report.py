@@ -66,6 +66,11 @@ class CopyReport:
         """Nothing went wrong and nothing is left to retry for this image."""
         return self.status in (COPIED, UNCHANGED, SUPERSEDED)
 
+    @property
+    def retagged(self) -> bool:
+        """Copied, but every blob and image was in ECR already: only the tag moved."""
+        return self.status == COPIED and self.blobs_uploaded == 0 and self.manifests_put <= 1
+
     def stopped_by(self, exc: MirrorError) -> None:
         """The copy ended with `exc`: deferred when the error says so, else failed."""
         self.defer_reason = exc.defer_reason
@@ -94,6 +99,10 @@ class CopyReport:
             return (f"SUPERSEDED {self.source} -> {self.target}: upstream's tag moved from "
                     f"{self.source_digest} to {self.superseded_by} during the copy; the tag was not "
                     f"moved (it holds {self.target_digest or 'no image'}); copy again for the new image")
+        if self.retagged:
+            return (f"retagged {self.source} -> {self.target} {self.target_digest} (already in "
+                    f"ECR: nothing uploaded, {self.manifests_fetched} manifest pulls, "
+                    f"{self.duration_seconds:.1f}s)")
         line = (f"{self.status.value} {self.source} -> {self.target} {self.target_digest} "
                 f"(uploaded {self.blobs_uploaded} blobs / {_size(self.bytes_uploaded)}, "
                 f"skipped {self.blobs_skipped} / {_size(self.bytes_skipped)}, "
