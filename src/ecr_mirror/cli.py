@@ -197,9 +197,8 @@ def run_sync(args: argparse.Namespace) -> int:
     summary = {**plan.summary(), "copied": sum(r.status == COPIED for r in reports),
                "failed": len(failed), "superseded": superseded, "dryRun": args.dry_run}
     if args.json:
-        json.dump({"summary": summary, "plan": plan.as_dict(),
-                   "reports": [r.as_dict() for r in reports]}, sys.stdout)
-        sys.stdout.write("\n")
+        emit_json("syncOutput", {"summary": summary, "plan": plan.as_dict(),
+                                 "reports": [r.as_dict() for r in reports]})
     else:
         for error in plan.errors:
             print(f"error: {error['entry']}: {error['message']}")
@@ -218,10 +217,15 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def _print(report: CopyReport, as_json: bool) -> None:
     if as_json:
-        json.dump(report.as_dict(), sys.stdout, sort_keys=False)
-        sys.stdout.write("\n")
+        emit_json("copyReport", report.as_dict())
     else:
         print(report.summary())
+
+
+def emit_json(kind: str, data: dict) -> None:
+    """One JSON object on one line of stdout: a `kind` of docs/schema/output.schema.json."""
+    json.dump(data, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def main(argv: list[str] | None = None) -> int:

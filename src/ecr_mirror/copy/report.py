@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..errors import DeferReason, MirrorError
+from ..jsonkeys import camel_keys
 
 
 class Status(StrEnum):
@@ -54,7 +55,7 @@ class CopyReport:
     requests: dict[str, int] = field(default_factory=dict)
     rate_limit: dict[str, Any] | None = None
     duration_seconds: float = 0.0
-    #: The error as JSON shows it: {"type", "message", "temporary"[, "retry_after"]}.
+    #: The error as JSON shows it: {"type", "message", "temporary"[, "retryAfter"]}.
     error: dict[str, Any] | None = None
     #: Why the copy was deferred (status DEFERRED), typed; not in the JSON.
     defer_reason: DeferReason | None = None
@@ -78,14 +79,16 @@ class CopyReport:
         self.retry_after = exc.retry_after
         self.error = {"type": exc.kind, "message": str(exc), "temporary": exc.temporary}
         if exc.retry_after is not None:
-            self.error["retry_after"] = exc.retry_after
+            self.error["retryAfter"] = exc.retry_after
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as JSON shows it: strings, numbers, lists and dicts only."""
+        """The report as JSON shows it (camelCase, see docs/schema/output.schema.json):
+        strings, numbers, lists and dicts only."""
         data = asdict(self)
         del data["defer_reason"], data["retry_after"]
         data["status"] = self.status.value
-        return data
+        data["requests"] = camel_keys(self.requests)
+        return camel_keys(data)
 
     def error_line(self) -> str:
         err = self.error or {}

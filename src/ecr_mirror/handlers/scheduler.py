@@ -22,7 +22,8 @@ from .warm import mirror_settings
 def _failed(dry_run: Any, exc: UsageError) -> dict[str, Any]:
     logger.error("cannot plan", extra={"error": str(exc)})
     metrics.add_metric(name="PlanErrors", unit=MetricUnit.Count, value=1)
-    return {"planned": 0, "unchanged": 0, "queued": 0, "errors": 1, "dryRun": dry_run is True,
+    return {"planned": 0, "unchanged": 0, "toCopy": 0, "deferred": 0, "queued": 0, "errors": 1,
+            "dryRun": dry_run is True,
             "errorDetails": [{"entry": "config", "message": str(exc)}]}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..mirrored import already_mirrored
 from ..errors import MirrorError
+from ..jsonkeys import camel_keys
 from ..manifest import INDEX_TYPES
 from ..mirror import Mirror
 from ..queue import Message
@@ -65,9 +66,10 @@ class Plan:
                 "toCopy": len(self.jobs), "deferred": self.deferred, "errors": len(self.errors)}
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.summary(), "jobs": [asdict(j) for j in self.jobs],
+        """The plan as JSON shows it (camelCase, see docs/schema/output.schema.json)."""
+        return {**self.summary(), "jobs": [camel_keys(asdict(j)) for j in self.jobs],
                 "unchangedImages": self.unchanged, "errorDetails": self.errors,
-                "sourceRequests": self.source_requests}
+                "sourceRequests": camel_keys(self.source_requests)}
 
 
 #: Entries planned at once, and HEADs at once within an entry: a few hundred
