@@ -1,6 +1,8 @@
 """`ecr-mirror`: the command line over the same engine the Lambda functions use.
 
-Exit status: 0 copied or unchanged, 1 failed, deferred or superseded, 2 usage error.
+Exit status: 0 copied or unchanged, 1 failed, deferred or superseded, 2 the user's
+input or set-up is wrong (usage, config, region, AWS credentials, a platform the
+image lacks), said in one line on stderr.
 `superseded` (upstream's tag moved to another image during the copy, so the
 ECR tag was left alone rather than moved to the older image) exits 1: the tag
 does not hold what the source names now; run the command again to copy it.
