@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from .errors import UsageError
+from .errors import SetupError, UsageError
 from .settings import DEFAULT_CONCURRENCY
 
 #: The services ecr-mirror calls.
@@ -112,11 +112,11 @@ def explain(exc: Exception, service: str) -> str:
 
 
 def raise_setup_error(exc: Exception) -> None:
-    """Raise a `UsageError` when `exc` says the AWS set-up is missing (no credentials)."""
+    """Raise a `SetupError` when `exc` says the AWS set-up is missing (no credentials)."""
     from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        raise UsageError(f"no AWS credentials ({exc}): set AWS_ACCESS_KEY_ID and "
+        raise SetupError(f"no AWS credentials ({exc}): set AWS_ACCESS_KEY_ID and "
                          "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run `aws configure`") from None
 
 

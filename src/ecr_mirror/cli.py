@@ -18,7 +18,7 @@ import threading
 
 from . import __version__
 from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
-from .errors import UsageError
+from .errors import SetupError, UsageError
 from .memory import limit_malloc_arenas
 from .mirror import Mirror, parse_platforms
 from .settings import DEFAULT_CONCURRENCY, MirrorSettings
@@ -165,9 +165,13 @@ def run_copy(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status in (COPIED, UNCHANGED) else EXIT_FAILED
 
 
+#: A report failed by one of these: the user's input or set-up is wrong (exit 2).
+_USAGE_ERRORS = {UsageError.__name__, SetupError.__name__}
+
+
 def _usage_error(report: CopyReport) -> bool:
     """Whether the copy failed on the user's input or set-up; if so, say so on stderr."""
-    if not report.error or report.error.get("type") != UsageError.__name__:
+    if not report.error or report.error.get("type") not in _USAGE_ERRORS:
         return False
     print(f"ecr-mirror: error: {report.error['message']}", file=sys.stderr)
     return True

@@ -114,3 +114,15 @@ def test_a_present_image_copied_to_a_new_tag_says_retagged(image, ecr, ecr_endpo
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.startswith(f"retagged {image} -> mirror/re:b sha256:"), again.stdout
     assert "nothing uploaded" in again.stdout and "0 B" not in again.stdout
+
+
+def test_sync_without_aws_credentials_says_so_once_and_exits_2(registry, tmp_path):
+    """The README's dry run with no credentials: one line, not one per image."""
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"registries:\n  {registry.host}: {{credentials: ecr-mirror/src, insecure: true}}\n"
+                      f"images:\n  - source: {registry.host}/a\n    tags: ['1']\n"
+                      f"  - source: {registry.host}/b\n    tags: ['1']\n")
+    result, elapsed = timed("sync", "--config", str(config), "--dry-run", env={
+        "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
+    one_line_usage_error(result, "no AWS credentials")
+    assert elapsed < 10, elapsed

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .. import queue
-from ..errors import UsageError
+from ..errors import SetupError, UsageError
 from ..mirror import Mirror
 from ..sync.plan import apply_budget, build_plan
 from .common import logger, metrics, read_config, tracer
@@ -42,7 +42,10 @@ def run(event: Any) -> dict[str, Any]:
         mirror = Mirror(mirror_settings(config))
     except UsageError as exc:
         return _failed(dry_run, exc)
-    plan = build_plan(config, mirror)
+    try:
+        plan = build_plan(config, mirror)
+    except SetupError as exc:  # no AWS credentials: said once, not per image
+        return _failed(dry_run, exc)
     now = queue.clock()
     apply_budget(plan, mirror, now)
     queued, send_errors = (0, []) if dry_run or not url else queue.send_batch(

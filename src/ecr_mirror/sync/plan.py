@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..mirrored import already_mirrored
-from ..errors import MirrorError
+from ..errors import MirrorError, SetupError
 from ..jsonkeys import camel_keys
 from ..manifest import INDEX_TYPES
 from ..mirror import Mirror
@@ -120,6 +120,8 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
         current = mirror.repository(target_repo).tagged_many(tags)
+    except SetupError:
+        raise  # no AWS credentials: said once, not once per image
     except MirrorError as exc:
         return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
     if not tags:
