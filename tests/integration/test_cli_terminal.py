@@ -56,12 +56,12 @@ class Tmux:
         self.name = f"ecrm-{uuid.uuid4().hex[:8]}"
         self.env = env
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(["tmux", "-L", self.name, "new-session", "-d", "-s", self.name, "-x", "160",
+        subprocess.run(["tmux", "-L", self.name, "new-session", "-d", "-s", self.name, "-x", "200",
                         "-y", "40", f"env -i {exports} {command}; echo EXIT=$?; sleep 600"],
                        check=True)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "-L", self.name, "capture-pane", "-p", "-t", self.name],
+        return subprocess.run(["tmux", "-L", self.name, "capture-pane", "-p", "-J", "-t", self.name],
                               capture_output=True, text=True, check=True).stdout
 
     def close(self) -> None:
