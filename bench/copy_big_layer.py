@@ -165,7 +165,7 @@ def copier_env(ecr_url: str) -> dict:
 
 def check(run: dict, expected_bytes: int) -> None:
     report = run["report"]
-    if run["exit"] != 0 or report.get("status") != "copied" or report.get("bytes_uploaded") != expected_bytes:
+    if run["exit"] != 0 or report.get("status") != "copied" or report.get("bytesUploaded") != expected_bytes:
         raise RuntimeError(f"copy failed or incomplete (expected {expected_bytes} bytes uploaded): "
                            f"exit {run['exit']}, report {json.dumps(report)}")
 
@@ -204,7 +204,7 @@ def bench(sizes: list[int], concurrency: int) -> dict:
                        cpu_s_per_gib=round(run["cpu_s"] / gib, 3),
                        net_cpu_s_per_gib=round((run["cpu_s"] - baseline["cpu_s"]) / gib, 3),
                        wall_mib_s=round(size / MiB / run["wall_s"], 1),
-                       copy_mib_s=round(size / MiB / max(run["report"]["duration_seconds"], 1e-9), 1),
+                       copy_mib_s=round(size / MiB / max(run["report"]["durationSeconds"], 1e-9), 1),
                        emulator_s_per_gib=round(run["emulator_cpu_s"] / gib, 3))
             run["ratio"] = round(run["cpu_s_per_gib"] / run["floor_s_per_gib"], 2)
             run["net_ratio"] = round(run["net_cpu_s_per_gib"] / run["floor_s_per_gib"], 2)

@@ -189,7 +189,7 @@ def ecr_mirror_sync(corpus: Corpus, ecr_url: str, proxy: SourceProxy, workers: i
             "processes": [{k: p[k] for k in ("name", "wall_s", "cpu_s", "user_s", "sys_s", "max_rss_mib")}
                           for p in processes],
             "queued": plan.get("queued"), "images_copied": sum(r["status"] == "copied" for r in reports),
-            "bytes_written": sum(r.get("bytes_uploaded", 0) for r in reports),
+            "bytes_written": sum(r.get("bytesUploaded", 0) for r in reports),
             "api_calls": dict(sorted(sum((Counter(r.get("requests", {})) for r in reports), Counter()).items())),
             **source_counts(proxy)}
 

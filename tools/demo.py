@@ -282,20 +282,20 @@ def run(stack: ExitStack, verbose: bool) -> None:
     print("   The answer (the copy report):")
     print("\n".join("     " + line for line in json.dumps(first, indent=2).splitlines()))
     expect(first, "copied")
-    if first["source_digest"] != upstream.digest or first["target_digest"] != upstream.digest:
+    if first["sourceDigest"] != upstream.digest or first["targetDigest"] != upstream.digest:
         raise DemoFailed(f"digests differ: upstream {upstream.digest}, report source "
-                         f"{first['source_digest']}, target {first['target_digest']}")
+                         f"{first['sourceDigest']}, target {first['targetDigest']}")
     print("   In short:")
     show("status", first["status"])
     show("same digest", "yes: source digest == target digest == upstream digest")
-    show("blobs uploaded", f"{first['blobs_uploaded']} ({size(first['bytes_uploaded'])}), "
-                           f"{first['blobs_skipped']} skipped")
+    show("blobs uploaded", f"{first['blobsUploaded']} ({size(first['bytesUploaded'])}), "
+                           f"{first['blobsSkipped']} skipped")
     parts = first["requests"].get("ecr:UploadLayerPart", 0)
-    show("upload parts", f"{parts} for {first['blobs_uploaded']} blobs (the {size(BIG_LAYER_SIZE)} "
+    show("upload parts", f"{parts} for {first['blobsUploaded']} blobs (the {size(BIG_LAYER_SIZE)} "
                          "layer is bigger than one ECR upload part)")
-    show("manifests put", f"{first['manifests_put']} ({len(upstream.children)} children by digest, "
+    show("manifests put", f"{first['manifestsPut']} ({len(upstream.children)} children by digest, "
                           "then the tagged index)")
-    show("manifests fetched", f"{first['manifests_fetched']} (the pulls Docker Hub would count)")
+    show("manifests fetched", f"{first['manifestsFetched']} (the pulls Docker Hub would count)")
 
     section(5, "Invoke it again",
             "Upstream has not changed, so the function only compares digests: no blob moves",
@@ -303,12 +303,12 @@ def run(stack: ExitStack, verbose: bool) -> None:
     second = invoke(handler, event)
     expect(second, "unchanged")
     show("status", second["status"])
-    show("target digest", second["target_digest"])
-    show("blobs uploaded", second["blobs_uploaded"])
-    show("manifests fetched", second["manifests_fetched"])
+    show("target digest", second["targetDigest"])
+    show("blobs uploaded", second["blobsUploaded"])
+    show("manifests fetched", second["manifestsFetched"])
     show("requests", ", ".join(f"{k}={v}" for k, v in sorted(second["requests"].items())) or "-")
-    show("took", f"{second['duration_seconds']:.2f} s")
-    if second["manifests_fetched"] != 0 or second["blobs_uploaded"] != 0:
+    show("took", f"{second['durationSeconds']:.2f} s")
+    if second["manifestsFetched"] != 0 or second["blobsUploaded"] != 0:
         raise DemoFailed("the second run should fetch no manifest and upload no blob")
 
     section(6, "What is in ECR now",
@@ -467,8 +467,8 @@ def show_copies(ecr, reports: list[dict], upstream: dict[str, str]) -> None:
         key = report["source"].removeprefix("docker.io/")
         same = ecr_digest(ecr, report["target"]) == upstream[key]
         print(f"   {'  ' + report['target'].removeprefix(prefix):<32} {'yes' if same else 'NO':>17} "
-              f"{report['blobs_uploaded']:>15} {report['blobs_skipped']:>8} "
-              f"{report['manifests_fetched']:>18}")
+              f"{report['blobsUploaded']:>15} {report['blobsSkipped']:>8} "
+              f"{report['manifestsFetched']:>18}")
         if not same:
             raise DemoFailed(f"{report['target']}: the digest in ECR differs from upstream "
                              f"{upstream[key]}")

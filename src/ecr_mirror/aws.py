@@ -2,8 +2,11 @@
 
 The region is the caller's (`--region`), else AWS_REGION (what Lambda sets),
 else AWS_DEFAULT_REGION, else the profile's. Retries are botocore's standard
-mode (throttling and 5xx answers; PutImage has a 10 TPS default). ECR's
-connection pool is sized from the copy's concurrency.
+mode (throttling and 5xx answers; PutImage has a 10 TPS default), except
+that an endpoint that cannot be reached at all (no such name, connection
+refused, no connection within `CONNECT_TIMEOUT`) is tried twice only, so a wrong
+region or endpoint fails in seconds rather than after ten backed-off tries.
+ECR's connection pool is sized from the copy's concurrency.
 
 A client is made once per process and shared by every thread (boto3 clients
 are thread-safe), under a lock so that threads starting together do not each
@@ -17,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from .errors import UsageError
+from .errors import SetupError, UsageError
 from .settings import DEFAULT_CONCURRENCY
 
 #: The services ecr-mirror calls.
@@ -26,6 +29,12 @@ SERVICES = ("ecr", "sqs", "ssm", "secretsmanager", "dynamodb")
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}
 _sessions: dict[tuple[tuple[str, str], ...], Any] = {}
+
+
+#: Seconds to wait for a TCP connection to an AWS endpoint (in-region: milliseconds).
+CONNECT_TIMEOUT = 5
+#: Tries of an AWS endpoint that cannot be reached at all.
+UNREACHABLE_ATTEMPTS = 2
 
 
 def region(explicit: str | None = None) -> str | None:
@@ -55,10 +64,13 @@ def client(service: str, region_name: str | None = None, *,
         if key in _clients:
             return _clients[key]
         config = Config(retries={"mode": "standard", "max_attempts": 10},
-                        max_pool_connections=pool, connect_timeout=10, read_timeout=120,
-                        user_agent_extra="ecr-mirror/0.1")
+                        max_pool_connections=pool, connect_timeout=CONNECT_TIMEOUT,
+                        read_timeout=120, user_agent_extra="ecr-mirror/0.1")
         try:
             made = _session(environment).client(service, region_name=chosen, config=config)
+            made.meta.events.register_first(
+                f"needs-retry.{made.meta.service_model.service_id.hyphenize()}",
+                _give_up_when_unreachable)
         except NoRegionError:
             raise UsageError("no AWS region: pass --region (e.g. --region eu-west-1), or set "
                              "AWS_REGION or a region in your AWS profile") from None
@@ -76,3 +88,35 @@ def _session(environment: tuple[tuple[str, str], ...]) -> Any:
 
         _sessions[environment] = boto3.session.Session()
     return _sessions[environment]
+
+
+def _give_up_when_unreachable(attempts: int, caught_exception: BaseException | None = None,
+                              **_: Any) -> None:
+    """botocore's `needs-retry` hook, run before its retry handler: an endpoint that
+    cannot be reached is given up after `UNREACHABLE_ATTEMPTS` (its error re-raised)."""
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+    if (isinstance(caught_exception, (EndpointConnectionError, ConnectTimeoutError))
+            and attempts >= UNREACHABLE_ATTEMPTS):
+        raise caught_exception
+
+
+def explain(exc: Exception, service: str) -> str:
+    """A botocore error in words a user can act on (`raise_setup_error` first)."""
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+        variable = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+        return f"{exc}; check the region, and {variable} if you set it"
+    return str(exc)
+
+
+def raise_setup_error(exc: Exception) -> None:
+    """Raise a `SetupError` when `exc` says the AWS set-up is missing (no credentials)."""
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        raise SetupError(f"no AWS credentials ({exc}): set AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run `aws configure`") from None
+
+

@@ -1,6 +1,8 @@
 """`ecr-mirror`: the command line over the same engine the Lambda functions use.
 
-Exit status: 0 copied or unchanged, 1 failed, deferred or superseded, 2 usage error.
+Exit status: 0 copied or unchanged, 1 failed, deferred or superseded, 2 the user's
+input or set-up is wrong (usage, config, region, AWS credentials, a platform the
+image lacks), said in one line on stderr.
 `superseded` (upstream's tag moved to another image during the copy, so the
 ECR tag was left alone rather than moved to the older image) exits 1: the tag
 does not hold what the source names now; run the command again to copy it.
@@ -15,8 +17,9 @@ import sys
 import threading
 from typing import NoReturn
 
+from . import __version__
 from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
-from .errors import UsageError
+from .errors import SetupError, UsageError
 from .memory import limit_malloc_arenas
 from .mirror import Mirror, parse_platforms
 from .settings import DEFAULT_CONCURRENCY, MirrorSettings
@@ -37,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ecr-mirror",
         description="Mirror container images from Docker Hub or any v2 registry into Amazon ECR.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     copy = sub.add_parser(
         "copy", help="copy one image into ECR",
@@ -125,14 +129,55 @@ class BarProgress(Progress):
                 bar.close()
 
 
+class WaitAnnouncer(logging.Handler):
+    """Without -v, on a terminal: a retry that waits longer than `LONG_WAIT` seconds
+    is announced in one line (written above the progress bars, not through them)."""
+
+    LONG_WAIT = 5.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        wait = getattr(record, "wait", 0.0)
+        if wait > self.LONG_WAIT:
+            from tqdm import tqdm
+
+            tqdm.write(f"ecr-mirror: waiting {wait:.0f} s before retrying: "
+                       f"{getattr(record, 'error', '')}", file=sys.stderr)
+
+
+def _set_up_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not verbose and sys.stderr.isatty():
+        retries = logging.getLogger("ecr_mirror.registry.retry")
+        retries.setLevel(logging.INFO)
+        retries.propagate = False
+        retries.addHandler(WaitAnnouncer())
+
+
 def run_copy(args: argparse.Namespace) -> int:
     settings = MirrorSettings.from_args(args)
     platforms = parse_platforms(args.platform)
     progress = BarProgress() if (not args.json and sys.stderr.isatty()) else None
     report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
                                    insecure=args.insecure, progress=progress)
+    if _usage_error(report):  # e.g. no credentials, a platform the image lacks
+        if args.json:
+            _print(report, True)
+        return EXIT_USAGE
     _print(report, args.json)
     return EXIT_OK if report.status in (COPIED, UNCHANGED) else EXIT_FAILED
+
+
+#: A report failed by one of these: the user's input or set-up is wrong (exit 2).
+_USAGE_ERRORS = {UsageError.__name__, SetupError.__name__}
+
+
+def _usage_error(report: CopyReport) -> bool:
+    """Whether the copy failed on the user's input or set-up; if so, say so on stderr."""
+    if not report.error or report.error.get("type") not in _USAGE_ERRORS:
+        return False
+    print(f"ecr-mirror: error: {report.error['message']}", file=sys.stderr)
+    return True
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -155,14 +200,14 @@ def run_sync(args: argparse.Namespace) -> int:
         mirror.copy(job.source, job.target, platforms=parse_platforms(job.platforms),
                     progress=None if args.json or not sys.stderr.isatty() else BarProgress())
         for job in plan.jobs]
+    misused = [r for r in reports if _usage_error(r)]
     failed = [r for r in reports if not r.ok]
     superseded = sum(r.status == SUPERSEDED for r in reports)
     summary = {**plan.summary(), "copied": sum(r.status == COPIED for r in reports),
                "failed": len(failed), "superseded": superseded, "dryRun": args.dry_run}
     if args.json:
-        json.dump({"summary": summary, "plan": plan.as_dict(),
-                   "reports": [r.as_dict() for r in reports]}, sys.stdout)
-        sys.stdout.write("\n")
+        emit_json("syncOutput", {"summary": summary, "plan": plan.as_dict(),
+                                 "reports": [r.as_dict() for r in reports]})
     else:
         for error in plan.errors:
             print(f"error: {error['entry']}: {error['message']}")
@@ -171,25 +216,32 @@ def run_sync(args: argparse.Namespace) -> int:
         for job in plan.jobs if args.dry_run else ():
             print(f"would copy {job.source} -> {job.target}")
         for report in reports:
-            print(report.summary())
+            if report not in misused:
+                print(report.summary())
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    if misused:
+        return EXIT_USAGE
     return EXIT_FAILED if failed or superseded or plan.errors else EXIT_OK
 
 
 def _print(report: CopyReport, as_json: bool) -> None:
     if as_json:
-        json.dump(report.as_dict(), sys.stdout, sort_keys=False)
-        sys.stdout.write("\n")
+        emit_json("copyReport", report.as_dict())
     else:
         print(report.summary())
+
+
+def emit_json(kind: str, data: dict) -> None:
+    """One JSON object on one line of stdout: a `kind` of docs/schema/output.schema.json."""
+    json.dump(data, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     limit_malloc_arenas()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _set_up_logging(args.verbose)
     try:
         return run_sync(args) if args.command == "sync" else run_copy(args)
     except UsageError as exc:

@@ -45,6 +45,11 @@ class UsageError(MirrorError):
     """The caller asked for something that cannot work (bad option, bad event)."""
 
 
+class SetupError(UsageError):
+    """The environment is not set up (no AWS credentials): nothing can work until
+    it is, so it stops a whole sync rather than failing each image."""
+
+
 class UnsupportedMediaType(MirrorError):
     """A manifest type ecr-mirror refuses to copy (schema1, unknown types)."""
 

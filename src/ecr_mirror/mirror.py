@@ -191,7 +191,9 @@ def credentials_from_secret(secret_id: str, client: Any) -> Credentials:
                           f"{exc.response.get('Error', {}).get('Message', '')}; {hint}",
                           temporary=code in _TEMPORARY_SECRET_CODES) from None
     except BotoCoreError as exc:
-        raise SecretError(f"cannot read secret {secret_id}: {exc}", temporary=True) from None
+        aws.raise_setup_error(exc)
+        raise SecretError(f"cannot read secret {secret_id}: {aws.explain(exc, 'secrets-manager')}",
+                          temporary=True) from None
     except KeyError:
         raise SecretError(f"secret {secret_id} has no SecretString; store "
                           '{"username": ..., "password": ...} as text') from None

@@ -25,7 +25,7 @@ class RateLimit:
         return {
             "limit": self.limit,
             "remaining": self.remaining,
-            "window_seconds": self.window_seconds,
+            "windowSeconds": self.window_seconds,
         }
 
 

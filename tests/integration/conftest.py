@@ -101,3 +101,12 @@ def ecr_image(ecr, repository: str, *, tag: str | None = None, digest: str | Non
                                      "application/vnd.docker.distribution.manifest.v2+json"])
     assert not answer["failures"], answer["failures"]
     return answer["images"][0]
+
+
+@pytest.fixture(autouse=True)
+def _outputs_match_the_schema(monkeypatch):
+    """Every JSON object the CLI prints and every handler answer a test causes, in
+    this process, is checked against docs/schema/output.schema.json."""
+    from ecr_mirror_testing.outputs import check_outputs
+
+    check_outputs(monkeypatch)

@@ -27,8 +27,8 @@ def test_cli_json_prints_one_object_and_exits_0(source, registry, ecr, repo_name
     assert code == 0
     report = json.loads(out)  # the whole of stdout is one JSON object
     assert report["status"] == "copied" and report["target"] == "mirror/cli:1"
-    assert report["target_digest"] == image.digest and report["blobs_uploaded"] == 2
-    assert report["requests"]["manifest_get"] == 1
+    assert report["targetDigest"] == image.digest and report["blobsUploaded"] == 2
+    assert report["requests"]["manifestGet"] == 1
     assert "\r" not in err  # no progress bar when --json
 
     assert cli.main(["copy", f"{source.host}/{repo_name}:1", "mirror/cli", "--insecure", "--json"]) == 0
@@ -87,7 +87,7 @@ def test_copy_one_event_file_runs_through_the_real_handler(lambda_env, registry,
     report = copy_one.handler(event, FakeContext())
     assert report["status"] == "copied", report["error"]
     assert report["source"] == "docker.io/library/nginx:stable"
-    assert report["source_digest"] == report["target_digest"] == index.digest
+    assert report["sourceDigest"] == report["targetDigest"] == index.digest
     assert ecr_image(ecr, "mirror/nginx", tag="stable")["imageManifest"].encode() == index.raw
     assert copy_one.handler(event, FakeContext())["status"] == "unchanged"
 

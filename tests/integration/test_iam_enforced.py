@@ -221,7 +221,7 @@ def test_the_cli_copies_and_syncs_with_the_readmes_policy(source, nginx, ecr, ia
     iam.assert_clean()
     assert [code for code, _ in outputs] == [0, 0, 0], outputs
     (_, copied), (_, synced), (_, again) = outputs
-    assert copied["status"] == "copied" and copied["target_digest"] == nginx.digest
+    assert copied["status"] == "copied" and copied["targetDigest"] == nginx.digest
     assert synced["summary"]["copied"] == 1 and again["summary"]["unchanged"] == 1
     repository, tag = synced["reports"][0]["target"].rsplit(":", 1)
     assert repository.startswith("mirror/") and tag == "stable"

@@ -203,7 +203,7 @@ def test_a_token_expiring_during_a_large_blob_is_refreshed_and_the_copy_complete
     report = copy_one.handler({"source": "library/large:1", "target": "mirror/large:1"}, FakeContext())
 
     assert report["status"] == "copied", report["error"]
-    assert report["target_digest"] == image.digest
+    assert report["targetDigest"] == image.digest
     assert hub.counts["token"] >= tokens_before + 2  # the first token, then the refresh
     assert hub.counts["cdn-auth-refused"] == 0
     assert hub.counts["cdn-dropped"] == 1

@@ -178,7 +178,7 @@ def test_worker_event_files_run_through_the_worker(app, registry, ecr, name):
         assert ecr_image(ecr, "mirror/dockerhub/library/nginx", tag="stable")["imageId"]["imageDigest"] \
             == index.digest
     else:
-        assert answer["status"] == "copied" and answer["target_digest"] == index.digest
+        assert answer["status"] == "copied" and answer["targetDigest"] == index.digest
 
 
 def test_time_running_out_hands_the_image_back_untagged(app, registry, ecr, monkeypatch):

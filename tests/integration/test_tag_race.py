@@ -81,7 +81,7 @@ def test_two_copies_of_one_tag_do_not_overlap(source, ecr, registry, repo_name, 
     assert seen["holder"] == a.leases.owner
     busy = seen["b"]
     assert busy.status == "deferred" and busy.error["type"] == "TagBusy", busy.error
-    assert 0 < busy.error["retry_after"] <= 60  # a short retry, not a long wait
+    assert 0 < busy.error["retryAfter"] <= 60  # a short retry, not a long wait
     assert busy.blobs_uploaded == 0 and busy.manifests_fetched == 0
     # b's own requests: it looked (HEAD, ECR's tag), pulled nothing, read no blob.
     assert busy.requests.get("manifest_head") == 1, busy.requests
@@ -106,7 +106,7 @@ def test_the_cli_exits_1_when_superseded_since_the_tag_does_not_hold_the_source(
 
     assert code == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["status"] == "superseded" and report["superseded_by"].startswith("sha256:")
+    assert report["status"] == "superseded" and report["supersededBy"].startswith("sha256:")
 
 
 def test_the_worker_counts_a_superseded_image_as_done(warm, ecr, registry, repo_name, monkeypatch,

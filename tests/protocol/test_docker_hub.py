@@ -150,9 +150,9 @@ def test_rate_limit_headers_are_read_in_both_spellings():
         "X-RateLimit-Remaining": "199;w=3600"})
     client = hub()
     client.head_manifest("library/nginx", "stable")
-    assert client.stats.rate_limit.as_dict() == {"limit": 100, "remaining": 76, "window_seconds": 21600}
+    assert client.stats.rate_limit.as_dict() == {"limit": 100, "remaining": 76, "windowSeconds": 21600}
     client.head_manifest("library/nginx", "stable")
-    assert client.stats.rate_limit.as_dict() == {"limit": 200, "remaining": 199, "window_seconds": 3600}
+    assert client.stats.rate_limit.as_dict() == {"limit": 200, "remaining": 199, "windowSeconds": 3600}
 
 
 TOOMANY = {"errors": [{"code": "TOOMANYREQUESTS", "message": "You have reached your unauthenticated "

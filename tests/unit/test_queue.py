@@ -56,8 +56,8 @@ def test_each_deferral_has_its_typed_reason_and_the_json_stays_strings():
     data = budget.as_dict()
     assert data["status"] == "deferred" and type(data["status"]) is str
     assert data["error"] == {"type": "RateLimited", "message": "spent", "temporary": True,
-                             "retry_after": 30}
-    assert "defer_reason" not in data and "retry_after" not in data
+                             "retryAfter": 30}
+    assert "deferReason" not in data and "retryAfter" not in data
 
 
 def test_the_requeue_policy(monkeypatch):

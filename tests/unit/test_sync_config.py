@@ -130,3 +130,17 @@ images: []
     assert hub.credentials_secrets == ("hub-a", "hub-b") and hub.reserve == 10
     assert config.registries["ghcr.io"].credentials_secrets == ("ghcr-token",)
     assert config.registries["registry.internal:5000"].insecure
+
+
+def test_an_unknown_field_is_named_with_its_place_and_the_closest_known_one():
+    config = load_config("images:\n  - source: nginx\n    tags: ['1']\n  - source: redis\n    tagz: ['7']\n")
+    [error] = config.errors
+    assert error.message == "unknown field `tagz` in images[1]; did you mean `tags`?"
+    with pytest.raises(UsageError, match=r"unknown field `imagez` at the top level; did you mean "
+                                         r"`images`\?"):
+        load_config("images: []\nimagez: []\n")
+    with pytest.raises(UsageError, match=r"unknown field `scanOnPsh` in defaults.repository; did "
+                                         r"you mean `scanOnPush`\?"):
+        load_config("defaults: {repository: {scanOnPsh: true}}\nimages: []\n")
+    with pytest.raises(UsageError, match=r"unknown field `zzz` at the top level$"):
+        load_config("images: []\nzzz: 1\n")

@@ -74,10 +74,12 @@ class _Copy:
         self.repo = ref.repository
         self._lock = threading.Lock()
         self.blobs = BlobCopier(source, ref, target, options, report, self._lock)
+        self._head_media_type: str | None = None
 
     def run(self) -> None:
         head = self.source.head_manifest(self.repo, self.ref.ref)
         self.report.source_digest = head.digest
+        self._head_media_type = head.media_type
         current = self.target.tagged(self.tag) if self.tag else None
         if self._unchanged_without_pull(head.digest, current):
             return
@@ -178,6 +180,8 @@ class _Copy:
     def _unchanged(self, digest: str) -> None:
         self.report.status = UNCHANGED
         self.report.target_digest = digest
+        if self.report.media_type is None:  # decided without a GET: the HEAD's type
+            self.report.media_type = self._head_media_type
 
     def _unchanged_without_pull(self, source_digest: str, current: TaggedImage | None) -> bool:
         """True when ECR already has the image: decided without a counted pull."""

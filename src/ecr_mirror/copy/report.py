@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..errors import DeferReason, MirrorError
+from ..jsonkeys import camel_keys
 
 
 class Status(StrEnum):
@@ -54,7 +55,7 @@ class CopyReport:
     requests: dict[str, int] = field(default_factory=dict)
     rate_limit: dict[str, Any] | None = None
     duration_seconds: float = 0.0
-    #: The error as JSON shows it: {"type", "message", "temporary"[, "retry_after"]}.
+    #: The error as JSON shows it: {"type", "message", "temporary"[, "retryAfter"]}.
     error: dict[str, Any] | None = None
     #: Why the copy was deferred (status DEFERRED), typed; not in the JSON.
     defer_reason: DeferReason | None = None
@@ -66,6 +67,11 @@ class CopyReport:
         """Nothing went wrong and nothing is left to retry for this image."""
         return self.status in (COPIED, UNCHANGED, SUPERSEDED)
 
+    @property
+    def retagged(self) -> bool:
+        """Copied, but every blob and image was in ECR already: only the tag moved."""
+        return self.status == COPIED and self.blobs_uploaded == 0 and self.manifests_put <= 1
+
     def stopped_by(self, exc: MirrorError) -> None:
         """The copy ended with `exc`: deferred when the error says so, else failed."""
         self.defer_reason = exc.defer_reason
@@ -73,14 +79,16 @@ class CopyReport:
         self.retry_after = exc.retry_after
         self.error = {"type": exc.kind, "message": str(exc), "temporary": exc.temporary}
         if exc.retry_after is not None:
-            self.error["retry_after"] = exc.retry_after
+            self.error["retryAfter"] = exc.retry_after
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as JSON shows it: strings, numbers, lists and dicts only."""
+        """The report as JSON shows it (camelCase, see docs/schema/output.schema.json):
+        strings, numbers, lists and dicts only."""
         data = asdict(self)
         del data["defer_reason"], data["retry_after"]
         data["status"] = self.status.value
-        return data
+        data["requests"] = camel_keys(self.requests)
+        return camel_keys(data)
 
     def error_line(self) -> str:
         err = self.error or {}
@@ -94,6 +102,10 @@ class CopyReport:
             return (f"SUPERSEDED {self.source} -> {self.target}: upstream's tag moved from "
                     f"{self.source_digest} to {self.superseded_by} during the copy; the tag was not "
                     f"moved (it holds {self.target_digest or 'no image'}); copy again for the new image")
+        if self.retagged:
+            return (f"retagged {self.source} -> {self.target} {self.target_digest} (already in "
+                    f"ECR: nothing uploaded, {self.manifests_fetched} manifest pulls, "
+                    f"{self.duration_seconds:.1f}s)")
         line = (f"{self.status.value} {self.source} -> {self.target} {self.target_digest} "
                 f"(uploaded {self.blobs_uploaded} blobs / {_size(self.bytes_uploaded)}, "
                 f"skipped {self.blobs_skipped} / {_size(self.bytes_skipped)}, "

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import aws
 from ..errors import TagConflict, TargetError
 from ..manifest import SUPPORTED
 from ..registry.blob import BlobStream
@@ -73,7 +74,9 @@ class EcrRepository:
             answer: dict[str, Any] = method(**kwargs)
             return answer
         except BotoCoreError as exc:
-            raise TargetError(f"ECR {operation} on {self.repository}: {exc}", temporary=True) from exc
+            aws.raise_setup_error(exc)
+            raise TargetError(f"ECR {operation} on {self.repository}: {aws.explain(exc, 'ecr')}",
+                              temporary=True) from exc
 
     def _fail(self, operation: str, exc: ClientError) -> TargetError:
         code = error_code(exc)

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .. import queue
-from ..errors import UsageError
+from ..errors import SetupError, UsageError
 from ..mirror import Mirror
 from ..sync.plan import apply_budget, build_plan
 from .common import logger, metrics, read_config, tracer
@@ -22,7 +22,8 @@ from .warm import mirror_settings
 def _failed(dry_run: Any, exc: UsageError) -> dict[str, Any]:
     logger.error("cannot plan", extra={"error": str(exc)})
     metrics.add_metric(name="PlanErrors", unit=MetricUnit.Count, value=1)
-    return {"planned": 0, "unchanged": 0, "queued": 0, "errors": 1, "dryRun": dry_run is True,
+    return {"planned": 0, "unchanged": 0, "toCopy": 0, "deferred": 0, "queued": 0, "errors": 1,
+            "dryRun": dry_run is True,
             "errorDetails": [{"entry": "config", "message": str(exc)}]}
 
 
@@ -41,7 +42,10 @@ def run(event: Any) -> dict[str, Any]:
         mirror = Mirror(mirror_settings(config))
     except UsageError as exc:
         return _failed(dry_run, exc)
-    plan = build_plan(config, mirror)
+    try:
+        plan = build_plan(config, mirror)
+    except SetupError as exc:  # no AWS credentials: said once, not per image
+        return _failed(dry_run, exc)
     now = queue.clock()
     apply_budget(plan, mirror, now)
     queued, send_errors = (0, []) if dry_run or not url else queue.send_batch(

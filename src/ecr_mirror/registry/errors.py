@@ -75,7 +75,14 @@ class ServerError(RegistryError):
 
 
 class ConnectionFailed(RegistryError):
-    """No answer: DNS, refused connection, reset, timeout (temporary)."""
+    """No answer: DNS, refused connection, reset, timeout (temporary), a TLS failure (not).
+
+    `unreachable`: the name did not resolve or the connection was refused; a
+    retry policy tries those once more only (waiting rarely brings a registry up)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.unreachable = unreachable
 
 
 class RedirectRefused(RegistryError):

@@ -33,6 +33,9 @@ class RetryPolicy:
     #: A `Retry-After` longer than this is not slept through: the error is
     #: raised so the caller can defer the whole image instead.
     max_retry_after: float = 60.0
+    #: Tries of a registry that is unreachable (a name that does not resolve,
+    #: a refused connection): one more, not `attempts`, so a mistyped host fails fast.
+    unreachable_attempts: int = 2
 
     def retrying(self) -> tenacity.Retrying:
         backoff = tenacity.wait_exponential_jitter(multiplier=self.initial_wait, max=self.max_wait,
@@ -49,20 +52,35 @@ class RetryPolicy:
             after = getattr(exc, "retry_after", None)
             return after is None or after <= self.max_retry_after
 
+        unreachable_attempts = self.unreachable_attempts
+
+        class stop_unreachable(tenacity.stop.stop_base):  # lower case, as tenacity names its stops
+            """An unreachable host (DNS, refused) is tried `unreachable_attempts` times only."""
+
+            def __call__(self, state: tenacity.RetryCallState) -> bool:
+                exc = state.outcome.exception() if state.outcome else None
+                return bool(getattr(exc, "unreachable", False)
+                            and state.attempt_number >= unreachable_attempts)
+
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(retry_it),
-            stop=tenacity.stop_after_attempt(self.attempts),
+            stop=tenacity.stop_after_attempt(self.attempts) | stop_unreachable(),
             # A copy's deadline (if any) is consulted before each sleep: a wait
             # that would run past it raises `Deferred` instead.
             wait=bounded_wait(wait),
             sleep=deadline_sleep,
             reraise=True,
-            before_sleep=lambda s: log.info(
-                "retrying after a temporary error",
-                extra={"attempt": s.attempt_number,
-                       "error": str(s.outcome.exception()) if s.outcome else ""},
-            ),
+            before_sleep=self._log_retry,
         )
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        """One INFO line per retry: its cause, its number and its wait (`extra`:
+        attempt, error, wait: what the CLI's announcement of long waits reads)."""
+        error = str(state.outcome.exception()) if state.outcome else ""
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info("retrying: %s; try %d of %d in %.1f s", error, state.attempt_number + 1,
+                 self.attempts, wait,
+                 extra={"attempt": state.attempt_number, "error": error, "wait": wait})
 
     def call(self, attempt: Callable[[], T]) -> T:
         """``attempt()``, tried again on a temporary error as this policy says."""

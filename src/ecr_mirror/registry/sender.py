@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NameResolutionError
 
 from ..stats import RequestStats
 from .bodies import MAX_ERROR_BYTES, read_capped
@@ -86,10 +87,35 @@ class Sender:
             refused = refusal_in(exc)
             if refused is not None:
                 raise RedirectRefused(f"{request.what}: {refused}") from None
-            raise ConnectionFailed(f"{request.what}: {type(exc).__name__} from "
-                                   f"{without_query(request.url)}: {exc}",
-                                   temporary=not _certificate_refused(exc)) from exc
+            raise connection_failed(exc, request) from exc
         return response
+
+
+def connection_failed(exc: requests.exceptions.RequestException, request: Request) -> ConnectionFailed:
+    """The typed error of a request that got no answer, in words a user can act on.
+
+    A name that does not resolve and a refused connection are `unreachable`
+    (retried once only: waiting rarely brings a registry up); a TLS protocol
+    error (a plain-HTTP registry asked in TLS) and a refused certificate are
+    not temporary at all."""
+    host = urlsplit(request.url).netloc
+    found = list(causes(exc))
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in found):
+        return ConnectionFailed(f"{request.what}: the TLS certificate of {host} was refused: {exc}")
+    tls = next((e for e in found if isinstance(e, ssl.SSLError)), None)
+    if tls is not None:
+        reason = getattr(tls, "reason", None) or type(tls).__name__
+        return ConnectionFailed(f"{request.what}: TLS with {host} failed ({reason}); use "
+                                "--insecure if this registry speaks plain HTTP")
+    if any(isinstance(e, NameResolutionError) for e in found):
+        return ConnectionFailed(f"{request.what}: cannot resolve {host.rsplit(':', 1)[0]}: "
+                                "check the registry's name", temporary=True, unreachable=True)
+    if any(isinstance(e, ConnectionRefusedError) for e in found):
+        return ConnectionFailed(f"{request.what}: connection refused by {host}: is the "
+                                "registry running, and the port right?", temporary=True,
+                                unreachable=True)
+    return ConnectionFailed(f"{request.what}: {type(exc).__name__} from "
+                            f"{without_query(request.url)}: {exc}", temporary=True)
 
 
 def error_of(response: requests.Response, what: str) -> RegistryError:
@@ -106,8 +132,3 @@ def origin(url: str) -> tuple[str, str]:
 def without_query(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _certificate_refused(exc: BaseException) -> bool:
-    """Whether a TLS certificate was refused somewhere in ``exc``'s causes (not worth a retry)."""
-    return any(isinstance(e, ssl.SSLCertVerificationError) for e in causes(exc))

@@ -7,6 +7,7 @@ reported with its index, source and field, and never stops the good ones.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,9 +150,21 @@ def _schema_message(exc: fastjsonschema.JsonSchemaValueException, what: str) -> 
         field = next((p for p in reversed(exc.path or []) if isinstance(p, str)), "")
         shape = _PATTERN_HINTS.get(field, "")
         return f"{message.split(' must match pattern')[0]} {shape}".strip()
-    if "must not contain" in message and exc.rule == "additionalProperties":
-        return f"unknown field in {what}: {message.split('must not contain')[-1].strip()}"
+    if exc.rule == "additionalProperties" and isinstance(exc.value, dict):
+        unknown = unknown_field(exc.value, exc.definition or {}, f"in {path}" if path else what)
+        if unknown:
+            return unknown
     return f"{path + ': ' if path and path not in message else ''}{message}"
+
+
+def unknown_field(data: dict, schema: dict, where: str) -> str | None:
+    """"unknown field `tagz` in images[0]; did you mean `tags`?", or None if all are known."""
+    known = [str(k) for k in schema.get("properties", {})]
+    unknown = sorted(str(k) for k in data if str(k) not in known)
+    if not unknown:
+        return None
+    close = difflib.get_close_matches(unknown[0], known, n=1)
+    return f"unknown field `{unknown[0]}` {where}" + (f"; did you mean `{close[0]}`?" if close else "")
 
 
 def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
@@ -164,7 +177,7 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
     try:
         _validate_top({**top, "images": images if isinstance(images, list) else []})
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise UsageError(f"{origin}: {_schema_message(exc, 'the top level')}") from exc
+        raise UsageError(f"{origin}: {_schema_message(exc, 'at the top level')}") from exc
     if not isinstance(images, list):
         raise UsageError(f"{origin}: `images:` must be a list of images to mirror")
     for host in data.get("registries") or {}:
@@ -191,7 +204,7 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
         try:
             config.images.append(_image(index, raw, config))
         except fastjsonschema.JsonSchemaValueException as exc:
-            config.errors.append(ConfigError(_label(index, raw), _schema_message(exc, "an image")))
+            config.errors.append(ConfigError(_label(index, raw), _schema_message(exc, f"in images[{index}]")))
         except (UsageError, ValueError) as exc:
             config.errors.append(ConfigError(_label(index, raw), str(exc)))
     return config
@@ -221,6 +234,9 @@ def _label(index: int, raw: Any) -> str:
 def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
     if not isinstance(raw, dict):
         raise UsageError("each image must be a mapping with at least `source` and `tags`")
+    unknown = unknown_field(raw, IMAGE_SCHEMA, f"in images[{index}]")
+    if unknown:  # before the other rules: `tagz` is the mistake, not a missing `tags`
+        raise UsageError(unknown)
     _validate_image(raw)
     try:
         source = parse(raw["source"], default_tag=None)

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..ecr import TaggedImage
-from ..errors import MirrorError
+from ..errors import MirrorError, SetupError
+from ..jsonkeys import camel_keys
 from ..manifest import INDEX_TYPES, Platform
 from ..mirror import Mirror
 from ..mirrored import already_mirrored
@@ -67,9 +68,10 @@ class Plan:
                 "toCopy": len(self.jobs), "deferred": self.deferred, "errors": len(self.errors)}
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.summary(), "jobs": [asdict(j) for j in self.jobs],
+        """The plan as JSON shows it (camelCase, see docs/schema/output.schema.json)."""
+        return {**self.summary(), "jobs": [camel_keys(asdict(j)) for j in self.jobs],
                 "unchangedImages": self.unchanged, "errorDetails": self.errors,
-                "sourceRequests": self.source_requests}
+                "sourceRequests": camel_keys(self.source_requests)}
 
 
 #: Entries planned at once, and HEADs at once within an entry: a few hundred
@@ -120,6 +122,8 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
         current = mirror.repository(target_repo).tagged_many(tags)
+    except SetupError:
+        raise  # no AWS credentials: said once, not once per image
     except MirrorError as exc:
         return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
     if not tags:

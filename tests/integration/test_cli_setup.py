@@ -1,0 +1,128 @@
+"""A newcomer's set-up mistakes, through the CLI in a subprocess (issue 11): each is
+ONE line naming the cause and the fix, never a traceback, soon; exit 2 when the
+user's input or set-up is wrong (credentials, a platform the image lacks), exit 1
+when the copy failed (an unreachable endpoint)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from ecr_mirror_testing.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.registry import free_port
+from tests.integration.test_cli_errors import one_line_usage_error, run_cli
+
+pytestmark = pytest.mark.integration
+
+KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture
+def image(registry) -> str:
+    """A small image in the local (plain-HTTP) registry, as `host/repo:tag`."""
+    repo = f"setup/{uuid.uuid4().hex[:8]}"
+    make_image(registry.url, repo, "1", layers=[layer_bytes(repo)])
+    return f"{registry.host}/{repo}:1"
+
+
+def timed(*args: str, env: dict[str, str]):
+    start = time.monotonic()
+    result = run_cli(*args, env=env)
+    return result, time.monotonic() - start
+
+
+def one_failed_line(result, *needles: str) -> str:
+    """Exit 1, no traceback, and one line of output in all naming every needle."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert len(lines) == 1, lines
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_no_aws_credentials_is_one_line_and_exit_2(image, ecr_endpoint):
+    result = run_cli("copy", image, "mirror/x", "--insecure", env={
+        "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true"})
+    one_line_usage_error(result, "no AWS credentials")
+    assert "AWS_ACCESS_KEY_ID" in result.stderr
+
+
+def test_aws_region_alone_is_honoured(image, ecr, ecr_endpoint):
+    """AWS_REGION (what the README, Lambda and the other SDKs name), no AWS_DEFAULT_REGION."""
+    result = run_cli("copy", image, "mirror/region", "--insecure", env={
+        **KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("copied ")
+
+
+@pytest.mark.parametrize("endpoint,cause", [
+    (f"http://127.0.0.1:{free_port()}", "Could not connect"),
+    ("http://ecr.nonexistent.invalid", "Could not connect"),
+])
+def test_an_unreachable_ecr_fails_fast_in_one_line(image, ecr_endpoint, endpoint, cause):
+    result, elapsed = timed("copy", image, "mirror/x", "--insecure", env={
+        **KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": endpoint})
+    one_failed_line(result, cause, "AWS_ENDPOINT_URL_ECR")
+    assert elapsed < 8, elapsed  # was 16-20 s (29 s against AWS) of silence
+
+
+@pytest.mark.parametrize("host,cause", [
+    (f"127.0.0.1:{free_port()}", "connection refused"),
+    ("registry.nonexistent.invalid", "cannot resolve"),
+])
+def test_an_unreachable_registry_fails_fast_in_one_line(ecr_endpoint, host, cause):
+    result, elapsed = timed("copy", f"{host}/x:1", "mirror/x", env={
+        **KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint})
+    line = one_failed_line(result, cause, host.split(":")[0])
+    assert "Max retries" not in line and "Guarded" not in line, line
+    assert elapsed < 6, elapsed  # was 9-12 s
+
+
+def test_tls_to_a_plain_http_registry_says_use_insecure_and_does_not_retry(image, ecr_endpoint):
+    result, elapsed = timed("copy", image, "mirror/x", env={
+        **KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint})
+    one_failed_line(result, "use --insecure if this registry speaks plain HTTP")
+    assert elapsed < 5, elapsed  # was 9 s of retries of a protocol error
+
+
+def test_a_platform_the_image_lacks_is_a_usage_error(registry, ecr, ecr_endpoint):
+    repo = f"setup/{uuid.uuid4().hex[:8]}"
+    make_index(registry.url, repo, "1", platforms=[("linux", "amd64", None)], attestations=False)
+    result = run_cli("copy", f"{registry.host}/{repo}:1", "mirror/x", "--insecure",
+                     "--platform", "linux/s390x", env={
+                         **KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint})
+    one_line_usage_error(result, "linux/s390x")
+
+
+def test_version_is_answered():
+    from ecr_mirror import __version__
+
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"ecr-mirror {__version__}\n", "")
+
+
+def test_a_present_image_copied_to_a_new_tag_says_retagged(image, ecr, ecr_endpoint):
+    env = {**KEYS, "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr_endpoint}
+    first = run_cli("copy", image, "mirror/re:a", "--insecure", env=env)
+    assert first.returncode == 0 and first.stdout.startswith("copied "), first.stdout
+    again = run_cli("copy", image, "mirror/re:b", "--insecure", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith(f"retagged {image} -> mirror/re:b sha256:"), again.stdout
+    assert "nothing uploaded" in again.stdout and "0 B" not in again.stdout
+
+
+def test_sync_without_aws_credentials_says_so_once_and_exits_2(registry, tmp_path):
+    """The README's dry run with no credentials: one line, not one per image."""
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"registries:\n  {registry.host}: {{credentials: ecr-mirror/src, insecure: true}}\n"
+                      f"images:\n  - source: {registry.host}/a\n    tags: ['1']\n"
+                      f"  - source: {registry.host}/b\n    tags: ['1']\n")
+    result, elapsed = timed("sync", "--config", str(config), "--dry-run", env={
+        "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
+    one_line_usage_error(result, "no AWS credentials")
+    assert elapsed < 10, elapsed
