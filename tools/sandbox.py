@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / ".sandbox"
+#: Where the state lives (SANDBOX_STATE_DIR: elsewhere, e.g. a test's own sandbox).
+STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR") or ROOT / ".sandbox")
 STATE = STATE_DIR / "state.json"
 REGION = "eu-west-1"  # the README's full-URI example names it
 CONFIG_FILE = ROOT / "examples" / "mirror-config.yaml"
