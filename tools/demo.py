@@ -210,7 +210,7 @@ def run(stack: ExitStack, verbose: bool) -> None:
     show("registry", registry.url)
     upstream = hub.push_nginx_stable(registry.url)
     blobs = upstream.all_blobs()
-    blob_bytes = len(big_layer) + 2 * len(PLATFORMS) * SMALL_LAYER_SIZE  # layers only, roughly
+    blob_bytes = BIG_LAYER_SIZE + 2 * len(PLATFORMS) * SMALL_LAYER_SIZE  # layers only, roughly
     show("pushed", f"{SOURCE_REPO}:{SOURCE_TAG} (an OCI image index)")
     for child in upstream.children:
         kind = (f"attestation for {child.attestation_for[:19]}…" if child.attestation_for
