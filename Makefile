@@ -16,27 +16,62 @@ PY313_BIN  ?= $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin)),$(pa
 export PY313_BIN
 SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-import python313 sam-validate sam-build clean \
+.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-import python313 python-venv apt-check \
+        setup-check sam-validate sam-build deploy sandbox sandbox-stop clean \
         build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
-$(STAMP): pyproject.toml testing/pyproject.toml requirements-dev.txt layers/deps/requirements.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ecr-mirror needs Python 3.11+, got " + sys.version'
+# ------------------------------------------------------------ prerequisites, checked first
+# Each check runs before anything is installed and names what is missing and the command
+# that installs it: a missing prerequisite costs seconds, not minutes of pip.
+# `setup-check` is what every venv needs; targets that run `sam build` add python313.
+SETUP_CHECKS := python-venv \
+  $(if $(filter test sam-build bench-import deploy,$(MAKECMDGOALS)),python313) \
+  $(if $(filter test demo sandbox bench bench-layer,$(MAKECMDGOALS)),apt-check)
+
+python-venv:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "ecr-mirror needs Python 3.11 or newer as $(PYTHON); found: $$($(PYTHON) --version 2>&1)." >&2; \
+	  echo "On Debian 12: sudo apt-get install python3 python3-venv (3.11), or run make with PYTHON=/path/to/python3.11+" >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv; ensurepip.version()' >/dev/null 2>&1 || { \
+	  echo "$(PYTHON) -m venv cannot work here: ensurepip is missing (Debian ships it in the package python3-venv)." >&2; \
+	  echo "Install it: sudo apt-get install python3-venv   (as root: apt-get install python3-venv)" >&2; exit 1; }
+
+# docker-registry (and skopeo for bench) come from apt-get, which needs root or sudo.
+apt-check:
+	@command -v docker-registry >/dev/null 2>&1 || [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 || { \
+	  echo "Missing: the Debian package docker-registry, and installing it needs root or sudo." >&2; \
+	  echo "As root: apt-get install docker-registry   (then run make again as yourself)" >&2; exit 1; }
+	@command -v docker-registry >/dev/null 2>&1 || command -v apt-get >/dev/null 2>&1 || { \
+	  echo "Missing: docker-registry (the CNCF distribution registry, 2.8), and there is no apt-get here to" >&2; \
+	  echo "install it: install it from your distribution, or put a docker-registry binary on PATH." >&2; exit 1; }
+
+setup-check: $(SETUP_CHECKS)
+
+$(STAMP): pyproject.toml testing/pyproject.toml requirements-dev.txt layers/deps/requirements.txt | setup-check
+	@echo "installing the pinned test packages into $(VENV) (a minute or two)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e . -e testing
 	@touch $@
 
-$(SAM_STAMP):
+$(SAM_STAMP): | setup-check
+	@echo "installing the AWS SAM CLI $(SAM_VERSION) into $(SAM_VENV) (about 340 MB, a few minutes)"
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==$(SAM_VERSION)
+	$(SAM_VENV)/bin/python -m pip install --progress-bar off aws-sam-cli==$(SAM_VERSION)
 	@touch $@
 
+# Debian 12 has no python3.13 package: pyenv (or any build of 3.13) provides it.
 python313:
-	@test -x "$(PY313_BIN)/python3.13" || { \
-	  echo "sam build needs Python 3.13 (the Lambda runtime) and found none: install it" >&2; \
-	  echo "(pyenv install 3.13) or run make with PY313_BIN=/dir/containing/python3.13" >&2; exit 1; }
+	@"$(PY313_BIN)/python3.13" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' >/dev/null 2>&1 || { \
+	  echo "Missing: Python 3.13. \`sam build\` (make test, make sam-build, make deploy) builds with the" >&2; \
+	  echo "Lambda runtime's Python, 3.13, and found none (PY313_BIN='$(PY313_BIN)', pyenv root $(PYENV_ROOT))." >&2; \
+	  echo "Debian 12 has no python3.13 package. Install it with pyenv:" >&2; \
+	  echo "  sudo apt-get install build-essential libssl-dev zlib1g-dev libbz2-dev libreadline-dev libsqlite3-dev libffi-dev liblzma-dev" >&2; \
+	  echo "  (pyenv itself: https://github.com/pyenv/pyenv#installation)" >&2; \
+	  echo "  pyenv install 3.13" >&2; \
+	  echo "or point make at one you have: make test PY313_BIN=/dir/containing/python3.13" >&2; exit 1; }
 
 # The CNCF distribution registry is the source registry of the integration
 # tests and the demo (Debian package docker-registry).
@@ -53,7 +88,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 # The whole suite; tests/template runs `sam validate --lint` and `sam build` itself.
-test: $(STAMP) lint $(SAM_STAMP) python313 registry
+test: python313 $(STAMP) lint $(SAM_STAMP) registry
 	$(PY) -m pytest
 
 # What needs no server, no registry and no sam build: the unit and protocol tests and
@@ -94,9 +129,24 @@ sam-validate: $(SAM_STAMP)
 # samconfig.toml has sam build reuse a layer built from the same layers/deps/, but its
 # recipe is build-DependenciesLayer below: the layer is always built afresh here (a few
 # seconds), which also refreshes the cache that a plain `sam build` reuses.
-sam-build: $(SAM_STAMP) python313
+sam-build: python313 $(SAM_STAMP)
 	rm -rf .aws-sam/cache
 	$(SAM) build --build-dir .aws-sam/build
+
+# Deploy with the project's own sam (in .venv-sam, not on PATH): sam build, then
+# sam deploy --guided (it asks for the stack name, region and parameters, and can save
+# them to samconfig.toml). DEPLOY_ARGS: more options, e.g. DEPLOY_ARGS=--no-confirm-changeset.
+deploy: sam-build
+	$(SAM) deploy --guided $(DEPLOY_ARGS)
+
+# A local Docker Hub (the distribution registry, seeded with nginx, redis, alpine, ...) and
+# a local AWS (ECR, SSM, Secrets Manager) in the background, for trying the README's
+# commands: it prints the `export` lines to use. `make sandbox-stop` stops both.
+sandbox: $(STAMP) registry
+	$(PY) tools/sandbox.py start
+
+sandbox-stop:
+	@$(PYTHON) tools/sandbox.py stop
 
 # ---------------------------------------------------------------- sam build targets
 # `sam build` (Metadata: BuildMethod makefile) runs these in its scratch copy of the

@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +48,7 @@ import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from ecr_mirror_testing import images
+from ecr_mirror_testing import hub, images
 from ecr_mirror_testing.proxy import SourceProxy
 from ecr_mirror_testing.registry import LocalRegistry
 
@@ -57,12 +56,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MiB = 1 << 20
 SOURCE_REPO, SOURCE_TAG = "library/nginx", "stable"  # what "nginx:stable" means on Docker Hub
-PLATFORMS = [("linux", "amd64", None), ("linux", "arm64", "v8")]
-BIG_LAYER_SIZE = 12 * MiB  # bigger than ECR's 10 MiB upload part: a multi-part upload
-SMALL_LAYER_SIZE = 96 * 1024
-EMULATOR_START_TIMEOUT = 60.0
+PLATFORMS = hub.NGINX_PLATFORMS
+BIG_LAYER_SIZE, SMALL_LAYER_SIZE = hub.NGINX_BIG_LAYER, hub.NGINX_SMALL_LAYER
 REGION = "us-east-1"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+FAKE_CREDENTIALS = hub.FAKE_CREDENTIALS
 
 
 # -- printing ------------------------------------------------------------------
@@ -110,43 +107,13 @@ def sigint_ignored():
 
 
 def start_ecr_emulator(stack: ExitStack, workdir: Path) -> str:
-    """Run `python -m ecr_mirror_testing.ecr_server --port 0`; return its endpoint URL.
-
-    The emulator prints its URL on the first line of stdout once it accepts
-    requests. Its stderr goes to a log file, shown if it fails to start.
-    """
-    log_path = workdir / "ecr-emulator.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ecr_mirror_testing.ecr_server", "--port", "0"],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-            process_group=0,  # it installs its own SIGINT handler: keep it out of the terminal's group
-        )
-    stack.callback(stop_process, proc)
-
-    first_line: list[bytes] = []
-    reader = threading.Thread(target=lambda: first_line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(EMULATOR_START_TIMEOUT)
-    url = first_line[0].decode().strip() if first_line else ""
-    if not url.startswith("http://127.0.0.1:"):
-        stop_process(proc)
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-        raise DemoFailed(f"the ECR emulator did not start (got {url!r}); its log:\n{tail}")
+    """Run the ECR emulator in its own process until the demo ends; return its endpoint URL."""
+    try:
+        proc, url = hub.spawn_ecr_emulator(workdir / "ecr-emulator.log")
+    except RuntimeError as exc:
+        raise DemoFailed(str(exc)) from exc
+    stack.callback(hub.stop_process, proc)
     return url
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL after 5 s; idempotent."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout:
-        proc.stdout.close()
 
 
 # -- the Lambda's environment and context ---------------------------------------
@@ -241,12 +208,9 @@ def run(stack: ExitStack, verbose: bool) -> None:
     except RuntimeError as exc:  # no docker-registry binary, or it would not start
         raise DemoFailed(f"{exc}\n(`make demo` installs the Debian package docker-registry)") from exc
     show("registry", registry.url)
-    big_layer = images.layer_bytes("demo: shared base layer", BIG_LAYER_SIZE)
-    upstream = images.make_index(
-        registry.url, SOURCE_REPO, SOURCE_TAG, platforms=PLATFORMS, oci=True, attestations=True,
-        layers_per_image=2, layer_size=SMALL_LAYER_SIZE, shared_base=big_layer)
+    upstream = hub.push_nginx_stable(registry.url)
     blobs = upstream.all_blobs()
-    blob_bytes = len(big_layer) + 2 * len(PLATFORMS) * SMALL_LAYER_SIZE  # layers only, roughly
+    blob_bytes = BIG_LAYER_SIZE + 2 * len(PLATFORMS) * SMALL_LAYER_SIZE  # layers only, roughly
     show("pushed", f"{SOURCE_REPO}:{SOURCE_TAG} (an OCI image index)")
     for child in upstream.children:
         kind = (f"attestation for {child.attestation_for[:19]}…" if child.attestation_for

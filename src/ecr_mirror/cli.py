@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="blobs copied in parallel (default %(default)s)")
     copy.add_argument("--insecure", action="store_true",
                       help="the source registry speaks plain HTTP or unverified TLS")
+    _registry_options(copy)
     copy.add_argument("--json", action="store_true",
                       help="print the report as one JSON object on stdout, and nothing else")
     copy.add_argument("--region",
@@ -86,7 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--region",
                       help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    _registry_options(sync)
     return parser
+
+
+def _registry_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how to reach source registries, as ECR_MIRROR_REGISTRY_ENDPOINTS and
+    ECR_MIRROR_INSECURE_REGISTRIES say for the functions (both honoured here too)."""
+    parser.add_argument("--registry-endpoint", action="append", default=[], metavar="HOST=URL",
+                        help="reach registry HOST at URL instead, e.g. docker.io=http://127.0.0.1:5000 "
+                             "(repeatable; adds to ECR_MIRROR_REGISTRY_ENDPOINTS)")
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
+                        help="registry HOST speaks plain HTTP or unverified TLS (repeatable; adds "
+                             "to ECR_MIRROR_INSECURE_REGISTRIES)")
 
 
 def _positive(text: str) -> int:

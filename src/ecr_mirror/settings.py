@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -126,12 +126,7 @@ class MirrorSettings:
         mutability = env.get("ECR_MIRROR_TAG_MUTABILITY", DEFAULT_TAG_MUTABILITY).upper()
         if mutability not in ("MUTABLE", "IMMUTABLE"):
             raise UsageError(f"ECR_MIRROR_TAG_MUTABILITY={mutability!r}: expected MUTABLE or IMMUTABLE")
-        registries: dict[str, SourceRegistry] = {}
-        for host in filter(None, (h.strip() for h in
-                                  env.get("ECR_MIRROR_INSECURE_REGISTRIES", "").split(","))):
-            registries[host] = SourceRegistry(insecure=True)
-        for host, url in parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", "")).items():
-            registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
+        registries = source_registries(env)
         from .ecr.names import check_prefix_text
 
         return cls(
@@ -160,8 +155,11 @@ class MirrorSettings:
             repository = RepositorySettings.chosen(
                 scan_on_push=not args.no_scan_on_push, kms_key=args.kms_key,
                 tag_mutability="IMMUTABLE" if args.immutable_tags else "MUTABLE")
+        registries = source_registries(
+            env, insecure=getattr(args, "insecure_registry", None) or (),
+            endpoints=getattr(args, "registry_endpoint", None) or ())
         return cls(prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=args.concurrency,
-                   region=args.region, repository=repository)
+                   region=args.region, repository=repository, registries=registries)
 
     def merged_with(self, config: MirrorConfig) -> MirrorSettings:
         """These settings with the config's registries and repository defaults merged in."""
@@ -169,6 +167,23 @@ class MirrorSettings:
         for host, registry in config.registries.items():
             registries[host] = registries.get(host, SourceRegistry()).merged_with(registry)
         return replace(self, registries=registries, repository=config.repository or self.repository)
+
+
+def source_registries(env: Mapping[str, str], *, insecure: Iterable[str] = (),
+                      endpoints: Iterable[str] = ()) -> dict[str, SourceRegistry]:
+    """Registry host -> how to reach it, from ECR_MIRROR_INSECURE_REGISTRIES and
+    ECR_MIRROR_REGISTRY_ENDPOINTS plus the CLI's `--insecure-registry HOST` and
+    `--registry-endpoint HOST=URL` (which win over the environment's entry for a host)."""
+    hosts = env.get("ECR_MIRROR_INSECURE_REGISTRIES", "").split(",") + list(insecure)
+    registries: dict[str, SourceRegistry] = {}
+    for host in filter(None, (h.strip() for h in hosts)):
+        registries[host] = SourceRegistry(insecure=True)
+    urls = parse_endpoints(env.get("ECR_MIRROR_REGISTRY_ENDPOINTS", ""))
+    for item in endpoints:
+        urls.update(parse_endpoints(item, what="--registry-endpoint"))
+    for host, url in urls.items():
+        registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
+    return registries
 
 
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -189,14 +204,14 @@ def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -
         raise UsageError(f"{name}={env.get(name)!r}: expected a number") from exc
 
 
-def parse_endpoints(text: str) -> dict[str, str]:
+def parse_endpoints(text: str, what: str = "ECR_MIRROR_REGISTRY_ENDPOINTS") -> dict[str, str]:
     """`docker.io=http://127.0.0.1:5000,ghcr.io=https://ghcr.example` as a dict."""
     endpoints: dict[str, str] = {}
     for item in filter(None, (i.strip() for i in text.split(","))):
         registry, _, url = item.partition("=")
         parts = urlsplit(url.strip())
         if not registry.strip() or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"ECR_MIRROR_REGISTRY_ENDPOINTS entry {item!r}: expected "
+            raise UsageError(f"{what} entry {item!r}: expected "
                              "registry=http(s)://host[:port], e.g. docker.io=https://mirror.example")
         endpoints[registry.strip()] = f"{parts.scheme}://{parts.netloc}"
     return endpoints

@@ -196,6 +196,14 @@ class LocalRegistry:
         self._finalizer()  # runs _kill(proc, tmpdir) at most once
         self.proc = None
 
+    def detach(self) -> int:
+        """Leave the registry running after this object (and process) is gone; its pid.
+
+        The caller then owns the process and ``self.tmpdir`` (config, log, storage).
+        """
+        self._finalizer.detach()
+        return self.proc.pid
+
     def __enter__(self) -> LocalRegistry:
         return self.start()
 
