@@ -28,6 +28,16 @@ SERVICES = ("ecr", "sqs", "ssm", "secretsmanager", "dynamodb")
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}
+
+
+def error_code(exc: Any) -> str:
+    """The AWS error code of a botocore `ClientError` ("AccessDenied"...)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def error_message(exc: Any) -> str:
+    """The AWS error message of a botocore `ClientError`."""
+    return str(exc.response.get("Error", {}).get("Message", ""))
 _sessions: dict[tuple[tuple[str, str], ...], Any] = {}
 
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .ecr.target import error_code
+from . import aws
 from .errors import TagBusy
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,6 @@ class DynamoLeases:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from . import aws
-
             self._client = aws.client("dynamodb", self.region)
         return self._client
 
@@ -118,7 +116,7 @@ class DynamoLeases:
                 ExpressionAttributeValues={":now": {"N": str(now)}, ":me": {"S": self.owner}})
             return True
         except (ClientError, BotoCoreError) as exc:  # a lease is an optimisation, never a failure
-            if isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException":
+            if isinstance(exc, ClientError) and aws.error_code(exc) == "ConditionalCheckFailedException":
                 return False
             log.warning("lease unavailable; copying without one",
                         extra={"table": self.table, "error": str(exc)})
@@ -131,7 +129,7 @@ class DynamoLeases:
                 ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": {"S": self.owner}})
         except (ClientError, BotoCoreError) as exc:  # it expires anyway
-            if not (isinstance(exc, ClientError) and error_code(exc) == "ConditionalCheckFailedException"):
+            if not (isinstance(exc, ClientError) and aws.error_code(exc) == "ConditionalCheckFailedException"):
                 log.warning("could not release a lease; it will expire",
                             extra={"table": self.table, "error": str(exc)})
 

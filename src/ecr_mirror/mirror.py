@@ -182,13 +182,13 @@ def credentials_from_secret(secret_id: str, client: Any) -> Credentials:
     try:
         value = client.get_secret_value(SecretId=secret_id)["SecretString"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "ClientError")
+        code = aws.error_code(exc) or "ClientError"
         hint = {"AccessDeniedException": "grant secretsmanager:GetSecretValue on it (and "
                                          "kms:Decrypt on its key)",
                 "ResourceNotFoundException": "create it, or fix the name in the config"
                 }.get(code, "check the secret and the role's access to it")
         raise SecretError(f"cannot read secret {secret_id}: {code}: "
-                          f"{exc.response.get('Error', {}).get('Message', '')}; {hint}",
+                          f"{aws.error_message(exc)}; {hint}",
                           temporary=code in _TEMPORARY_SECRET_CODES) from None
     except BotoCoreError as exc:
         aws.raise_setup_error(exc)

@@ -135,7 +135,7 @@ def send_batch(messages: list[Message], url: str, sqs: Any = None, now: float | 
                 {"Id": str(i), "MessageBody": json.dumps(m.body()),
                  "DelaySeconds": delay_seconds(m.not_before, now)} for i, m in enumerate(batch)])
         except (ClientError, BotoCoreError) as exc:  # e.g. AccessDenied: plan errors, not a crash
-            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+            code = aws.error_code(exc) if isinstance(exc, ClientError) else ""
             errors += [{"entry": m.source, "message": f"SQS: {code or type(exc).__name__}: {exc}"}
                        for m in batch]
             continue

@@ -32,10 +32,6 @@ TEMPORARY_CODES = frozenset({
 })
 
 
-def error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _chunks(items: list[str], n: int = BATCH) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
@@ -79,8 +75,8 @@ class EcrRepository:
                               temporary=True) from exc
 
     def _fail(self, operation: str, exc: ClientError) -> TargetError:
-        code = error_code(exc)
-        message = exc.response.get("Error", {}).get("Message", "")
+        code = aws.error_code(exc)
+        message = aws.error_message(exc)
         return TargetError(f"ECR {operation} on {self.repository}: {code}: {message}", code=code,
                            temporary=code in TEMPORARY_CODES)
 
@@ -98,7 +94,7 @@ class EcrRepository:
                 answer = self._call("BatchGetImage", imageIds=[{"imageTag": t} for t in batch],
                                     acceptedMediaTypes=list(SUPPORTED))
             except ClientError as exc:
-                if error_code(exc) == "RepositoryNotFoundException":
+                if aws.error_code(exc) == "RepositoryNotFoundException":
                     self._exists = False
                     return {}
                 raise self._fail("BatchGetImage", exc) from exc
@@ -122,7 +118,7 @@ class EcrRepository:
                 answer = self._call("BatchGetImage", imageIds=[{"imageDigest": d} for d in batch],
                                     acceptedMediaTypes=list(SUPPORTED))
             except ClientError as exc:
-                if error_code(exc) == "RepositoryNotFoundException":
+                if aws.error_code(exc) == "RepositoryNotFoundException":
                     return set()
                 raise self._fail("BatchGetImage", exc) from exc
             found.update(i["imageId"]["imageDigest"] for i in answer.get("images", []))
@@ -138,7 +134,7 @@ class EcrRepository:
             try:
                 answer = self._call("BatchCheckLayerAvailability", layerDigests=batch)
             except ClientError as exc:
-                if error_code(exc) == "RepositoryNotFoundException":
+                if aws.error_code(exc) == "RepositoryNotFoundException":
                     return set(digests)
                 raise self._fail("BatchCheckLayerAvailability", exc) from exc
             available = {layer["layerDigest"] for layer in answer.get("layers", [])
@@ -157,7 +153,7 @@ class EcrRepository:
                 self._call("CreateRepository", **self.settings.create_arguments())
                 created = True
             except ClientError as exc:
-                if error_code(exc) != "RepositoryAlreadyExistsException":
+                if aws.error_code(exc) != "RepositoryAlreadyExistsException":
                     raise self._fail("CreateRepository", exc) from exc
                 created = False
             self._exists = True
@@ -191,7 +187,7 @@ class EcrRepository:
             try:
                 self._call("CompleteLayerUpload", uploadId=upload_id, layerDigests=[stream.digest])
             except ClientError as exc:
-                if error_code(exc) != "LayerAlreadyExistsException":
+                if aws.error_code(exc) != "LayerAlreadyExistsException":
                     raise self._fail("CompleteLayerUpload", exc) from exc
         except TargetError as exc:
             # A temporary error or a dropped connection may have lost the answer
@@ -212,7 +208,7 @@ class EcrRepository:
                            partLastByte=end - 1, layerPartBlob=data)
                 return
             except ClientError as exc:
-                if error_code(exc) != "InvalidLayerPartException":
+                if aws.error_code(exc) != "InvalidLayerPartException":
                     raise self._fail("UploadLayerPart", exc) from exc
                 # ECR's own field, which botocore's typed error response does not list
                 answer = cast("dict[str, Any]", exc.response)
@@ -238,7 +234,7 @@ class EcrRepository:
         try:
             answer = self._call("PutImage", **kwargs)
         except ClientError as exc:
-            code = error_code(exc)
+            code = aws.error_code(exc)
             if code == "ImageAlreadyExistsException":
                 return digest
             if code == "ImageTagAlreadyExistsException":

@@ -45,11 +45,11 @@ def read_config(*, fresh: bool = False) -> MirrorConfig | None:
         text = provider.get(name, max_age=CONFIG_TTL_SECONDS, decrypt=True, force_fetch=fresh)
     except GetParameterError as exc:  # wraps the SDK's error (AccessDenied...): an answer
         cause = exc.__context__ or exc
-        error = cause.response.get("Error", {}) if isinstance(cause, ClientError) else {}
-        if error.get("Code") == "ParameterNotFound":
+        code = aws.error_code(cause) if isinstance(cause, ClientError) else ""
+        if code == "ParameterNotFound":
             raise UsageError(f"SSM parameter {name} (ECR_MIRROR_CONFIG_PARAMETER) does not exist; "
                              "write the mirror config into it") from None
-        detail = f"{error.get('Code')}: {error.get('Message', '')}" if error else str(cause)
+        detail = f"{code}: {aws.error_message(cause)}" if code else str(cause)
         raise UsageError(f"cannot read the config from SSM parameter {name}: {detail}") from None
     return _parsed(str(text), f"SSM parameter {name}")
 
