@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from . import aws
 from .copy import CopyOptions, CopyReport, Progress, copy_image
+from .copy.options import ReferrerPolicy, VerifyPolicy
 from .copy.report import FAILED
 from .deadline import Deadline
 from .ecr import EcrRepository, default_repository
@@ -149,9 +150,11 @@ class Mirror:
     def copy(self, source: str, target: str | None = None, *, platforms: tuple[Platform, ...] = (),
              insecure: bool = False, progress: Progress | None = None,
              time_left: Callable[[], float] | None = None,
-             deadline: Deadline | None = None) -> CopyReport:
+             deadline: Deadline | None = None, referrers: ReferrerPolicy | None = None,
+             verify: VerifyPolicy | None = None) -> CopyReport:
         """Copy one image. `time_left` (seconds, e.g. a Lambda's remaining time)
-        makes the copy stop `settings.stop_margin` before it; or pass a `deadline`."""
+        makes the copy stop `settings.stop_margin` before it; or pass a `deadline`.
+        `referrers`: copy referrers too; `verify`: the signature gate."""
         ref = parse(source)
         repository, tag, registry_id, region = self._target(ref, target)
         target_name = repository + (f":{tag}" if tag else "")
@@ -164,7 +167,7 @@ class Mirror:
             deadline = Deadline(time_left, self.settings.stop_margin)
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
                               progress=progress or Progress(), deadline=deadline,
-                              leases=self.leases)
+                              leases=self.leases, referrers=referrers, verify=verify)
         return copy_image(client, ref, self.repository(repository, registry_id, region), tag, options,
                           target_name=target_name)
 

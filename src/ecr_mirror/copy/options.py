@@ -19,6 +19,27 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class ReferrerPolicy:
+    """Copy the referrers (signatures, SBOMs, attestations with a `subject`) of
+    every manifest copied. `artifact_types` empty: all of them; else only those."""
+
+    artifact_types: tuple[str, ...] = ()
+
+    def wants(self, artifact_type: str | None) -> bool:
+        return not self.artifact_types or (artifact_type or "") in self.artifact_types
+
+
+@dataclass(frozen=True)
+class VerifyPolicy:
+    """The signature gate: an image moves only if a cosign signature over its
+    manifest digest verifies with one of `keys` (PEM public keys)."""
+
+    keys: tuple[bytes, ...]
+    #: Where the keys came from, for messages (a file name, `ssm:/...`); never the key.
+    origin: str = "cosign key"
+
+
+@dataclass(frozen=True)
 class CopyOptions:
     platforms: tuple[Platform, ...] = ()
     concurrency: int = DEFAULT_CONCURRENCY
@@ -30,3 +51,7 @@ class CopyOptions:
     deadline: Deadline | None = None
     #: Who uploads a blob that other workers want too (one at a time per repository).
     leases: Leases = field(default_factory=NoLeases)
+    #: None: referrers are not looked up.
+    referrers: ReferrerPolicy | None = None
+    #: None: no signature gate.
+    verify: VerifyPolicy | None = None

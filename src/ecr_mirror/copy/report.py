@@ -23,10 +23,13 @@ class Status(StrEnum):
     #: out, the tag busy); `CopyReport.defer_reason` says why, `retry_after` when.
     DEFERRED = "deferred"
     FAILED = "failed"
+    #: The signature gate refused the image (`CopyReport.rejected_reason` says
+    #: why): nothing of it was tagged. Not retried: it needs a signature upstream.
+    REJECTED = "rejected"
 
 
 COPIED, UNCHANGED, SUPERSEDED = Status.COPIED, Status.UNCHANGED, Status.SUPERSEDED
-DEFERRED, FAILED = Status.DEFERRED, Status.FAILED
+DEFERRED, FAILED, REJECTED = Status.DEFERRED, Status.FAILED, Status.REJECTED
 
 
 @dataclass
@@ -52,6 +55,15 @@ class CopyReport:
     manifests_put: int = 0
     #: Manifest GETs at the source: the pulls Docker Hub counts.
     manifests_fetched: int = 0
+    #: Referrers (with --referrers): how many were copied, already in ECR, or
+    #: left out (their artifact type not wanted); `referrers` lists each one as
+    #: {"digest", "subject", "artifactType", "status", "tag"?, "reason"?}.
+    referrers_copied: int = 0
+    referrers_unchanged: int = 0
+    referrers_skipped: int = 0
+    referrers: list[dict[str, Any]] = field(default_factory=list)
+    #: Why the signature gate refused the image (status REJECTED).
+    rejected_reason: str | None = None
     requests: dict[str, int] = field(default_factory=dict)
     rate_limit: dict[str, Any] | None = None
     duration_seconds: float = 0.0

@@ -11,12 +11,12 @@ import requests
 
 from ..digest import check, is_digest, verify
 from ..errors import DigestMismatch
-from ..manifest import ACCEPT, Manifest
+from ..manifest import ACCEPT, OCI_INDEX, Manifest
 from ..stats import RequestStats
 from .auth import Credentials
 from .blob import BlobStream
 from .bodies import MAX_MANIFEST_BYTES
-from .errors import LimitExceeded, RegistryError
+from .errors import LimitExceeded, NotFound, RegistryError
 from .retry import RetryPolicy
 from .sender import DEFAULT_POOL_SIZE
 from .transport import Transport
@@ -24,6 +24,8 @@ from .transport import Transport
 #: Tag listing: at most this many pages, for at most this long.
 MAX_TAG_PAGES = 1000
 MAX_TAG_SECONDS = 120.0
+#: Referrers of one manifest: at most this many pages (each a bounded index).
+MAX_REFERRER_PAGES = 100
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,47 @@ class RegistryClient:
     def open_blob(self, repository: str, digest: str, size: int | None) -> BlobStream:
         """A stream of the blob's bytes; nothing is sent until the first read."""
         return BlobStream(self.transport, repository, digest, size)
+
+    def list_referrers(self, repository: str, digest: str, *,
+                       artifact_type: str | None = None) -> list[dict] | None:
+        """The descriptors of the manifests whose `subject` is `digest`, from the
+        OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`, paginated by
+        Link). None when the registry has no referrers API (it answers 404): then
+        the fallback tag `sha256-<hex>` is where referrers are listed.
+
+        With `artifact_type`, the registry is asked to filter; when it says it did
+        not (no `OCI-Filters-Applied`), the filter is applied here. Not a counted
+        pull: the request kind is `referrers`."""
+        what = f"referrers of {self.registry}/{repository}@{digest}"
+        check(digest, what)
+        path = f"/v2/{repository}/referrers/{digest}"
+        params: dict[str, str] | None = {"artifactType": artifact_type} if artifact_type else None
+        found: list[dict] = []
+        links: set[str] = set()
+        for _ in range(MAX_REFERRER_PAGES):
+            try:
+                response = self.transport.request(
+                    "GET", path, kind="referrers", scope=_scope(repository), what=what,
+                    params=params, headers={"Accept": OCI_INDEX}, limit=MAX_MANIFEST_BYTES)
+            except NotFound:
+                if found or links:
+                    raise
+                return None
+            index = Manifest.from_bytes(response.content, response.headers.get("Content-Type") or OCI_INDEX,
+                                        image=what)
+            if not index.is_index:
+                raise RegistryError(f"{what}: the answer is not an image index")
+            filtered = "artifactType" in response.headers.get("OCI-Filters-Applied", "")
+            found += [d for d in index.children
+                      if not artifact_type or filtered or d.get("artifactType") == artifact_type]
+            link = response.links.get("next", {}).get("url")
+            if not link:
+                return found
+            if link in links:
+                raise LimitExceeded(f"{what}: a next link repeats; the listing would not end")
+            links.add(link)
+            path, params = _next_page(link)
+        raise LimitExceeded(f"{what}: more than the {MAX_REFERRER_PAGES} pages limit of referrers")
 
     def list_tags(self, repository: str, *, page_size: int = 1000, max_pages: int = MAX_TAG_PAGES,
                   max_seconds: float = MAX_TAG_SECONDS) -> list[str]:
