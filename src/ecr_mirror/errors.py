@@ -72,6 +72,15 @@ class SecretError(MirrorError):
         self.temporary = temporary
 
 
+class CosignKeyError(MirrorError):
+    """A cosign public key for the signature gate could not be read (a file, an SSM
+    parameter, a secret) or is not a PEM public key; names where, never the content."""
+
+    def __init__(self, message: str, *, temporary: bool = False):
+        super().__init__(message)
+        self.temporary = temporary
+
+
 class TargetError(MirrorError):
     """ECR refused something; `temporary` tells whether trying again may help."""
 

@@ -1,0 +1,148 @@
+"""Cosign public keys for the signature gate, from where a config or a flag names them.
+
+A key spec is one of:
+- inline PEM text (`-----BEGIN PUBLIC KEY-----...`), e.g. in the mirror config;
+- `ssm:/name` (or `ssm:<parameter ARN>`): an SSM parameter, read WithDecryption;
+- `secretsmanager:<name or ARN>`: a secret whose SecretString is the PEM;
+- a file name (the CLI's `--cosign-key cosign.pub` only: `files=True`).
+
+`load_keys` turns specs into a `VerifyPolicy`. A key read from AWS is cached
+per process for KEY_TTL_SECONDS, so a warm Lambda reads it once in a while and
+a rotated key applies within minutes. Every error names the spec, never the
+content of what was read: a secret may hold something that is not meant to be
+shown (a private key stored by mistake).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from . import aws
+from .copy.options import VerifyPolicy
+from .errors import CosignKeyError, UsageError
+
+SSM, SECRETS = "ssm:", "secretsmanager:"
+PEM_START = "-----BEGIN "
+#: A key changed in SSM or Secrets Manager reaches a warm function within this many seconds.
+KEY_TTL_SECONDS = 300
+#: AWS error codes worth trying again later.
+_TEMPORARY_CODES = {"ThrottlingException", "InternalServerError", "InternalServiceError",
+                    "ServiceUnavailable", "TooManyRequestsException", "RequestTimeout"}
+SPEC_SHAPE = "a PEM public key, ssm:/parameter-name or secretsmanager:secret-name"
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, str | None], tuple[float, bytes]] = {}  # (spec, region) -> (read at, PEM)
+clock = time.monotonic  # replaced in tests, to step past the TTL
+
+
+def describe(spec: str) -> str:
+    """The spec as messages show it: an inline key is never repeated."""
+    return "an inline PEM key" if spec.lstrip().startswith(PEM_START) else spec
+
+
+def check_spec(spec: Any, *, files: bool = False) -> str:
+    """A key spec's shape (nothing is read, but an inline key is parsed); UsageError if wrong."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"give {SPEC_SHAPE}")
+    if spec.lstrip().startswith(PEM_START):
+        try:
+            public_key(spec.encode(), "the inline key")
+        except CosignKeyError as exc:
+            raise UsageError(str(exc)) from None
+        return spec
+    for prefix in (SSM, SECRETS):
+        if spec.startswith(prefix):
+            if not spec[len(prefix):].strip():
+                raise UsageError(f"{spec!r} names no {prefix[:-1]} resource; e.g. {prefix}"
+                                 f"{'/ecr-mirror/cosign.pub' if prefix == SSM else 'ecr-mirror/cosign'}")
+            return spec
+    if not files:
+        raise UsageError(f"{spec[:40]!r} is not {SPEC_SHAPE}")
+    return spec
+
+
+def load_keys(specs: Iterable[str], *, region: str | None = None, files: bool = False) -> VerifyPolicy:
+    """The gate's policy from key specs; `CosignKeyError` (or UsageError for a bad
+    spec) naming the spec that could not be read or is not a public key."""
+    specs = tuple(specs)
+    if not specs:
+        raise UsageError(f"the signature gate needs a key: {SPEC_SHAPE}")
+    keys = tuple(_load(check_spec(spec, files=files), region) for spec in specs)
+    return VerifyPolicy(keys=keys, origin=", ".join(describe(s) for s in specs))
+
+
+def _load(spec: str, region: str | None) -> bytes:
+    if spec.lstrip().startswith(PEM_START):
+        return spec.encode()
+    if not spec.startswith((SSM, SECRETS)):
+        return public_key(_read_file(spec), spec)
+    with _lock:
+        cached = _cache.get((spec, region))
+    if cached and clock() - cached[0] < KEY_TTL_SECONDS:
+        return cached[1]
+    pem = public_key(_read_aws(spec, region).encode(), spec)
+    with _lock:
+        _cache[(spec, region)] = (clock(), pem)
+    return pem
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read(64 * 1024)  # a public key is a few hundred bytes
+    except OSError as exc:
+        raise CosignKeyError(f"cannot read the cosign key {path}: {exc.strerror}; give a file "
+                             "such as cosign.pub, or ssm:/name or secretsmanager:name") from None
+
+
+def _read_aws(spec: str, region: str | None) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    ssm = spec.startswith(SSM)
+    name = spec[len(SSM if ssm else SECRETS):]
+    try:
+        if ssm:
+            return str(aws.client("ssm", region).get_parameter(
+                Name=name, WithDecryption=True)["Parameter"]["Value"])
+        answer = aws.client("secretsmanager", region).get_secret_value(SecretId=name)
+    except ClientError as exc:
+        code = aws.error_code(exc) or "ClientError"
+        hint = _HINTS.get(code, "check it and the role's access to it")
+        raise CosignKeyError(f"cannot read the cosign key {spec}: {code}: {aws.error_message(exc)}; "
+                             f"{hint}", temporary=code in _TEMPORARY_CODES) from None
+    except BotoCoreError as exc:
+        aws.raise_setup_error(exc)
+        raise CosignKeyError(f"cannot read the cosign key {spec}: "
+                             f"{aws.explain(exc, 'ssm' if ssm else 'secrets-manager')}",
+                             temporary=True) from None
+    if "SecretString" not in answer:
+        raise CosignKeyError(f"secret {name} has no SecretString; store the PEM public key as text")
+    return str(answer["SecretString"])
+
+
+_HINTS = {
+    "ParameterNotFound": "create it, or fix verify.cosignKey",
+    "ResourceNotFoundException": "create it, or fix verify.cosignKey",
+    "AccessDeniedException": "the functions may read only the parameters and secrets the template's "
+                             "CosignKeyParameters and SecretNamePrefix name",
+}
+
+
+def public_key(pem: bytes, where: str) -> bytes:
+    """`pem` if it is a PEM public key cryptography can load; else CosignKeyError
+    naming `where` (and never echoing the content)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    if b"PRIVATE KEY" in pem:
+        raise CosignKeyError(f"{where} holds a private key; give the public key (cosign.pub), "
+                             "and keep the private key out of the mirror")
+    try:
+        load_pem_public_key(pem.strip())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise CosignKeyError(f"{where} is not a PEM public key (-----BEGIN PUBLIC KEY-----, "
+                             "as `cosign generate-key-pair` writes cosign.pub)") from None
+    return pem
