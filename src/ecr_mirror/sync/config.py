@@ -14,9 +14,11 @@ from typing import Any
 
 import fastjsonschema
 
+from ..copy.options import ReferrerPolicy
 from ..ecr.names import check_prefix_text, check_target
 from ..errors import UsageError
 from ..manifest import PLATFORM_PATTERN, Platform
+from ..policies import REFERRERS_SHAPE, image_options
 from ..reference import InvalidReference, Reference, is_registry_host, parse, quote
 from ..settings import RepositorySettings, SourceRegistry
 from .tags import GLOB_CHARS, SemverRange, TagSelector
@@ -41,6 +43,19 @@ REGISTRY_SCHEMA = {
     },
 }
 
+#: `referrers` and `verify`, per image and in `defaults` (see policies.py).
+OPTION_SCHEMAS = {
+    "referrers": {"anyOf": [
+        {"type": "boolean"},
+        {"type": "object", "additionalProperties": False, "required": ["artifactTypes"],
+         "properties": {"artifactTypes": {"type": "array", "minItems": 1,
+                                          "items": {"type": "string", "minLength": 1}}}}]},
+    "verify": {"type": "object", "additionalProperties": False, "required": ["cosignKey"],
+               "properties": {"cosignKey": {"anyOf": [
+                   {"type": "string", "minLength": 1},
+                   {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}]}}},
+}
+
 TOP_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -53,6 +68,7 @@ TOP_SCHEMA = {
             "properties": {
                 "targetPrefix": {"type": "string"},
                 "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
+                **OPTION_SCHEMAS,
                 "repository": {
                     "type": "object",
                     "additionalProperties": False,
@@ -84,6 +100,7 @@ IMAGE_SCHEMA = {
         "exclude": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "latest": {"type": "integer", "minimum": 1},
         "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
+        **OPTION_SCHEMAS,
     },
 }
 
@@ -99,6 +116,10 @@ class ImageEntry:
     selector: TagSelector
     platforms: tuple[Platform, ...]
     written: str = ""  # the source as the config spells it, for messages
+    #: Copy referrers (signatures, SBOMs...) too; None: not looked up.
+    referrers: ReferrerPolicy | None = None
+    #: The signature gate's key specs (keys.py reads them), not the keys; (): no gate.
+    verify: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -126,11 +147,18 @@ class MirrorConfig:
     repository: RepositorySettings | None = None
     images: list[ImageEntry] = field(default_factory=list)
     errors: list[ConfigError] = field(default_factory=list)
+    #: `defaults.referrers` and `defaults.verify` as written (image entries fall back on them).
+    option_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 #: The config's `defaults.repository` keys and the RepositorySettings fields they set.
 _REPOSITORY_KEYS = {"scanOnPush": "scan_on_push", "tagMutability": "tag_mutability",
                     "encryption": "encryption", "kmsKey": "kms_key"}
+
+#: What each field taking one of several shapes (JSON Schema anyOf) must be.
+_ANYOF_HINTS = {"credentials": "give a secret name, or a list of them",
+                "referrers": f"must be {REFERRERS_SHAPE}",
+                "cosignKey": "give a key (PEM, ssm:/name or secretsmanager:name), or a list of them"}
 
 _PATTERN_HINTS = {"endpoint": "must be http(s)://host[:port], e.g. https://mirror.example",
                   "platforms": "must be os/arch or os/arch/variant, e.g. linux/arm64"}
@@ -143,7 +171,8 @@ def _schema_message(exc: fastjsonschema.JsonSchemaValueException, what: str) -> 
     if exc.rule == "anyOf" and not path:
         return "give at least one of tags, regex, semver or latest"
     if exc.rule == "anyOf":
-        return f"{path}: give a secret name, or a list of them"
+        field = next((p for p in reversed(exc.path or []) if isinstance(p, str)), "")
+        return f"{path}: {_ANYOF_HINTS.get(field, 'not one of the shapes it may take')}"
     if message.endswith("must be string"):
         return f"{message}: quote it, e.g. '1.20' (YAML reads 1.20 as the number 1.2)"
     if exc.rule == "pattern":
@@ -199,7 +228,12 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
         platforms=tuple(Platform.parse(p) for p in defaults.get("platforms") or ()),
         repository=RepositorySettings(**{name: repo[key] for key, name in _REPOSITORY_KEYS.items()
                                          if key in repo}) if repo else None,
+        option_defaults={k: defaults[k] for k in OPTION_SCHEMAS if k in defaults},
     )
+    try:
+        image_options({}, config.option_defaults)  # a bad default key is said once, not per image
+    except UsageError as exc:
+        raise UsageError(f"{origin}: {exc}") from exc
     for index, raw in enumerate(images):
         try:
             config.images.append(_image(index, raw, config))
@@ -271,8 +305,9 @@ def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
                            latest=raw.get("latest"))
     platforms = tuple(Platform.parse(p) for p in raw["platforms"]) if "platforms" in raw \
         else config.platforms
+    referrers, verify = image_options(raw, config.option_defaults)
     return ImageEntry(index=index, source=source, target=_target(raw.get("target")), selector=selector,
-                      platforms=platforms, written=raw["source"])
+                      platforms=platforms, written=raw["source"], referrers=referrers, verify=verify)
 
 
 def _target(text: str | None) -> str | None:
