@@ -1,7 +1,8 @@
 """The SQS message between the scheduler and the worker, and what is done with it.
 
 One message is one image: `{"source", "target", "platforms", "sourceDigest"}`,
-plus `notBefore` (epoch seconds; the pull budget is spent until then) and
+`referrers` and `verify` as the config spells them (policies.py; the key's spec,
+never the key), plus `notBefore` (epoch seconds; the pull budget is spent until then) and
 `timeouts` (how many times a worker ran out of time on it). The scheduler
 sends messages in batches; the worker defers (a new, delayed message) or
 retries sooner (a shorter visibility timeout) by the policy in `requeue`.
@@ -17,8 +18,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import aws
+from .copy.options import ReferrerPolicy
 from .copy.report import DEFERRED, CopyReport
 from .errors import DeferReason, UsageError
+from .policies import image_options, referrers_value, verify_value
 
 #: SendMessageBatch takes at most ten messages.
 SQS_BATCH = 10
@@ -32,7 +35,7 @@ RETRY_DELAY_SECONDS = 60
 #: the DLQ): each try keeps the blobs it finished, so only a blob too big for
 #: one invocation gets here.
 MAX_TIMEOUTS = 10
-FIELDS = {"source", "target", "platforms", "sourceDigest", "notBefore", "timeouts"}
+FIELDS = {"source", "target", "platforms", "sourceDigest", "notBefore", "timeouts", "referrers", "verify"}
 clock = time.time  # replaced in tests, to step past a rate-limit window
 
 
@@ -48,6 +51,9 @@ class Message:
     source_digest: str | None = None
     not_before: float | None = None
     timeouts: int = 0
+    referrers: ReferrerPolicy | None = None
+    #: The signature gate's key specs (keys.py), not the keys; (): no gate.
+    verify: tuple[str, ...] = ()
 
     def body(self) -> dict[str, Any]:
         """The JSON body (the fields a message leaves out stay out)."""
@@ -60,6 +66,7 @@ class Message:
                 body[key] = value
         if self.timeouts:
             body["timeouts"] = self.timeouts
+        body.update(options_body(self.referrers, self.verify))
         return body
 
     @classmethod
@@ -78,8 +85,20 @@ class Message:
         if isinstance(timeouts, bool) or not isinstance(timeouts, int) or timeouts < 0:
             raise UsageError(f'"timeouts" must be a whole number of at least 0, got {json.dumps(timeouts)}')
         digest = body.get("sourceDigest")
+        referrers, verify = image_options(body)
         return cls(source, target, tuple(platforms), digest if isinstance(digest, str) else None,
-                   float(not_before) if not_before is not None else None, timeouts)
+                   float(not_before) if not_before is not None else None, timeouts, referrers, verify)
+
+
+def options_body(referrers: ReferrerPolicy | None, verify: tuple[str, ...]) -> dict[str, Any]:
+    """The `referrers` and `verify` fields of a message or a job ({} when neither is on).
+    `referrers: false` is said when there is a gate: without it, the worker would copy them all."""
+    body: dict[str, Any] = {}
+    if referrers is not None or verify:
+        body["referrers"] = referrers_value(referrers)
+    if verify:
+        body["verify"] = verify_value(verify)
+    return body
 
 
 def parse_image(event: Any, allowed: set[str]) -> tuple[str, str | None, list[str]]:

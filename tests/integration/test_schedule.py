@@ -207,7 +207,8 @@ def _exists(ecr, name: str) -> bool:
 
 def test_every_event_file_is_exercised_by_these_tests():
     """A new file in events/ must get a test through its handler here."""
-    exercised = {"scheduled.json", "dry-run.json", "copy-one.json", "sqs-copy.json"}
+    exercised = {"scheduled.json", "dry-run.json", "copy-one.json", "sqs-copy.json",
+                 "copy-one-signed.json", "sqs-copy-signed.json"}  # test_handler_options.py
     assert {p.name for p in EVENTS.glob("*.json")} == exercised
 
 

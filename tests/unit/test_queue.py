@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ecr_mirror import queue
+from ecr_mirror.copy.options import ReferrerPolicy
 from ecr_mirror.copy.report import CopyReport, Status
 from ecr_mirror.errors import DeferReason, Deferred, TagBusy, UsageError
 from ecr_mirror.registry.errors import RateLimited
@@ -72,3 +73,46 @@ def test_the_requeue_policy(monkeypatch):
     worn = queue.Message("nginx:1", timeouts=queue.MAX_TIMEOUTS)
     with pytest.raises(queue.ImageNotCopied, match="lack of time"):
         queue.requeue(worn, deferred_by(Deferred("late")))
+
+
+SPDX = "application/spdx+json"
+
+
+@pytest.mark.parametrize("referrers, verify, fields", [
+    (ReferrerPolicy(), (), {"referrers": True}),
+    (ReferrerPolicy((SPDX,)), ("ssm:/k",), {"referrers": {"artifactTypes": [SPDX]},
+                                              "verify": {"cosignKey": "ssm:/k"}}),
+    # A gate with referrers turned off says so: a missing field would mean "all of them".
+    (None, ("ssm:/a", "secretsmanager:b"), {"referrers": False,
+                                             "verify": {"cosignKey": ["ssm:/a", "secretsmanager:b"]}}),
+])
+def test_the_referrer_policy_and_the_key_spec_travel_with_the_job(referrers, verify, fields):
+    job = Job(source="docker.io/library/nginx:1", target="mirror/nginx:1", platforms=[],
+              source_digest="sha256:" + "a" * 64, referrers=referrers, verify=verify)
+    body = json.dumps(job.message().body())
+    assert {k: v for k, v in json.loads(body).items() if k in ("referrers", "verify")} == fields
+    parsed = queue.Message.parse(body)
+    assert (parsed.referrers, parsed.verify) == (referrers, verify)
+    assert parsed == job.message()
+    assert {k: job.as_dict()[k] for k in fields} == fields  # the plan shows them the same way
+
+
+def test_an_old_message_without_the_fields_still_parses():
+    old = '{"source": "docker.io/library/nginx:1", "target": "mirror/nginx:1", "platforms": [], ' \
+          '"sourceDigest": null}'
+    message = queue.Message.parse(old)
+    assert (message.source, message.referrers, message.verify) == ("docker.io/library/nginx:1", None, ())
+    assert "referrers" not in message.body() and "verify" not in message.body()
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ('"referrers": "yes"', 'referrers must be true, false or {"artifactTypes"'),
+    ('"referrers": {"artifactTypes": "x"}', "referrers must be"),
+    ('"verify": "ssm:/k"', 'verify must be {"cosignKey"'),
+    ('"verify": {"cosignKey": "cosign.pub"}', "verify.cosignKey: 'cosign.pub' is not a PEM public key"),
+    ('"verify": {"cosignKey": ["ssm:/a", 3]}', "verify.cosignKey[1]: give a PEM public key"),
+])
+def test_malformed_options_are_usage_errors_naming_the_field(fields, needle):
+    with pytest.raises(UsageError) as err:
+        queue.Message.parse('{"source": "nginx:1", ' + fields + "}")
+    assert needle in str(err.value), str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -14,8 +15,12 @@ from botocore.exceptions import ClientError
 
 from .. import aws
 from ..copy import CopyReport
-from ..errors import UsageError
+from ..copy.options import ReferrerPolicy
+from ..errors import CosignKeyError, UsageError
+from ..keys import load_keys
+from ..manifest import Platform
 from ..memory import limit_malloc_arenas
+from ..mirror import Mirror
 from ..sync.config import MirrorConfig, load_config
 
 limit_malloc_arenas()  # at import, before any copy starts its threads
@@ -30,7 +35,8 @@ tracer = Tracer(service="ecr-mirror")
 CONFIG_TTL_SECONDS = 300
 _cache: dict[Any, SSMProvider] = {}  # SSM client -> its provider (with its cache)
 STATUS_METRICS = {"copied": "ImagesCopied", "unchanged": "ImagesUnchanged",
-                  "deferred": "ImagesDeferred", "superseded": "ImagesSuperseded"}
+                  "deferred": "ImagesDeferred", "superseded": "ImagesSuperseded",
+                  "rejected": "ImagesRejected"}
 
 
 def read_config(*, fresh: bool = False) -> MirrorConfig | None:
@@ -55,6 +61,22 @@ def read_config(*, fresh: bool = False) -> MirrorConfig | None:
 
 
 _parsed = functools.lru_cache(maxsize=4)(lambda text, origin: load_config(text, origin=origin))
+
+
+def copy_with(mirror: Mirror, source: str, target: str | None, *, platforms: tuple[Platform, ...],
+              referrers: ReferrerPolicy | None, verify: tuple[str, ...],
+              time_left: Callable[[], float] | None) -> CopyReport:
+    """Copy with the event's or message's options: the gate's keys are read here
+    (SSM, Secrets Manager; cached), a key that cannot be read fails the copy."""
+    try:
+        policy = load_keys(verify, region=mirror.settings.region) if verify else None
+    except CosignKeyError as exc:  # nothing copied: the gate cannot be checked
+        ref, repository, tag, _ = mirror.resolve(source, target)
+        report = CopyReport(source=str(ref), target=repository + (f":{tag}" if tag else ""))
+        report.stopped_by(exc)
+        return report
+    return mirror.copy(source, target, platforms=platforms, time_left=time_left,
+                       referrers=referrers, verify=policy)
 
 
 def record_copy_metrics(report: CopyReport) -> None:

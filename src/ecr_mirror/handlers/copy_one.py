@@ -4,7 +4,9 @@ Event: `{"source": "nginx:stable", "target": "mirror/nginx:stable"}`.
 `target` is optional; without it the image goes to
 `{ECR_MIRROR_PREFIX}/{dockerhub|registry host}/{repository}` with the source's
 tag, e.g. `mirror/dockerhub/library/nginx:stable`. `platforms` (a list such as
-`["linux/amd64"]`) is optional. The answer is the copy report.
+`["linux/amd64"]`), `referrers` and `verify` (as the config spells them:
+`true`, `{"cosignKey": "ssm:/ecr-mirror/cosign.pub"}`) are optional. The
+answer is the copy report.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ..errors import MirrorError, UsageError
 from ..mirror import Mirror, parse_platforms
+from ..policies import image_options
 from ..queue import parse_image
-from .common import logger, metrics, record_copy_metrics, tracer
+from .common import copy_with, logger, metrics, record_copy_metrics, tracer
 from .warm import get_mirror
 
-ALLOWED_KEYS = {"source", "target", "platforms"}
+ALLOWED_KEYS = {"source", "target", "platforms", "referrers", "verify"}
 
 
 def time_left(context: Any) -> Callable[[], float] | None:
@@ -44,16 +47,18 @@ def copy_one(event: Any, context: Any = None, mirror: Mirror | None = None) -> d
     context's remaining time makes the copy stop before the function's timeout."""
     try:
         source, target, platforms = parse_image(event, ALLOWED_KEYS)
+        referrers, verify = image_options(event)
         mirror = mirror or get_mirror()
         platform_set = parse_platforms(platforms)
         mirror.resolve(source, target)  # the one target check: whole string, prefix
     except UsageError as exc:
         return rejected(exc)
     logger.append_keys(image=source)
-    report = mirror.copy(source, target, platforms=platform_set, time_left=time_left(context))
+    report = copy_with(mirror, source, target, platforms=platform_set, referrers=referrers,
+                       verify=verify, time_left=time_left(context))
     record_copy_metrics(report)
     logger.info("copy finished", extra={"status": report.status.value, "digest": report.target_digest,
-                                        "target": report.target})
+                                        "target": report.target, "rejected": report.rejected_reason})
     return report.as_dict()
 
 

@@ -2,6 +2,8 @@
 
 Failures are reported with `ReportBatchItemFailures`, a deferred image goes back to
 the queue (`queue.requeue`); `copy_one`'s direct event is taken too (console tests).
+An image the signature gate rejected is final: the message is deleted (another
+try would find the same signatures), the ImagesRejected metric and its alarm say so.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .. import queue
+from ..copy.report import REJECTED
 from ..errors import UsageError
 from ..mirror import parse_platforms
-from .common import logger, metrics, record_copy_metrics, tracer
+from .common import copy_with, logger, metrics, record_copy_metrics, tracer
 from .copy_one import copy_one, rejected, time_left
 from .warm import get_mirror
 
@@ -52,11 +55,16 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> dict[str, A
     if message.not_before and message.not_before > queue.clock():
         return _defer(message, message.not_before, "waiting for the pull budget to reset")
     logger.append_keys(image=message.source, digest=message.source_digest)
-    report = mirror.copy(message.source, message.target, platforms=platforms,
-                         time_left=time_left(lambda_context))
+    report = copy_with(mirror, message.source, message.target, platforms=platforms,
+                       referrers=message.referrers, verify=message.verify,
+                       time_left=time_left(lambda_context))
     record_copy_metrics(report)
     logger.info("copy finished", extra={"status": report.status.value, "target": report.target,
                                         "target_digest": report.target_digest})
+    if report.status == REJECTED:  # final: not retried, not dead-lettered; the alarm says so
+        logger.error("image rejected by the signature gate",
+                     extra={"target": report.target, "reason": report.rejected_reason})
+        return report.as_dict()
     again = queue.requeue(message, report)
     if again:
         return _defer(*again, (report.error or {}).get("message", ""))

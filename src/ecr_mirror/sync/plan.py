@@ -14,13 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..copy.options import ReferrerPolicy
 from ..ecr import TaggedImage
 from ..errors import MirrorError, SetupError
 from ..jsonkeys import camel_keys
 from ..manifest import INDEX_TYPES, Platform
 from ..mirror import Mirror
 from ..mirrored import already_mirrored
-from ..queue import Message
+from ..queue import Message, options_body
 from ..reference import Reference
 from ..registry.client import ManifestHead
 from .config import ImageEntry, MirrorConfig
@@ -40,10 +41,18 @@ class Job:
     cost: int = 1
     #: Epoch seconds before which the worker must not start (budget deferral).
     not_before: float | None = None
+    #: The entry's referrer policy and signature gate (key specs), for the worker.
+    referrers: ReferrerPolicy | None = None
+    verify: tuple[str, ...] = ()
 
     def message(self) -> Message:
         return Message(self.source, self.target, tuple(self.platforms), self.source_digest,
-                       self.not_before)
+                       self.not_before, referrers=self.referrers, verify=self.verify)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job as JSON shows it (camelCase; `referrers`/`verify` as a message has them)."""
+        data = camel_keys({k: v for k, v in asdict(self).items() if k not in ("referrers", "verify")})
+        return {**data, **options_body(self.referrers, self.verify)}
 
     @property
     def registry(self) -> str:
@@ -69,7 +78,7 @@ class Plan:
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON shows it (camelCase, see docs/schema/output.schema.json)."""
-        return {**self.summary(), "jobs": [camel_keys(asdict(j)) for j in self.jobs],
+        return {**self.summary(), "jobs": [j.as_dict() for j in self.jobs],
                 "unchangedImages": self.unchanged, "errorDetails": self.errors,
                 "sourceRequests": camel_keys(self.source_requests)}
 
@@ -148,7 +157,8 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         else:
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
                             platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
-                            cost=_pull_cost(answer.media_type, current.get(tag), entry.platforms)))
+                            cost=_pull_cost(answer.media_type, current.get(tag), entry.platforms),
+                            referrers=entry.referrers, verify=entry.verify))
     return jobs, unchanged, errors
 
 
