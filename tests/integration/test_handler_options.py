@@ -16,7 +16,7 @@ import pytest
 from ecr_mirror import keys, mirror
 from ecr_mirror.copy.options import ReferrerPolicy
 from ecr_mirror.copy.report import REJECTED, CopyReport
-from ecr_mirror.handlers import scheduler, worker
+from ecr_mirror.handlers import worker
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
 from tests.integration.conftest import ecr_image
