@@ -2,7 +2,9 @@
 
 Exit status: 0 copied or unchanged, 1 failed, deferred or superseded, 2 the user's
 input or set-up is wrong (usage, config, region, AWS credentials, a platform the
-image lacks), said in one line on stderr.
+image lacks, a cosign key that cannot be read), said in one line on stderr,
+3 the signature gate rejected an image (nothing of it was tagged; trying again
+will not help until it is signed), when nothing else went wrong.
 `superseded` (upstream's tag moved to another image during the copy, so the
 ECR tag was left alone rather than moved to the older image) exits 1: the tag
 does not hold what the source names now; run the command again to copy it.
@@ -15,16 +17,20 @@ import json
 import logging
 import sys
 import threading
+from dataclasses import replace
 from typing import NoReturn
 
 from . import __version__
 from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
-from .errors import SetupError, UsageError
+from .copy.options import ReferrerPolicy
+from .copy.report import REJECTED
+from .errors import CosignKeyError, SetupError, UsageError
+from .keys import load_keys
 from .memory import limit_malloc_arenas
 from .mirror import Mirror, parse_platforms
 from .settings import DEFAULT_CONCURRENCY, MirrorSettings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--insecure", action="store_true",
                       help="the source registry speaks plain HTTP or unverified TLS")
     _registry_options(copy)
+    _supply_chain_options(copy)
     copy.add_argument("--json", action="store_true",
                       help="print the report as one JSON object on stdout, and nothing else")
     copy.add_argument("--region",
@@ -88,7 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="AWS region of every AWS call (default: AWS_REGION, AWS_DEFAULT_REGION, the profile)")
     sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     _registry_options(sync)
+    _supply_chain_options(sync, " (for every image, instead of the config's)")
     return parser
+
+
+def _supply_chain_options(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """What travels with an image and the signature gate (the config's referrers and verify)."""
+    parser.add_argument("--referrers", action="store_true",
+                        help="copy the referrers too: signatures, attestations, SBOMs" + scope)
+    parser.add_argument("--referrer-type", action="append", default=[], metavar="TYPE",
+                        type=_nonempty, help="copy only referrers of this artifactType "
+                                             "(repeatable; implies --referrers)" + scope)
+    parser.add_argument("--cosign-key", action="append", default=[], metavar="KEY",
+                        help="copy only images a cosign signature over their digest verifies "
+                             "with this public key: a file, ssm:/NAME or secretsmanager:ID "
+                             "(repeatable: any one may verify)" + scope)
 
 
 def _registry_options(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +121,12 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
                         help="registry HOST speaks plain HTTP or unverified TLS (repeatable; adds "
                              "to ECR_MIRROR_INSECURE_REGISTRIES)")
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError(f"must be a media type such as application/spdx+json, got {text!r}")
+    return text
 
 
 def _positive(text: str) -> int:
@@ -167,17 +194,30 @@ def _set_up_logging(verbose: bool) -> None:
         retries.addHandler(WaitAnnouncer())
 
 
+def _flag_options(args: argparse.Namespace) -> tuple[ReferrerPolicy | None, tuple[str, ...]] | None:
+    """(referrer policy, key specs) the flags ask for; None when they say nothing."""
+    if not (args.referrers or args.referrer_type or args.cosign_key):
+        return None
+    referrers = ReferrerPolicy(tuple(args.referrer_type))  # with a gate: its signatures travel
+    return referrers, tuple(args.cosign_key)
+
+
 def run_copy(args: argparse.Namespace) -> int:
     settings = MirrorSettings.from_args(args)
     platforms = parse_platforms(args.platform)
+    referrers, specs = _flag_options(args) or (None, ())
+    verify = load_keys(specs, region=settings.region, files=True) if specs else None
     progress = BarProgress() if (not args.json and sys.stderr.isatty()) else None
     report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
-                                   insecure=args.insecure, progress=progress)
+                                   insecure=args.insecure, progress=progress,
+                                   referrers=referrers, verify=verify)
     if _usage_error(report):  # e.g. no credentials, a platform the image lacks
         if args.json:
             _print(report, True)
         return EXIT_USAGE
     _print(report, args.json)
+    if report.status == REJECTED:
+        return EXIT_REJECTED
     return EXIT_OK if report.status in (COPIED, UNCHANGED) else EXIT_FAILED
 
 
@@ -207,17 +247,27 @@ def run_sync(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config} is not UTF-8 text (byte {exc.start}); save it as "
                          "UTF-8") from None
     config = load_config(text, origin=args.config)
-    mirror = Mirror(MirrorSettings.from_args(args).merged_with(config))
+    flags = _flag_options(args)
+    if flags:  # the flags replace what each entry says, before planning (it reads them)
+        config.images = [replace(e, referrers=flags[0], verify=flags[1]) for e in config.images]
+    settings = MirrorSettings.from_args(args).merged_with(config)
+    # Every key read before anything is planned or copied: a key that cannot be read stops all.
+    gates = {e.verify: load_keys(e.verify, region=settings.region, files=flags is not None)
+             for e in config.images if e.verify}
+    mirror = Mirror(settings)
     plan = build_plan(config, mirror)
     reports = [] if args.dry_run else [
         mirror.copy(job.source, job.target, platforms=parse_platforms(job.platforms),
-                    progress=None if args.json or not sys.stderr.isatty() else BarProgress())
+                    progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
+                    referrers=job.referrers, verify=gates.get(job.verify))
         for job in plan.jobs]
     misused = [r for r in reports if _usage_error(r)]
-    failed = [r for r in reports if not r.ok]
+    rejected = sum(r.status == REJECTED for r in reports)
+    failed = [r for r in reports if not r.ok and r.status != REJECTED]
     superseded = sum(r.status == SUPERSEDED for r in reports)
     summary = {**plan.summary(), "copied": sum(r.status == COPIED for r in reports),
-               "failed": len(failed), "superseded": superseded, "dryRun": args.dry_run}
+               "failed": len(failed), "superseded": superseded, "rejected": rejected,
+               "dryRun": args.dry_run}
     if args.json:
         emit_json("syncOutput", {"summary": summary, "plan": plan.as_dict(),
                                  "reports": [r.as_dict() for r in reports]})
@@ -230,18 +280,27 @@ def run_sync(args: argparse.Namespace) -> int:
             print(f"would copy {job.source} -> {job.target}")
         for report in reports:
             if report not in misused:
-                print(report.summary())
+                print(_line(report))
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
     if misused:
         return EXIT_USAGE
-    return EXIT_FAILED if failed or superseded or plan.errors else EXIT_OK
+    if failed or superseded or plan.errors:
+        return EXIT_FAILED
+    return EXIT_REJECTED if rejected else EXIT_OK
 
 
 def _print(report: CopyReport, as_json: bool) -> None:
     if as_json:
         emit_json("copyReport", report.as_dict())
     else:
-        print(report.summary())
+        print(_line(report))
+
+
+def _line(report: CopyReport) -> str:
+    """The report's human line; a rejected image says why."""
+    if report.status == REJECTED:
+        return f"REJECTED {report.source} -> {report.target}: {report.rejected_reason}; nothing was tagged"
+    return report.summary()
 
 
 def emit_json(kind: str, data: dict) -> None:
@@ -257,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     _set_up_logging(args.verbose)
     try:
         return run_sync(args) if args.command == "sync" else run_copy(args)
-    except UsageError as exc:
+    except (UsageError, CosignKeyError) as exc:
         print(f"ecr-mirror: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
