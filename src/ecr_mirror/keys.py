@@ -126,8 +126,8 @@ def _read_aws(spec: str, region: str | None) -> str:
 _HINTS = {
     "ParameterNotFound": "create it, or fix verify.cosignKey",
     "ResourceNotFoundException": "create it, or fix verify.cosignKey",
-    "AccessDeniedException": "the functions may read only the parameters and secrets the template's "
-                             "CosignKeyParameters and SecretNamePrefix name",
+    "AccessDeniedException": "the worker may read only the SSM parameters under the template's "
+                             "CosignKeyParameterPrefix and the secrets under its SecretNamePrefix",
 }
 
 

@@ -338,3 +338,46 @@ def test_a_call_the_oracle_does_not_know_fails_loudly(ecr, iam):
             ecr.describe_repositories()
     with pytest.raises(AssertionError, match=r"SomeFunction: ecr\.DescribeRepositories: unknown"):
         iam.assert_clean()
+
+
+# ---------------------------------------------------------------- the gate's key in SSM
+
+COSIGN_KEY = "/ecr-mirror/cosign.pub"
+
+
+def gated_copy(stack: Stack, statements: list[dict]) -> dict:
+    """A direct invocation with the gate's key in SSM: the worker reads it with its role."""
+    from ecr_mirror import keys
+    from tests.unit.test_keys import PUBLIC
+
+    boto3.client("ssm").put_parameter(Name=COSIGN_KEY, Value=PUBLIC.decode(), Type="SecureString",
+                                      Overwrite=True)
+    stack.monkeypatch.setattr(keys, "_cache", {})
+    with stack.function("WorkerFunction", statements):
+        return worker.handler({"source": "nginx:stable", "target": f"{NGINX}:gated",
+                               "verify": {"cosignKey": f"ssm:{COSIGN_KEY}"}}, FakeContext())
+
+
+def test_the_worker_reads_the_cosign_key_the_template_grants(stack, nginx, iam):
+    roles = StackRoles(stack.roles.resources, {"CosignKeyParameterPrefix": "/ecr-mirror/cosign"})
+    report = gated_copy(stack, roles.statements("WorkerFunction"))
+    iam.assert_clean()
+    assert report["status"] in ("copied", "rejected"), report.get("error")  # unsigned: the gate decides
+    key_arn = f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{COSIGN_KEY}"
+    assert ("WorkerFunction", "GetParameter", "ssm:GetParameter", key_arn) in iam.calls
+    # The scheduler passes the key's name on and never reads it: no grant.
+    assert not [s for s in roles.statements("SchedulerFunction") if s.get("Sid") == "ReadCosignKeyParameters"]
+
+
+@pytest.mark.parametrize("parameters", [{}, {"CosignKeyParameterPrefix": "/ecr-mirror/other"}])
+def test_without_the_grant_the_key_read_is_refused_exactly(stack, nginx, ecr, iam, parameters):
+    roles = StackRoles(stack.roles.resources, parameters)
+    report = gated_copy(stack, roles.statements("WorkerFunction"))
+    key_arn = f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{COSIGN_KEY}"
+    assert [(d.action, d.resource) for d in iam.denials] == [("ssm:GetParameter", key_arn)]
+    assert report["status"] == "failed" and report["error"]["type"] == "CosignKeyError"
+    assert report["error"]["message"].startswith(
+        f"cannot read the cosign key ssm:{COSIGN_KEY}: AccessDeniedException: ")
+    assert "CosignKeyParameterPrefix" in report["error"]["message"]  # how to grant it
+    with pytest.raises(ecr.exceptions.RepositoryNotFoundException):  # nothing copied ungated
+        ecr.describe_repositories(repositoryNames=[NGINX])

@@ -26,7 +26,7 @@ PREFIX_ARN = "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:reposit
 COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SCAN_ON_PUSH",
               "ECR_MIRROR_TAG_MUTABILITY", "ECR_MIRROR_KMS_KEY", "ECR_MIRROR_CONCURRENCY",
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
-CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesFailed", "BlobsUploaded",
+CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
                   "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
                   "RateLimitRemaining"]
 
@@ -279,7 +279,7 @@ def test_default_config_is_a_valid_mirror_config(template):
 def test_alarms_notify_only_when_an_email_is_given(template):
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     assert {"DeadLetterQueueAlarm", "WorkerErrorsAlarm", "SchedulerErrorsAlarm",
-            "PlanErrorsAlarm"} <= set(alarms)
+            "PlanErrorsAlarm", "ImagesRejectedAlarm"} <= set(alarms)
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == {
             "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
