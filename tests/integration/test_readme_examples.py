@@ -153,12 +153,26 @@ def dry_run_of_the_example_config(result, state):
     assert not any(r.startswith(("mirror/dockerhub/", "mirror/external-secrets")) for r in repositories)
 
 
+def copied_alpine_with_its_sboms(result, state):
+    """`--referrer-type`: the image, and of its referrers only the SBOMs, each listed."""
+    assert result.returncode == 0, result.stderr + result.stdout
+    report = json_output("copyReport", result.stdout)
+    assert report["status"] in ("copied", "unchanged")
+    assert report["targetDigest"] == state["images"]["library/alpine:3.20"]
+    assert ecr_digest(state, "mirror/alpine", "3.20") == report["targetDigest"]
+    copied = [r for r in report["referrers"] if r["status"] == "copied"]
+    assert all(r["artifactType"] == "application/spdx+json" for r in copied), report["referrers"]
+    assert report["referrersCopied"] == len(copied)
+
+
 CHECKS = {
     "ecr-mirror copy nginx:stable mirror/nginx": copied_nginx,
     "ecr-mirror copy nginx:stable 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/nginx:stable":
         copied_nginx_full_uri,
     "ecr-mirror copy --platform linux/amd64 --platform linux/arm64 redis:7 mirror/redis --json":
         copied_redis_subset_json,
+    "ecr-mirror copy --referrer-type application/spdx+json alpine:3.20 mirror/alpine --json":
+        copied_alpine_with_its_sboms,
     "ecr-mirror sync --config examples/mirror-config.yaml --dry-run": dry_run_of_the_example_config,
 }
 
