@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 
 BUILD_DIR = REPO / ".aws-sam" / "build"
 LAYER_PACKAGES = ["requests", "tenacity", "aws_lambda_powertools", "yaml", "semver",
-                  "fastjsonschema", "aws_xray_sdk"]
+                  "fastjsonschema", "aws_xray_sdk", "cryptography"]
 # What the python3.13 runtime provides: boto3 and its dependencies. The layer must not
 # shadow them (the X-Ray SDK imports botocore, Powertools jmespath: the runtime's).
 RUNTIME_PACKAGES = ["boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six"]
