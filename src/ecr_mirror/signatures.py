@@ -195,7 +195,8 @@ def check_bundle(bundle: bytes, digest: str, keys: tuple[Any, ...]) -> None:
     if statement.get("predicateType") != SIGN_PREDICATE:
         raise BadSignature(Reason.MALFORMED, f"the statement's predicate is "
                                              f"{_short(statement.get('predicateType'))}, not an image signature")
-    subjects = statement.get("subject") if isinstance(statement.get("subject"), list) else []
+    subjects = statement.get("subject")
+    subjects = subjects if isinstance(subjects, list) else []
     named = [f"{alg}:{hex_}" for s in subjects if isinstance(_field(s, "digest"), dict)
              for alg, hex_ in s["digest"].items() if alg in ALGORITHMS]
     if digest not in named:
@@ -306,7 +307,7 @@ class _Gate:
                     "and OCI 1.1 referrers looked up)")
         where, worst = min(self.failures, key=lambda f: list(Reason).index(f[1].reason))
         more = len(self.failures) - 1
-        return (f"{worst.reason.value} ({origin}): {where}: {worst.detail}"
+        return (f"{worst.reason.value}: {where}: {worst.detail} (trusted: {origin})"
                 + (f" ({more} other signature{'s' if more > 1 else ''} did not verify either)" if more else ""))
 
 
