@@ -229,6 +229,7 @@ class _Gate:
         self.source, self.repo, self.digest, self.keys = source, repo, digest, keys
         self.failures: list[tuple[str, BadSignature]] = []
         self.fetched = 0
+        self.capped = False
 
     def passes(self) -> bool:
         for found in self._signatures():
@@ -250,6 +251,7 @@ class _Gate:
 
     def _get(self, digest: str, where: str) -> Manifest | None:
         if self.fetched >= MAX_SIGNATURE_MANIFESTS:
+            self.capped = True
             return None
         self.fetched += 1
         return self.source.get_manifest(self.repo, digest, image=f"signature {where} of {self.digest}")
@@ -262,6 +264,8 @@ class _Gate:
             index = self._tagged(fallback_tag(self.digest))
             listed = index.children if index is not None else []
         for descriptor in listed:
+            if self.capped:
+                return
             if descriptor.get("artifactType") in (SIGNATURE_ARTIFACT, BUNDLE_TYPE):
                 where = f"referrer {descriptor['digest']}"
                 yield from self._layers(self._get(descriptor["digest"], where), where)
@@ -308,7 +312,9 @@ class _Gate:
         where, worst = min(self.failures, key=lambda f: list(Reason).index(f[1].reason))
         more = len(self.failures) - 1
         return (f"{worst.reason.value}: {where}: {worst.detail} (trusted: {origin})"
-                + (f" ({more} other signature{'s' if more > 1 else ''} did not verify either)" if more else ""))
+                + (f"; {more} other signature{'s' if more > 1 else ''} did not verify either" if more else "")
+                + (f"; only the first {MAX_SIGNATURE_MANIFESTS} signature manifests were fetched"
+                   if self.capped else ""))
 
 
 def reject_unsigned(source: RegistryClient, repo: str, digest: str, policy: VerifyPolicy,

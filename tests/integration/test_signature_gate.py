@@ -13,6 +13,7 @@ import pytest
 
 from ecr_mirror.copy.options import VerifyPolicy
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+from ecr_mirror.signatures import MAX_SIGNATURE_BYTES, MAX_SIGNATURE_MANIFESTS
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.cosign import Signer, list_referrers, payload
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
@@ -193,3 +194,26 @@ def test_key_rotation_an_image_signed_by_either_trusted_key_is_copied(
     other = new_key if signed_by == "old" else signer
     refused = gated(f"{repo_name}:4.0", f"{TARGET}:4.1", [other])
     assert refused.status == "rejected" and refused.rejected_reason.startswith("signed by another key")
+
+
+def test_a_payload_larger_than_the_bound_is_not_read(gated, source, registry, repo_name, signer):
+    img = image(registry, repo_name, "5.0", "big")
+    huge = payload(img.digest, repo_name) + b" " * MAX_SIGNATURE_BYTES
+    signer.push_sig_tag(registry.url, repo_name, img.digest, payload_bytes=huge, signature=signer.sign(huge))
+    report = gated(f"{repo_name}:5.0", f"{TARGET}:5.0", [signer])
+    assert report.status == "rejected"
+    assert report.rejected_reason.startswith("malformed signature") and "more than" in report.rejected_reason
+    assert source.counts["GET blob"] == 0
+
+
+def test_signature_look_ups_are_bounded_and_the_reason_says_so(gated, source, registry, repo_name, signer):
+    img = image(registry, repo_name, "6.0", "many")
+    stranger = Signer.generate()
+    list_referrers(registry.url, repo_name, img, [stranger.referrer(registry.url, repo_name, img)
+                                                  for _ in range(MAX_SIGNATURE_MANIFESTS + 3)])
+    source.reset_counts()
+    report = gated(f"{repo_name}:6.0", f"{TARGET}:6.0", [signer])
+    assert report.status == "rejected"
+    assert report.rejected_reason.startswith("signed by another key")
+    assert f"only the first {MAX_SIGNATURE_MANIFESTS}" in report.rejected_reason
+    assert report.manifests_fetched == MAX_SIGNATURE_MANIFESTS  # the fallback index counts as one

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -146,3 +149,14 @@ def test_a_dsa_key_is_not_a_cosign_key_type():
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     with pytest.raises(UsageError, match="not a cosign key type"):
         load_keys((pem,), "dsa.pub")
+
+
+def test_cryptography_is_not_imported_until_the_gate_runs():
+    """A run without the gate pays nothing for it at cold start: the handlers, the CLI
+    and the engine import `signatures`, never `cryptography` itself."""
+    code = ("import sys, ecr_mirror.handlers.worker, ecr_mirror.handlers.scheduler, ecr_mirror.cli, "
+            "ecr_mirror.signatures; print(sorted(m for m in sys.modules if m.startswith('cryptography')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "POWERTOOLS_METRICS_NAMESPACE": "test"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
