@@ -29,15 +29,21 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+# cosign's media types and annotation names: one spelling, the gate's (what is signed is
+# built independently below).
+from ecr_mirror.signatures import (
+    BUNDLE_TYPE,
+    IN_TOTO,
+    SIGN_PREDICATE,
+    SIGNATURE_ANNOTATION,
+    SIGNATURE_ARTIFACT,
+    SIMPLE_SIGNING,
+)
+
 from .artifacts import make_artifact, push_fallback_index, subject_tag
 from .images import OCI_CONFIG, PushedImage
 
-SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
-SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
-SIGNATURE_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
-BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
-IN_TOTO = "application/vnd.in-toto+json"
+__all__ = ["BUNDLE_TYPE", "IN_TOTO", "SIGN_PREDICATE", "Signer", "list_referrers", "payload"]
 
 
 def payload(digest: str, reference: str = "") -> bytes:
