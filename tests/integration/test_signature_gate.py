@@ -9,14 +9,17 @@ one is in ECR."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ecr_mirror.copy.options import VerifyPolicy
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.signatures import MAX_SIGNATURE_BYTES, MAX_SIGNATURE_MANIFESTS
 from ecr_mirror_testing import strict_ecr
+from ecr_mirror_testing.artifacts import descriptor_of, make_sbom, subject_tag
 from ecr_mirror_testing.cosign import Signer, list_referrers, payload
-from ecr_mirror_testing.images import layer_bytes, make_image, make_index
+from ecr_mirror_testing.images import OCI_INDEX, layer_bytes, make_image, make_index
 from ecr_mirror_testing.outputs import validated
 from ecr_mirror_testing.retry import FAST_RETRY
 from tests.integration.conftest import ecr_image
@@ -217,3 +220,25 @@ def test_signature_look_ups_are_bounded_and_the_reason_says_so(gated, source, re
     assert report.rejected_reason.startswith("signed by another key")
     assert f"only the first {MAX_SIGNATURE_MANIFESTS}" in report.rejected_reason
     assert report.manifests_fetched == MAX_SIGNATURE_MANIFESTS  # the fallback index counts as one
+
+
+def test_a_signature_listed_by_the_referrers_api_is_found(gated, ecr, source, registry, repo_name, signer):
+    """distribution 2.8 has no referrers API: here the proxy answers it (a server of
+    ours), listing an SBOM (not fetched: not a signature) and the signature, which is
+    pushed by digest only and in no fallback index."""
+    img = image(registry, repo_name, "7.0", "api")
+    sbom = make_sbom(registry.url, repo_name, img)
+    sig = signer.referrer(registry.url, repo_name, img)
+    listing = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                          "manifests": [descriptor_of(sbom), descriptor_of(sig)]}).encode()
+    source.fail("GET referrers", 200, headers={"Content-Type": OCI_INDEX}, body=listing)
+    report = gated(f"{repo_name}:7.0", f"{TARGET}:7.0", [signer])
+
+    assert report.status == "copied", report.error or report.rejected_reason
+    gets = [path for method, path, _ in source.requests if method == "GET" and "/manifests/" in path]
+    assert gets == [f"/v2/{repo_name}/manifests/{sig.digest}", f"/v2/{repo_name}/manifests/{img.digest}"]
+    assert not any(path.endswith(subject_tag(img.digest)) for _, path, _ in source.requests)
+
+    # the same registry answering 404 and with no fallback index: nothing signs it
+    refused = gated(f"{repo_name}:7.0", f"{TARGET}:7.1", [signer])
+    assert refused.status == "rejected" and refused.rejected_reason.startswith("no signature found")
