@@ -228,7 +228,7 @@ class _Gate:
     def __init__(self, source: RegistryClient, repo: str, digest: str, keys: tuple[Any, ...]) -> None:
         self.source, self.repo, self.digest, self.keys = source, repo, digest, keys
         self.failures: list[tuple[str, BadSignature]] = []
-        self.fetched = 0
+        self.seen: set[str] = set()  # signature manifests fetched
         self.capped = False
 
     def passes(self) -> bool:
@@ -250,10 +250,18 @@ class _Gate:
         return self._get(head.digest, f"tag {tag}")
 
     def _get(self, digest: str, where: str) -> Manifest | None:
-        if self.fetched >= MAX_SIGNATURE_MANIFESTS:
+        """A signature manifest by digest: each once, at most `MAX_SIGNATURE_MANIFESTS`."""
+        if digest in self.seen:
+            return None
+        if len(self.seen) >= MAX_SIGNATURE_MANIFESTS:
             self.capped = True
             return None
-        self.fetched += 1
+        try:
+            check(digest, where)
+        except MirrorError:
+            self.failures.append((where, BadSignature(Reason.MALFORMED, "its digest is not a digest")))
+            return None
+        self.seen.add(digest)
         return self.source.get_manifest(self.repo, digest, image=f"signature {where} of {self.digest}")
 
     def _signatures(self) -> Iterator[_Found]:

@@ -15,11 +15,11 @@ import pytest
 
 from ecr_mirror.copy.options import VerifyPolicy
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
-from ecr_mirror.signatures import MAX_SIGNATURE_BYTES, MAX_SIGNATURE_MANIFESTS
+from ecr_mirror.signatures import MAX_SIGNATURE_BYTES, MAX_SIGNATURE_MANIFESTS, SIGNATURE_ARTIFACT
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.artifacts import descriptor_of, make_sbom, subject_tag
 from ecr_mirror_testing.cosign import Signer, list_referrers, payload
-from ecr_mirror_testing.images import OCI_INDEX, layer_bytes, make_image, make_index
+from ecr_mirror_testing.images import OCI_INDEX, layer_bytes, make_image, make_index, push_manifest
 from ecr_mirror_testing.outputs import validated
 from ecr_mirror_testing.retry import FAST_RETRY
 from tests.integration.conftest import ecr_image
@@ -242,3 +242,29 @@ def test_a_signature_listed_by_the_referrers_api_is_found(gated, ecr, source, re
     # the same registry answering 404 and with no fallback index: nothing signs it
     refused = gated(f"{repo_name}:7.0", f"{TARGET}:7.1", [signer])
     assert refused.status == "rejected" and refused.rejected_reason.startswith("no signature found")
+
+
+def test_a_signature_both_tagged_and_listed_is_pulled_once(gated, source, registry, repo_name, signer):
+    img = image(registry, repo_name, "8.0", "twice")
+    sig = Signer.generate().referrer(registry.url, repo_name, img)
+    push_manifest(registry.url, repo_name, subject_tag(img.digest, ".sig"), sig.raw, sig.media_type)
+    list_referrers(registry.url, repo_name, img, [sig])
+    source.reset_counts()
+    report = gated(f"{repo_name}:8.0", f"{TARGET}:8.0", [signer])
+    assert report.status == "rejected" and report.rejected_reason.startswith("signed by another key")
+    gets = [path for method, path, _ in source.requests if method == "GET" and "/manifests/" in path]
+    assert gets.count(f"/v2/{repo_name}/manifests/{sig.digest}") == 1
+    assert "other signature" not in report.rejected_reason  # one signature, said once
+
+
+def test_a_referrers_listing_with_a_bad_digest_rejects_without_a_request_for_it(
+        gated, source, registry, repo_name, signer):
+    image(registry, repo_name, "9.0", "bad-digest")
+    listing = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_INDEX, "digest": "sha256:../../../v2/_catalog", "size": 2,
+         "artifactType": SIGNATURE_ARTIFACT}]}).encode()
+    source.fail("GET referrers", 200, headers={"Content-Type": OCI_INDEX}, body=listing)
+    report = gated(f"{repo_name}:9.0", f"{TARGET}:9.0", [signer])
+    assert report.status == "rejected", report.error
+    assert report.rejected_reason.startswith("malformed signature") and "not a digest" in report.rejected_reason
+    assert not any("_catalog" in path for _, path, _ in source.requests)
