@@ -23,6 +23,7 @@ from ..manifest import Manifest
 from ..mirrored import already_mirrored, subset_index, subset_note
 from ..reference import Reference
 from ..registry.client import RegistryClient
+from ..signatures import reject_unsigned
 from .blobs import BlobCopier
 from .options import CopyOptions, Progress
 from .report import COPIED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
@@ -82,6 +83,11 @@ class _Copy:
         self._head_media_type = head.media_type
         current = self.target.tagged(self.tag) if self.tag else None
         if self._unchanged_without_pull(head.digest, current):
+            return
+        # The signature gate (signatures.py): before the tag lease and any blob; a
+        # 429 or a spent budget while looking signatures up defers, as anywhere.
+        if self.options.verify and reject_unsigned(self.source, self.repo, head.digest,
+                                                   self.options.verify, self.report):
             return
         # One copy of a target tag at a time (across workers, with a lease table).
         with self._tag_lease():

@@ -110,6 +110,9 @@ class CopyReport:
         """One human line."""
         if self.status in (FAILED, DEFERRED):
             return f"{self.status.value.upper()} {self.source} -> {self.target}: {self.error_line()}"
+        if self.status == REJECTED:
+            return (f"REJECTED {self.source} -> {self.target}: {self.rejected_reason}; "
+                    "nothing of it was copied or tagged")
         if self.status == SUPERSEDED:
             return (f"SUPERSEDED {self.source} -> {self.target}: upstream's tag moved from "
                     f"{self.source_digest} to {self.superseded_by} during the copy; the tag was not "
