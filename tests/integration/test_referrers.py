@@ -1,0 +1,221 @@
+"""Referrers travel with the image (issue 12, items 2 and 3).
+
+The referrers API path runs against `ReferrersProxy` (our test server in front
+of the real distribution registry, which itself has no referrers API); the
+fallback tag path (`sha256-<hex>` index, cosign's `.sig/.att/.sbom` tags) runs
+against the real registry through the counting proxy. ECR is the strict emulator.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ecr_mirror.copy.options import ReferrerPolicy
+from ecr_mirror.copy.referrers import COSIGN_TAGS
+from ecr_mirror_testing.artifacts import (
+    SBOM_TYPE,
+    make_artifact,
+    make_sbom,
+    push_fallback_index,
+    subject_tag,
+)
+from ecr_mirror_testing.images import OCI_CONFIG, layer_bytes, make_image, make_index
+from ecr_mirror_testing.referrers_api import ReferrersProxy
+from tests.integration.conftest import copier, ecr_image
+
+pytestmark = pytest.mark.integration
+
+SIG_TYPE = COSIGN_TAGS[".sig"]
+SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+ALL = ReferrerPolicy()
+PULL_LIMIT_BODY = (b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your '
+                   b'unauthenticated pull rate limit"}]}')
+
+
+@pytest.fixture
+def api_source(registry):
+    """A source with the referrers API, 2 descriptors a page (so listings page)."""
+    with ReferrersProxy(registry.url, page_size=2) as proxy:
+        yield proxy
+
+
+def signature(base_url: str, repo: str, subject, *, tag: str | None = None, seed: str = "sig"):
+    """A cosign-like signature (fake signature bytes): as a referrer of `subject`,
+    or (with `tag`) as cosign's legacy `.sig` tag, which has no `subject`."""
+    payload = (b'{"critical":{"image":{"docker-manifest-digest":"%s"}},"seed":"%s"}'
+               % (subject.digest.encode(), seed.encode()))
+    layer = (SIMPLESIGNING, payload, {"dev.cosignproject.cosign/signature": f"fake-{seed}"})
+    if tag:
+        return make_artifact(base_url, repo, tag, artifact_type=None, config_type=OCI_CONFIG,
+                             config=b'{"seed":"%s"}' % seed.encode(), layers=[layer])
+    return make_artifact(base_url, repo, None, artifact_type=SIG_TYPE, layers=[layer], subject=subject)
+
+
+def in_ecr(ecr, repository: str, pushed) -> None:
+    """ECR holds the exact bytes (so any `subject` still names the mirrored digest)."""
+    assert ecr_image(ecr, repository, digest=pushed.digest)["imageManifest"] == pushed.raw.decode()
+
+
+def statuses(report) -> dict[str, str]:
+    return {e["digest"] + (" " + e["tag"] if "tag" in e else ""): e["status"] for e in report.referrers}
+
+
+def test_an_sbom_and_its_signature_travel_by_the_api_and_a_warm_run_pulls_nothing(api_source, ecr):
+    url, repo = api_source.url, "team/api"
+    image = make_image(url, repo, "1.0", layers=[layer_bytes("api-image")], oci=True)
+    sboms = [make_sbom(url, repo, image, seed=f"sbom{i}") for i in range(3)]  # 2 pages
+    signed = signature(url, repo, sboms[0])  # a signature of an SBOM: found recursively
+    copy = copier(api_source, ecr)
+
+    report = copy(f"{repo}:1.0", "mirror/api:1.0", referrers=ALL)
+
+    assert report.status == "copied", report.error
+    for pushed in (image, *sboms, signed):
+        in_ecr(ecr, "mirror/api", pushed)
+    assert ecr_image(ecr, "mirror/api", tag="1.0")["imageId"]["imageDigest"] == image.digest
+    assert report.referrers_copied == 4 and report.referrers_unchanged == 0
+    assert {e["digest"]: e["subject"] for e in report.referrers} == {
+        **{s.digest: image.digest for s in sboms}, signed.digest: sboms[0].digest}
+    assert api_source.counts["GET manifest"] == 1 + 4  # the image and each referrer, once
+
+    api_source.reset_counts()
+    again = copy(f"{repo}:1.0", "mirror/api:1.0", referrers=ALL)
+
+    assert again.status == "unchanged", again.error
+    assert api_source.counts["GET manifest"] == 0 and again.manifests_fetched == 0
+    assert again.referrers_unchanged == 4 and again.referrers_copied == 0
+    assert set(statuses(again).values()) == {"unchanged"}
+
+
+def test_a_new_referrer_upstream_is_copied_while_the_image_stays_unchanged(api_source, ecr):
+    url, repo = api_source.url, "team/later"
+    image = make_image(url, repo, "1.0", layers=[layer_bytes("later-image")], oci=True)
+    copy = copier(api_source, ecr)
+    assert copy(f"{repo}:1.0", "mirror/later:1.0", referrers=ALL).status == "copied"
+
+    sbom = make_sbom(url, repo, image, seed="added later")
+    api_source.reset_counts()
+    report = copy(f"{repo}:1.0", "mirror/later:1.0", referrers=ALL)
+
+    assert report.status == "unchanged", report.error
+    in_ecr(ecr, "mirror/later", sbom)
+    assert statuses(report) == {sbom.digest: "copied"}
+    assert api_source.counts["GET manifest"] == 1  # the new SBOM only
+
+
+def test_the_referrers_of_each_child_of_an_index_travel(api_source, ecr):
+    url, repo = api_source.url, "team/multi"
+    index = make_index(url, repo, "2.0", platforms=[("linux", "amd64", None), ("linux", "arm64", None)])
+    platform_images = [c for c in index.children if c.attestation_for is None]
+    sboms = [make_sbom(url, repo, child, seed=f"child {i}") for i, child in enumerate(platform_images)]
+    index_sig = signature(url, repo, index)
+
+    report = copier(api_source, ecr)(f"{repo}:2.0", "mirror/multi:2.0", referrers=ALL)
+
+    assert report.status == "copied", report.error
+    for pushed in (*sboms, index_sig):
+        in_ecr(ecr, "mirror/multi", pushed)
+    assert {e["subject"] for e in report.referrers} == {index.digest, *(c.digest for c in platform_images)}
+
+
+def test_the_artifact_type_filter_copies_only_what_is_wanted(api_source, ecr):
+    url, repo = api_source.url, "team/filter"
+    image = make_image(url, repo, "1.0", layers=[layer_bytes("filter-image")], oci=True)
+    sbom = make_sbom(url, repo, image)
+    sig = signature(url, repo, image)
+
+    report = copier(api_source, ecr)(f"{repo}:1.0", "mirror/filter:1.0",
+                                     referrers=ReferrerPolicy((SIG_TYPE,)))
+
+    assert report.status == "copied", report.error
+    in_ecr(ecr, "mirror/filter", sig)
+    assert not ecr.batch_get_image(repositoryName="mirror/filter",
+                                   imageIds=[{"imageDigest": sbom.digest}])["images"]
+    assert statuses(report) == {sig.digest: "copied", sbom.digest: "skipped"}
+    skipped = next(e for e in report.referrers if e["status"] == "skipped")
+    assert SBOM_TYPE in skipped["reason"] and report.referrers_skipped == 1
+
+
+def test_fallback_tags_and_cosign_tags_are_mirrored_as_tags(source, registry, ecr):
+    """The real registry (no referrers API): the `sha256-<hex>` index of a child and
+    of the index, and cosign's legacy `.sig/.att/.sbom` tags, land in ECR as tags."""
+    repo = "team/fallback"
+    index = make_index(registry.url, repo, "3.0", platforms=[("linux", "amd64", None)])
+    child = index.children[0]
+    child_sbom = make_sbom(registry.url, repo, child, seed="child")
+    child_list = push_fallback_index(registry.url, repo, child.digest, [child_sbom])
+    sbom_sig = signature(registry.url, repo, child_sbom, seed="of the sbom")  # signature of the SBOM
+    sbom_list = push_fallback_index(registry.url, repo, child_sbom.digest, [sbom_sig])
+    legacy = {suffix: signature(registry.url, repo, index, tag=subject_tag(index.digest, suffix),
+                                seed=suffix) for suffix in (".sig", ".att", ".sbom")}
+    copy = copier(source, ecr)
+
+    report = copy(f"{repo}:3.0", "mirror/fallback:3.0", referrers=ALL)
+
+    assert report.status == "copied", report.error
+    for pushed in (child_sbom, sbom_sig, child_list, sbom_list, *legacy.values()):
+        in_ecr(ecr, "mirror/fallback", pushed)
+    for pushed in (child_list, sbom_list, *legacy.values()):
+        assert ecr_image(ecr, "mirror/fallback", tag=pushed.ref)["imageId"]["imageDigest"] == pushed.digest
+    assert source.counts["GET tags"] == 1  # one listing finds every fallback tag of the copy
+    assert report.referrers_copied == 2 + 2 + 3  # 2 referrers, 2 fallback indexes, 3 cosign tags
+
+    source.reset_counts()
+    again = copy(f"{repo}:3.0", "mirror/fallback:3.0", referrers=ALL)
+
+    assert again.status == "unchanged", again.error
+    assert source.counts["GET manifest"] == 0 and again.referrers_copied == 0
+    assert again.referrers_unchanged == report.referrers_copied
+
+
+def test_a_moved_fallback_tag_is_copied_again_on_an_unchanged_image(source, registry, ecr):
+    repo = "team/moved"
+    image = make_image(registry.url, repo, "1.0", layers=[layer_bytes("moved-image")], oci=True)
+    first = make_sbom(registry.url, repo, image, seed="first")
+    push_fallback_index(registry.url, repo, image.digest, [first])
+    copy = copier(source, ecr)
+    assert copy(f"{repo}:1.0", "mirror/moved:1.0", referrers=ALL).status == "copied"
+
+    second = make_sbom(registry.url, repo, image, seed="second")
+    moved = push_fallback_index(registry.url, repo, image.digest, [first, second])
+    source.reset_counts()
+    report = copy(f"{repo}:1.0", "mirror/moved:1.0", referrers=ALL)
+
+    assert report.status == "unchanged", report.error
+    in_ecr(ecr, "mirror/moved", second)
+    assert ecr_image(ecr, "mirror/moved", tag=moved.ref)["imageId"]["imageDigest"] == moved.digest
+    assert source.counts["GET manifest"] == 2  # the new list and the new SBOM; not the first SBOM
+
+
+def test_a_referrer_that_hits_the_pull_limit_defers_the_image(api_source, ecr):
+    url, repo = api_source.url, "team/limited"
+    image = make_image(url, repo, "1.0", layers=[layer_bytes("limited-image")], oci=True)
+    copy = copier(api_source, ecr)
+    assert copy(f"{repo}:1.0", "mirror/limited:1.0", referrers=ALL).status == "copied"
+    sbom = make_sbom(url, repo, image, seed="limited")
+
+    api_source.fail_manifest(sbom.digest, 429, PULL_LIMIT_BODY, times=5)
+    report = copy(f"{repo}:1.0", "mirror/limited:1.0", referrers=ALL)
+
+    assert report.status == "deferred" and report.error["type"] == "RateLimited"
+    assert not ecr.batch_get_image(repositoryName="mirror/limited",
+                                   imageIds=[{"imageDigest": sbom.digest}])["images"]
+    api_source.fail_manifest(sbom.digest, 429, PULL_LIMIT_BODY, times=0)
+    assert copy(f"{repo}:1.0", "mirror/limited:1.0", referrers=ALL).referrers_copied == 1
+
+
+def test_a_referrer_that_cannot_be_fetched_leaves_the_tag_where_it_was(api_source, ecr):
+    """The signature must be in ECR no later than the tag: a deferred referrer keeps
+    the new image untagged."""
+    url, repo = api_source.url, "team/order"
+    make_image(url, repo, "1.0", layers=[layer_bytes("order-v1")], oci=True)
+    copy = copier(api_source, ecr)
+    old = copy(f"{repo}:1.0", "mirror/order:1.0", referrers=ALL)
+    new = make_image(url, repo, "1.0", layers=[layer_bytes("order-v2")], oci=True)
+    sig = signature(url, repo, new)
+
+    api_source.fail_manifest(sig.digest, 429, PULL_LIMIT_BODY, times=5)
+    report = copy(f"{repo}:1.0", "mirror/order:1.0", referrers=ALL)
+
+    assert report.status == "deferred", report.error
+    assert ecr_image(ecr, "mirror/order", tag="1.0")["imageId"]["imageDigest"] == old.target_digest
