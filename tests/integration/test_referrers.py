@@ -8,10 +8,15 @@ against the real registry through the counting proxy. ECR is the strict emulator
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
 from ecr_mirror.copy.options import ReferrerPolicy
 from ecr_mirror.copy.referrers import COSIGN_TAGS
+from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+from ecr_mirror.sync import build_plan, load_config
 from ecr_mirror_testing.artifacts import (
     SBOM_TYPE,
     make_artifact,
@@ -21,6 +26,7 @@ from ecr_mirror_testing.artifacts import (
 )
 from ecr_mirror_testing.images import OCI_CONFIG, layer_bytes, make_image, make_index
 from ecr_mirror_testing.referrers_api import ReferrersProxy
+from ecr_mirror_testing.retry import FAST_RETRY
 from tests.integration.conftest import copier, ecr_image
 
 pytestmark = pytest.mark.integration
@@ -219,3 +225,46 @@ def test_a_referrer_that_cannot_be_fetched_leaves_the_tag_where_it_was(api_sourc
 
     assert report.status == "deferred", report.error
     assert ecr_image(ecr, "mirror/order", tag="1.0")["imageId"]["imageDigest"] == old.target_digest
+
+
+def plan_with_referrers(source, ecr, repo: str, target: str, tags: list[str]):
+    """The planner over one config entry with referrers on (the config key comes
+    with the plumbing work: the entry's `referrers` is set here)."""
+    config = load_config(json.dumps({"images": [{"source": f"{source.host}/{repo}", "target": target,
+                                                 "tags": tags}]}))
+    config.images = [replace(e, referrers=ALL) for e in config.images]
+    settings = MirrorSettings(prefix="mirror", retry=FAST_RETRY, region="us-east-1",
+                              registries={source.host: SourceRegistry(insecure=True)})
+    return build_plan(config, Mirror(settings, ecr_client=ecr))
+
+
+def test_the_planner_queues_an_unchanged_image_only_when_referrers_are_missing(api_source, ecr):
+    url, repo = api_source.url, "team/plan"
+    image = make_image(url, repo, "1.0", layers=[layer_bytes("plan-1")], oci=True)
+    make_image(url, repo, "1.1", layers=[layer_bytes("plan-2")], oci=True)
+    copy = copier(api_source, ecr)
+    for tag in ("1.0", "1.1"):
+        assert copy(f"{repo}:{tag}", f"mirror/plan:{tag}", referrers=ALL).status == "copied"
+
+    api_source.reset_counts()
+    quiet = plan_with_referrers(api_source, ecr, repo, "mirror/plan", ["1.0", "1.1"])
+    assert quiet.jobs == [] and len(quiet.unchanged) == 2, quiet.errors
+
+    sbom = make_sbom(url, repo, image, seed="plan")
+    signature(url, repo, sbom)  # the SBOM's signature: a second pull
+    plan = plan_with_referrers(api_source, ecr, repo, "mirror/plan", ["1.0", "1.1"])
+
+    assert [(j.target, j.cost) for j in plan.jobs] == [("mirror/plan:1.0", 2)]
+    assert [u["target"] for u in plan.unchanged] == ["mirror/plan:1.1"]
+    assert api_source.counts["GET manifest"] == 0  # planning pulls nothing
+
+
+def test_the_pull_estimate_of_a_changed_image_includes_its_referrers(api_source, ecr):
+    url, repo = api_source.url, "team/estimate"
+    image = make_image(url, repo, "1.0", layers=[layer_bytes("estimate")], oci=True)
+    for i in range(3):
+        make_sbom(url, repo, image, seed=f"estimate {i}")
+
+    plan = plan_with_referrers(api_source, ecr, repo, "mirror/estimate", ["1.0"])
+
+    assert [j.cost for j in plan.jobs] == [1 + 3]

@@ -35,7 +35,7 @@ from ..reference import Reference
 from ..registry.client import RegistryClient
 from .blobs import BlobCopier
 from .options import CopyOptions, Progress
-from .referrers import ReferrerWalk, children_of
+from .referrers import ReferrerWalk, unchanged_subjects
 from .report import COPIED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
 
 __all__ = ["CopyOptions", "Progress", "copy_image"]
@@ -96,8 +96,7 @@ class _Copy:
             if self.options.referrers:  # REFERRERS: an unchanged image's new referrers
                 self.blobs.start()
                 try:
-                    self._referrers([head.digest] if self.report.target_digest == head.digest else [],
-                                    _children(current))
+                    self._referrers(unchanged_subjects(head.digest, current), [])
                 finally:
                     self.blobs.stop()
             return
@@ -249,8 +248,3 @@ class _Copy:
         with self._lock:
             self.report.foreign_layers_skipped += len(manifest.foreign_layers())
         return {d["digest"]: int(d.get("size") or 0) for d in manifest.blobs()}
-
-
-def _children(current: TaggedImage | None) -> list[dict[str, Any]]:
-    """The children of the index an ECR tag holds (read for free), or none."""
-    return children_of(current.manifest) if current is not None else []

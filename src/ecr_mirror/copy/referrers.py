@@ -216,6 +216,16 @@ class ReferrerWalk:
         self.outcome.entries.append({**entry, "status": status})
 
 
+def unchanged_subjects(source_digest: str, current: TaggedImage | None) -> list[str]:
+    """Whose referrers to look at when the ECR tag already holds the image: the
+    index (unless ECR holds a platform subset, whose digest is its own) and the
+    children of the index ECR holds (read for free). Engine and planner alike."""
+    if current is None:
+        return [source_digest]
+    own = [source_digest] if current.digest == source_digest else []
+    return own + [d["digest"] for d in children_of(current.manifest)]
+
+
 def children_of(manifest_text: str) -> list[dict[str, Any]]:
     """The descriptors of an index ECR holds (pushed by anyone: read defensively)."""
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import fastjsonschema
 
+from ..copy.options import ReferrerPolicy
 from ..ecr.names import check_prefix_text, check_target
 from ..errors import UsageError
 from ..manifest import PLATFORM_PATTERN, Platform
@@ -99,6 +100,8 @@ class ImageEntry:
     selector: TagSelector
     platforms: tuple[Platform, ...]
     written: str = ""  # the source as the config spells it, for messages
+    #: Copy referrers too (None: off); the config key `referrers` fills it.
+    referrers: ReferrerPolicy | None = None
 
     @property
     def label(self) -> str:

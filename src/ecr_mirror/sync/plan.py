@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..copy.referrers import ReferrerWalk, unchanged_subjects
 from ..ecr import TaggedImage
 from ..errors import MirrorError, SetupError
 from ..jsonkeys import camel_keys
@@ -121,7 +122,11 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
             entry.source, entry.target or _default_target(entry.source, config, mirror))
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
-        current = mirror.repository(target_repo).tagged_many(tags)
+        target = mirror.repository(target_repo)
+        current = target.tagged_many(tags)
+        # One walk for the entry: the fallback tags are listed once, a subject looked at once.
+        walk = ReferrerWalk(client, entry.source.repository, target, entry.referrers, fetch=False,
+                            image=entry.label) if entry.referrers else None
     except SetupError:
         raise  # no AWS credentials: said once, not once per image
     except MirrorError as exc:
@@ -143,13 +148,32 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
             errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{answer.kind}: {answer}"})
             continue
         item = {"source": str(ref), "target": f"{target_repo}:{tag}", "digest": answer.digest}
-        if already_mirrored(answer.digest, current.get(tag), entry.platforms):
+        same = already_mirrored(answer.digest, current.get(tag), entry.platforms)
+        try:
+            # Referrers missing in ECR, found without a pull (the image's own
+            # when it changed: its children's are only known once it is fetched).
+            missing = _missing_referrers(walk, unchanged_subjects(answer.digest, current.get(tag))
+                                         if same else [answer.digest])
+        except MirrorError as exc:
+            errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{exc.kind}: {exc}"})
+            continue
+        if same and not missing:
             unchanged.append(item)
         else:
+            cost = 0 if same else _pull_cost(answer.media_type, current.get(tag), entry.platforms)
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
                             platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
-                            cost=_pull_cost(answer.media_type, current.get(tag), entry.platforms)))
+                            cost=cost + missing))
     return jobs, unchanged, errors
+
+
+def _missing_referrers(walk: ReferrerWalk | None, subjects: list[str]) -> int:
+    """Counted pulls the referrers of `subjects` would take (0 with referrers off)."""
+    if walk is None:
+        return 0
+    before = walk.outcome.missing
+    walk.walk(subjects)
+    return walk.outcome.missing - before
 
 
 #: Children assumed for an index never seen before (an official image has
