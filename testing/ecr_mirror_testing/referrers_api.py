@@ -87,37 +87,55 @@ class ReferrersProxy(SourceProxy):
             return queue.pop(0) if queue else None
 
     def remember(self, repo: str, raw: bytes, media_type: str | None) -> None:
-        try:
-            body = json.loads(raw)
-        except ValueError:
+        described = describe(raw, media_type)
+        if described is None:
             return
-        subject = body.get("subject") if isinstance(body, dict) else None
-        if not isinstance(subject, dict) or "digest" not in subject:
-            return
-        descriptor = {"mediaType": body.get("mediaType") or (media_type or "").split(";")[0],
-                      "digest": "sha256:" + hashlib.sha256(raw).hexdigest(), "size": len(raw)}
-        artifact_type = body.get("artifactType") or (body.get("config") or {}).get("mediaType")
-        if artifact_type:
-            descriptor["artifactType"] = artifact_type
-        if body.get("annotations"):
-            descriptor["annotations"] = body["annotations"]
+        subject, descriptor = described
         with self._lock:
-            listed = self._referrers.setdefault((repo, subject["digest"]), [])
+            listed = self._referrers.setdefault((repo, subject), [])
             if descriptor["digest"] not in {d["digest"] for d in listed}:
                 listed.append(descriptor)
 
     def answer(self, repo: str, digest: str, query: dict[str, str]) -> tuple[int, dict, bytes]:
         with self._lock:
             found = list(self._referrers.get((repo, digest), []))
-        headers = {"Content-Type": OCI_INDEX}
-        wanted = query.get("artifactType")
-        if wanted and self.filters:
-            found = [d for d in found if d.get("artifactType") == wanted]
-            headers["OCI-Filters-Applied"] = "artifactType"
-        start = int(query.get("last", "0"))
-        page = found[start:start + self.page_size]
-        if start + self.page_size < len(found):
-            next_query = {**query, "last": str(start + self.page_size)}
-            headers["Link"] = f'</v2/{repo}/referrers/{digest}?{urlencode(next_query)}>; rel="next"'
-        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": page}).encode()
-        return 200, headers, body
+        return referrers_answer(found, f"/v2/{repo}/referrers/{digest}", query,
+                                page_size=self.page_size, filters=self.filters)
+
+
+def describe(raw: bytes, media_type: str | None) -> tuple[str, dict] | None:
+    """(subject digest, the descriptor a referrers listing gives) of a manifest
+    with a `subject`; None for any other manifest."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    subject = body.get("subject") if isinstance(body, dict) else None
+    if not isinstance(subject, dict) or not isinstance(subject.get("digest"), str):
+        return None
+    descriptor = {"mediaType": body.get("mediaType") or (media_type or "").split(";")[0],
+                  "digest": "sha256:" + hashlib.sha256(raw).hexdigest(), "size": len(raw)}
+    # The spec: the manifest's artifactType, else its config's media type.
+    artifact_type = body.get("artifactType") or (body.get("config") or {}).get("mediaType")
+    if artifact_type:
+        descriptor["artifactType"] = artifact_type
+    if body.get("annotations"):
+        descriptor["annotations"] = body["annotations"]
+    return subject["digest"], descriptor
+
+
+def referrers_answer(found: list[dict], path: str, query: dict[str, str], *, page_size: int,
+                     filters: bool = True) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of `GET <path>?<query>` listing `found`: the
+    `artifactType` filter (said in `OCI-Filters-Applied`), `last` paging with Link."""
+    headers = {"Content-Type": OCI_INDEX}
+    wanted = query.get("artifactType")
+    if wanted and filters:
+        found = [d for d in found if d.get("artifactType") == wanted]
+        headers["OCI-Filters-Applied"] = "artifactType"
+    start = int(query.get("last", "0"))
+    page = found[start:start + page_size]
+    if start + page_size < len(found):
+        headers["Link"] = f'<{path}?{urlencode({**query, "last": str(start + page_size)})}>; rel="next"'
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": page}).encode()
+    return 200, headers, body

@@ -16,6 +16,7 @@ import pytest
 from ecr_mirror.copy.options import ReferrerPolicy
 from ecr_mirror.copy.referrers import COSIGN_TAGS
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+from ecr_mirror.registry import RegistryClient
 from ecr_mirror.sync import build_plan, load_config
 from ecr_mirror_testing.artifacts import (
     SBOM_TYPE,
@@ -24,6 +25,7 @@ from ecr_mirror_testing.artifacts import (
     push_fallback_index,
     subject_tag,
 )
+from ecr_mirror_testing.ecr_referrers import EcrReferrers
 from ecr_mirror_testing.images import OCI_CONFIG, layer_bytes, make_image, make_index
 from ecr_mirror_testing.referrers_api import ReferrersProxy
 from ecr_mirror_testing.retry import FAST_RETRY
@@ -268,3 +270,21 @@ def test_the_pull_estimate_of_a_changed_image_includes_its_referrers(api_source,
     plan = plan_with_referrers(api_source, ecr, repo, "mirror/estimate", ["1.0"])
 
     assert [j.cost for j in plan.jobs] == [1 + 3]
+
+
+def test_ecr_lists_the_copied_referrers_of_the_mirrored_digest(api_source, ecr):
+    """What `cosign tree` / `oras discover` would see in ECR: its referrers API lists
+    the signature and the SBOM under the mirrored digest, and filters by type."""
+    url, repo = api_source.url, "team/listed"
+    image = make_image(url, repo, "1.0", layers=[layer_bytes("listed")], oci=True)
+    sbom, sig = make_sbom(url, repo, image), signature(url, repo, image)
+    assert copier(api_source, ecr)(f"{repo}:1.0", "mirror/listed:1.0", referrers=ALL).status == "copied"
+
+    with EcrReferrers() as registry_endpoint:
+        ecr_registry = RegistryClient(registry_endpoint.host, insecure=True)
+        listed = ecr_registry.list_referrers("mirror/listed", image.digest)
+        signatures = ecr_registry.list_referrers("mirror/listed", image.digest, artifact_type=SIG_TYPE)
+
+    assert {d["digest"]: d.get("artifactType") for d in listed or []} == {
+        sbom.digest: SBOM_TYPE, sig.digest: SIG_TYPE}
+    assert [d["digest"] for d in signatures or []] == [sig.digest]
