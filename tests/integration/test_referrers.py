@@ -95,15 +95,20 @@ def test_an_sbom_and_its_signature_travel_by_the_api_and_a_warm_run_pulls_nothin
     assert set(statuses(again).values()) == {"unchanged"}
 
 
-def test_a_new_referrer_upstream_is_copied_while_the_image_stays_unchanged(api_source, ecr):
-    url, repo = api_source.url, "team/later"
-    image = make_image(url, repo, "1.0", layers=[layer_bytes("later-image")], oci=True)
+def mirrored_then_an_sbom(api_source, ecr, name: str):
+    """An image copied with its (no) referrers, then an SBOM added upstream:
+    (copy, the image's path, its ECR target, the SBOM)."""
+    path, target = f"team/{name}:1.0", f"mirror/{name}:1.0"
+    image = make_image(api_source.url, f"team/{name}", "1.0", layers=[layer_bytes(name)], oci=True)
     copy = copier(api_source, ecr)
-    assert copy(f"{repo}:1.0", "mirror/later:1.0", referrers=ALL).status == "copied"
+    assert copy(path, target, referrers=ALL).status == "copied"
+    return copy, path, target, make_sbom(api_source.url, f"team/{name}", image, seed=name)
 
-    sbom = make_sbom(url, repo, image, seed="added later")
+
+def test_a_new_referrer_upstream_is_copied_while_the_image_stays_unchanged(api_source, ecr):
+    copy, path, target, sbom = mirrored_then_an_sbom(api_source, ecr, "later")
     api_source.reset_counts()
-    report = copy(f"{repo}:1.0", "mirror/later:1.0", referrers=ALL)
+    report = copy(path, target, referrers=ALL)
 
     assert report.status == "unchanged", report.error
     in_ecr(ecr, "mirror/later", sbom)
@@ -196,20 +201,15 @@ def test_a_moved_fallback_tag_is_copied_again_on_an_unchanged_image(source, regi
 
 
 def test_a_referrer_that_hits_the_pull_limit_defers_the_image(api_source, ecr):
-    url, repo = api_source.url, "team/limited"
-    image = make_image(url, repo, "1.0", layers=[layer_bytes("limited-image")], oci=True)
-    copy = copier(api_source, ecr)
-    assert copy(f"{repo}:1.0", "mirror/limited:1.0", referrers=ALL).status == "copied"
-    sbom = make_sbom(url, repo, image, seed="limited")
-
+    copy, path, target, sbom = mirrored_then_an_sbom(api_source, ecr, "limited")
     api_source.fail_manifest(sbom.digest, 429, PULL_LIMIT_BODY, times=5)
-    report = copy(f"{repo}:1.0", "mirror/limited:1.0", referrers=ALL)
+    report = copy(path, target, referrers=ALL)
 
     assert report.status == "deferred" and report.error["type"] == "RateLimited"
     assert not ecr.batch_get_image(repositoryName="mirror/limited",
                                    imageIds=[{"imageDigest": sbom.digest}])["images"]
     api_source.fail_manifest(sbom.digest, 429, PULL_LIMIT_BODY, times=0)
-    assert copy(f"{repo}:1.0", "mirror/limited:1.0", referrers=ALL).referrers_copied == 1
+    assert copy(path, target, referrers=ALL).referrers_copied == 1
 
 
 def test_a_referrer_that_cannot_be_fetched_leaves_the_tag_where_it_was(api_source, ecr):
