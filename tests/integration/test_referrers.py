@@ -15,6 +15,7 @@ import pytest
 
 from ecr_mirror.copy.options import ReferrerPolicy
 from ecr_mirror.copy.referrers import COSIGN_TAGS
+from ecr_mirror.ecr import RepositorySettings
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.registry import RegistryClient
 from ecr_mirror.sync import build_plan, load_config
@@ -288,3 +289,25 @@ def test_ecr_lists_the_copied_referrers_of_the_mirrored_digest(api_source, ecr):
     assert {d["digest"]: d.get("artifactType") for d in listed or []} == {
         sbom.digest: SBOM_TYPE, sig.digest: SIG_TYPE}
     assert [d["digest"] for d in signatures or []] == [sig.digest]
+
+
+def test_a_fallback_tag_that_cannot_move_in_a_tag_immutable_repository_is_reported(source, registry, ecr):
+    """ECR refuses to move a tag of an IMMUTABLE repository: the new referrer still
+    lands (by digest), the image is not failed for it, and the report says why the
+    fallback tag stayed."""
+    repo = "team/immutable"
+    image = make_image(registry.url, repo, "1.0", layers=[layer_bytes("immutable")], oci=True)
+    first = make_sbom(registry.url, repo, image, seed="first")
+    push_fallback_index(registry.url, repo, image.digest, [first])
+    copy = copier(source, ecr)
+    immutable = RepositorySettings(tag_mutability="IMMUTABLE")
+    assert copy(f"{repo}:1.0", "mirror/immutable:1.0", referrers=ALL, repository=immutable).status == "copied"
+    second = make_sbom(registry.url, repo, image, seed="second")
+    moved = push_fallback_index(registry.url, repo, image.digest, [first, second])
+
+    report = copy(f"{repo}:1.0", "mirror/immutable:1.0", referrers=ALL, repository=immutable)
+
+    assert report.status == "unchanged", report.error
+    in_ecr(ecr, "mirror/immutable", second)
+    stayed = next(e for e in report.referrers if e.get("tag") == moved.ref)
+    assert stayed["status"] == "skipped" and "immutable" in stayed["reason"]

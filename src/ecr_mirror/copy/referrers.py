@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ecr.target import EcrRepository, TaggedImage
+from ..errors import TagConflict
 from ..manifest import Manifest
 from ..registry.client import RegistryClient
 from .options import ReferrerPolicy
@@ -169,9 +170,7 @@ class ReferrerWalk:
                                "type not wanted; the wanted ones were copied by digest")
             self._record(entry, "skipped")
             return
-        assert self.put is not None
-        self.put(index, tag)
-        self._record(entry, "copied")
+        self._put_tagged(index, tag, entry)
 
     def _referrer(self, descriptor: dict[str, Any], subject: str, depth: int, *,
                   tag: str | None, unchanged: bool) -> None:
@@ -194,13 +193,12 @@ class ReferrerWalk:
             self.outcome.missing += 1
             self._record(entry, "missing")
         else:
-            self._copy(digest, tag)
-            self._record(entry, "copied")
+            self._copy(digest, tag, entry)
         self._subject(digest, depth + 1)
 
     # -- copying -------------------------------------------------------------------
 
-    def _copy(self, digest: str, tag: str | None) -> None:
+    def _copy(self, digest: str, tag: str | None, entry: dict[str, Any]) -> None:
         manifest = self.source.get_manifest(self.repo, digest, image=f"{self.image} referrer {digest}")
         assert self.put is not None
         if manifest.is_index:  # a referrer may be an index: its children first
@@ -209,7 +207,23 @@ class ReferrerWalk:
                 if child["digest"] not in have:
                     self.put(self.source.get_manifest(self.repo, child["digest"],
                                                       image=f"{self.image} referrer {digest}"), None)
-        self.put(manifest, tag)
+        self._put_tagged(manifest, tag, entry)
+
+    def _put_tagged(self, manifest: Manifest, tag: str | None, entry: dict[str, Any]) -> None:
+        """Put under the fallback tag; in a tag-immutable repository where the tag
+        holds an older manifest, ECR refuses: then by digest, and reported."""
+        assert self.put is not None
+        try:
+            self.put(manifest, tag)
+        except TagConflict:
+            if tag is None:
+                raise
+            self.put(manifest, None)
+            entry["reason"] = (f"the repository is tag-immutable and its tag {tag} holds another "
+                               "manifest: this one is stored by digest, untagged")
+            self._record(entry, "skipped")
+            return
+        self._record(entry, "copied")
 
     def _record(self, entry: dict[str, Any], status: str) -> None:
         log.info("referrer", extra={"image": self.image, **entry, "status": status})
