@@ -311,3 +311,18 @@ def test_a_fallback_tag_that_cannot_move_in_a_tag_immutable_repository_is_report
     in_ecr(ecr, "mirror/immutable", second)
     stayed = next(e for e in report.referrers if e.get("tag") == moved.ref)
     assert stayed["status"] == "skipped" and "immutable" in stayed["reason"]
+
+
+def test_a_pinned_index_already_in_ecr_still_gets_new_referrers_of_its_children(api_source, ecr):
+    url, repo = api_source.url, "team/pinned"
+    index = make_index(url, repo, None, platforms=[("linux", "amd64", None)])
+    copy = copier(api_source, ecr)
+    first = copy(f"{repo}@{index.digest}", "mirror/pinned", referrers=ALL)
+    assert first.status == "copied", first.error
+    sbom = make_sbom(url, repo, index.children[0], seed="pinned child")
+
+    report = copy(f"{repo}@{index.digest}", "mirror/pinned", referrers=ALL)
+
+    assert report.status == "unchanged", report.error
+    in_ecr(ecr, "mirror/pinned", sbom)
+    assert api_source.counts["GET manifest"] == 1 + len(index.children) + 1  # the first copy; then the SBOM only

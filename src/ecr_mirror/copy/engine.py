@@ -96,7 +96,8 @@ class _Copy:
             if self.options.referrers:  # REFERRERS: an unchanged image's new referrers
                 self.blobs.start()
                 try:
-                    self._referrers(unchanged_subjects(head.digest, current), [])
+                    held = current or self.target.images_by_digest([head.digest]).get(head.digest)
+                    self._referrers(unchanged_subjects(head.digest, held), [])
                 finally:
                     self.blobs.stop()
             return

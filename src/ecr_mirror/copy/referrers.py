@@ -43,6 +43,7 @@ from ..ecr.target import EcrRepository, TaggedImage
 from ..errors import TagConflict
 from ..manifest import Manifest
 from ..registry.client import RegistryClient
+from ..registry.errors import NotFound
 from .options import ReferrerPolicy
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,11 @@ class ReferrerWalk:
 
     def _fallback_tags(self) -> set[str]:
         if self._tags is None:
-            self._tags = {t for t in self.source.list_tags(self.repo) if t.startswith("sha256-")}
+            try:
+                listed = self.source.list_tags(self.repo)
+            except NotFound:  # a repository without any tag (distribution: 404 NAME_UNKNOWN)
+                listed = []
+            self._tags = {t for t in listed if t.startswith("sha256-")}
             self._ecr_tags = self.target.tagged_many(self._tags) if self._tags else {}
         return self._tags
 
