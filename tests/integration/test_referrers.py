@@ -326,3 +326,19 @@ def test_a_pinned_index_already_in_ecr_still_gets_new_referrers_of_its_children(
     assert report.status == "unchanged", report.error
     in_ecr(ecr, "mirror/pinned", sbom)
     assert api_source.counts["GET manifest"] == 1 + len(index.children) + 1  # the first copy; then the SBOM only
+
+
+def test_the_planner_counts_a_moved_fallback_index_and_its_new_referrer(source, registry, ecr):
+    repo = "team/plan-fallback"
+    image = make_image(registry.url, repo, "1.0", layers=[layer_bytes("plan-fallback")], oci=True)
+    first = make_sbom(registry.url, repo, image, seed="first")
+    push_fallback_index(registry.url, repo, image.digest, [first])
+    assert copier(source, ecr)(f"{repo}:1.0", "mirror/plan-fallback:1.0", referrers=ALL).status == "copied"
+    push_fallback_index(registry.url, repo, image.digest,
+                        [first, make_sbom(registry.url, repo, image, seed="second")])
+
+    source.reset_counts()
+    plan = plan_with_referrers(source, ecr, repo, "mirror/plan-fallback", ["1.0"])
+
+    # What the copy then pulls: the new list and the new SBOM (see the test of a moved tag above).
+    assert [j.cost for j in plan.jobs] == [2] and source.counts["GET manifest"] == 0

@@ -162,8 +162,11 @@ class ReferrerWalk:
             self._record(entry, "unchanged")
             return
         if not self.fetch:
-            self.outcome.missing += 1
-            if current is not None:  # what ECR's older list has is a guess of the rest
+            # The new list is unknown without a pull: count it and one new
+            # referrer (a list moves when a referrer is added); what ECR's older
+            # list names is looked at as usual.
+            self.outcome.missing += 2
+            if current is not None:
                 self._referrers(children_of(current.manifest), subject, depth)
             self._record(entry, "missing")
             return
