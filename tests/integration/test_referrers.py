@@ -28,6 +28,7 @@ from ecr_mirror_testing.artifacts import (
 )
 from ecr_mirror_testing.ecr_referrers import EcrReferrers
 from ecr_mirror_testing.images import OCI_CONFIG, layer_bytes, make_image, make_index
+from ecr_mirror_testing.outputs import validated
 from ecr_mirror_testing.referrers_api import ReferrersProxy
 from ecr_mirror_testing.retry import FAST_RETRY
 from tests.integration.conftest import copier, ecr_image
@@ -148,6 +149,7 @@ def test_the_artifact_type_filter_copies_only_what_is_wanted(api_source, ecr):
     assert statuses(report) == {sig.digest: "copied", sbom.digest: "skipped"}
     skipped = next(e for e in report.referrers if e["status"] == "skipped")
     assert SBOM_TYPE in skipped["reason"] and report.referrers_skipped == 1
+    validated("copyReport", report.as_dict())
 
 
 def test_fallback_tags_and_cosign_tags_are_mirrored_as_tags(source, registry, ecr):
@@ -173,6 +175,7 @@ def test_fallback_tags_and_cosign_tags_are_mirrored_as_tags(source, registry, ec
         assert ecr_image(ecr, "mirror/fallback", tag=pushed.ref)["imageId"]["imageDigest"] == pushed.digest
     assert source.counts["GET tags"] == 1  # one listing finds every fallback tag of the copy
     assert report.referrers_copied == 2 + 2 + 3  # 2 referrers, 2 fallback indexes, 3 cosign tags
+    validated("copyReport", report.as_dict())  # docs/schema/output.schema.json
 
     source.reset_counts()
     again = copy(f"{repo}:3.0", "mirror/fallback:3.0", referrers=ALL)
