@@ -9,9 +9,9 @@ child (and their own referrers, and the fallback tags) are copied after the
 children and BEFORE the tag moves: a cluster that admits only signed images
 never sees the new tag without its signature. A referrer's `subject` need not
 be in ECR yet (the OCI distribution spec 1.1: a registry MUST accept a
-manifest whose subject is missing), so nothing waits for the index. A referrer that cannot be fetched
-(budget, 429, deadline) stops the copy before the tag moves: the image is
-deferred, never tagged without it. An unchanged image still gets its new
+manifest whose subject is missing), so nothing waits for the index. A
+referrer that cannot be fetched (budget, 429, deadline) stops the copy before
+the tag moves: the image is deferred, never tagged without it. An unchanged image still gets its new
 referrers (the children are read from the index ECR holds: no pull).
 """
 
