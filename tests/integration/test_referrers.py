@@ -27,7 +27,7 @@ from ecr_mirror_testing.artifacts import (
     subject_tag,
 )
 from ecr_mirror_testing.ecr_referrers import EcrReferrers
-from ecr_mirror_testing.images import OCI_CONFIG, layer_bytes, make_image, make_index
+from ecr_mirror_testing.images import OCI_CONFIG, layer_bytes, make_image, make_index, push_manifest
 from ecr_mirror_testing.outputs import validated
 from ecr_mirror_testing.referrers_api import ReferrersProxy
 from ecr_mirror_testing.retry import FAST_RETRY
@@ -345,3 +345,21 @@ def test_the_planner_counts_a_moved_fallback_index_and_its_new_referrer(source, 
 
     # What the copy then pulls: the new list and the new SBOM (see the test of a moved tag above).
     assert [j.cost for j in plan.jobs] == [2] and source.counts["GET manifest"] == 0
+
+
+def test_ecr_look_ups_do_not_grow_with_the_other_signed_images_of_the_repository(source, registry, ecr):
+    """Every signed image adds fallback tags to the repository's listing; a copy
+    asks ECR only about the tags of its own manifests."""
+    copy = copier(source, ecr)
+
+    def ecr_reads(repo: str, others: int) -> int:
+        image = make_image(registry.url, repo, "1.0", layers=[layer_bytes(repo)], oci=True)
+        signature(registry.url, repo, image, tag=subject_tag(image.digest, ".sig"))
+        other = signature(registry.url, repo, image, tag="unrelated", seed="other")
+        for i in range(others):  # the same bytes under the tags of other images
+            push_manifest(registry.url, repo, f"sha256-{i:064x}.sig", other.raw, other.media_type)
+        report = copy(f"{repo}:1.0", f"mirror/{repo}:1.0", referrers=ALL)
+        assert report.status == "copied" and report.referrers_copied == 1, report.error
+        return report.requests["ecr:BatchGetImage"]
+
+    assert ecr_reads("team/few", 0) == ecr_reads("team/many", 250)

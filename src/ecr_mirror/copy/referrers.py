@@ -96,7 +96,6 @@ class ReferrerWalk:
         self.outcome = Outcome()
         self._api: bool = True  # until the registry answers 404
         self._tags: set[str] | None = None  # the source's fallback tags, listed once
-        self._ecr_tags: dict[str, TaggedImage] | None = None
         self._walked: set[str] = set()  # subjects looked at
         self._handled: set[str] = set()  # referrers decided
 
@@ -117,17 +116,21 @@ class ReferrerWalk:
                 self._api = False
             else:
                 self._referrers(found, subject, depth)
-        tags = self._fallback_tags()
         index_tag = fallback_tag(subject)
-        if index_tag in tags:
-            self._fallback_index(index_tag, subject, depth)
+        present = [t for t in (index_tag, *(index_tag + s for s in COSIGN_TAGS)) if t in self._fallback_tags()]
+        # What ECR's tags of the same names hold: only this subject's, so the
+        # cost does not grow with the signed images of the repository.
+        in_ecr = self.target.tagged_many(present) if present else {}
+        if index_tag in present:
+            self._fallback_index(index_tag, subject, depth, in_ecr.get(index_tag))
         for suffix, artifact_type in COSIGN_TAGS.items():
-            if (tag := index_tag + suffix) in tags:
+            if (tag := index_tag + suffix) in present:
                 head = self.source.head_manifest(self.repo, tag)
                 descriptor = {"mediaType": head.media_type, "digest": head.digest,
                               "size": head.size, "artifactType": artifact_type}
+                held = in_ecr.get(tag)
                 self._referrer(descriptor, subject, depth, tag=tag,
-                               unchanged=self._ecr_digest(tag) == head.digest)
+                               unchanged=held is not None and held.digest == head.digest)
 
     def _fallback_tags(self) -> set[str]:
         if self._tags is None:
@@ -136,12 +139,7 @@ class ReferrerWalk:
             except NotFound:  # a repository without any tag (distribution: 404 NAME_UNKNOWN)
                 listed = []
             self._tags = {t for t in listed if t.startswith("sha256-")}
-            self._ecr_tags = self.target.tagged_many(self._tags) if self._tags else {}
         return self._tags
-
-    def _ecr_digest(self, tag: str) -> str | None:
-        image = (self._ecr_tags or {}).get(tag)
-        return image.digest if image else None
 
     def _referrers(self, descriptors: list[dict[str, Any]], subject: str, depth: int) -> None:
         """Referrers found by digest (the API, a fallback index): one ECR look for all."""
@@ -150,11 +148,10 @@ class ReferrerWalk:
         for d in descriptors:
             self._referrer(d, subject, depth, tag=None, unchanged=d["digest"] in have)
 
-    def _fallback_index(self, tag: str, subject: str, depth: int) -> None:
+    def _fallback_index(self, tag: str, subject: str, depth: int, current: TaggedImage | None) -> None:
         """The `sha256-<hex>` index: its children first, then the index under its tag."""
         head = self.source.head_manifest(self.repo, tag)
         entry = {"digest": head.digest, "subject": subject, "artifactType": None, "tag": tag}
-        current = (self._ecr_tags or {}).get(tag)
         if current is not None and current.digest == head.digest:
             # Unchanged: its list is read from ECR, free; new referrers of the
             # listed ones are still looked for.
