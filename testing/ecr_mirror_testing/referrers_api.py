@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .proxy import SourceProxy, _Handler, classify
@@ -48,7 +49,10 @@ class _ReferrersHandler(_Handler):
             proxy._record("GET manifest", self.command, self.path, dict(self.headers.items()))
             return self._send_injected(*failure)
         if self.command != "GET" or not m:
-            return super()._forward()
+            super()._forward()
+            if self.command == "GET" and (action := proxy._take_after_get(parts.path)):
+                action()
+            return None
         kind, _ = classify(self.path)
         key = f"GET {kind}"
         proxy._record(key, self.command, self.path, dict(self.headers.items()))
@@ -72,12 +76,25 @@ class ReferrersProxy(SourceProxy):
         self.filters = filters
         self._referrers: dict[tuple[str, str], list[dict]] = {}
         self._digest_failures: dict[str, list[tuple[int, dict, bytes]]] = {}
+        self._after_get: dict[str, Callable[[], object]] = {}
 
     def fail_manifest(self, digest: str, status: int, body: bytes, *, times: int = 1) -> None:
         """Answer the next `times` GETs of manifest `digest` with `status` and `body`
         (replacing failures still queued for it; `times=0` clears them)."""
         with self._lock:
             self._digest_failures[digest] = [(status, {}, body)] * times
+
+    def after_get(self, digest: str, action: Callable[[], object]) -> None:
+        """Run `action` once, right after the next GET of manifest `digest` was answered
+        (e.g. push something upstream in the middle of a copy)."""
+        with self._lock:
+            self._after_get[digest] = action
+
+    def _take_after_get(self, path: str) -> Callable[[], object] | None:
+        if "/manifests/" not in path:
+            return None
+        with self._lock:
+            return self._after_get.pop(path.rsplit("/", 1)[-1], None)
 
     def _take_digest_failure(self, path: str) -> tuple[int, dict, bytes] | None:
         if "/manifests/" not in path:

@@ -363,3 +363,23 @@ def test_ecr_look_ups_do_not_grow_with_the_other_signed_images_of_the_repository
         return report.requests["ecr:BatchGetImage"]
 
     assert ecr_reads("team/few", 0) == ecr_reads("team/many", 250)
+
+
+def test_a_fallback_tag_never_goes_back_to_an_older_list(registry, ecr):
+    """Upstream's `sha256-<hex>` list moves while a copy holds the older one: the
+    copy leaves the ECR tag to the copy of the newer list."""
+    repo = "team/race"
+    with ReferrersProxy(registry.url) as source:
+        image = make_image(registry.url, repo, "1.0", layers=[layer_bytes("race")], oci=True)
+        first = make_sbom(registry.url, repo, image, seed="first")
+        older = push_fallback_index(registry.url, repo, image.digest, [first])
+        source.after_get(older.digest, lambda: push_fallback_index(
+            registry.url, repo, image.digest, [first, make_sbom(registry.url, repo, image, seed="2nd")]))
+
+        report = copier(source, ecr)(f"{repo}:1.0", "mirror/race:1.0", referrers=ALL)
+
+    assert report.status == "copied", report.error
+    in_ecr(ecr, "mirror/race", first)
+    assert not ecr.batch_get_image(repositoryName="mirror/race", imageIds=[{"imageTag": older.ref}])["images"]
+    stayed = next(e for e in report.referrers if e.get("tag") == older.ref)
+    assert stayed["status"] == "skipped" and "moved" in stayed["reason"]

@@ -217,20 +217,30 @@ class ReferrerWalk:
         self._put_tagged(manifest, tag, entry)
 
     def _put_tagged(self, manifest: Manifest, tag: str | None, entry: dict[str, Any]) -> None:
-        """Put under the fallback tag; in a tag-immutable repository where the tag
-        holds an older manifest, ECR refuses: then by digest, and reported."""
+        """Put under the fallback tag (or by digest). When the tag cannot move, the
+        manifest is stored by digest, untagged, and the reason reported:
+
+        - upstream's tag moved during the copy (a referrer added; looked at again
+          with a HEAD, no pull, just before the tag moves): the tag is left to
+          the copy of the newer list, never moved back to an older one;
+        - the repository is tag-immutable and the tag holds an older manifest."""
         assert self.put is not None
-        try:
-            self.put(manifest, tag)
-        except TagConflict:
-            if tag is None:
-                raise
-            self.put(manifest, None)
-            entry["reason"] = (f"the repository is tag-immutable and its tag {tag} holds another "
-                               "manifest: this one is stored by digest, untagged")
-            self._record(entry, "skipped")
+        why = None
+        if tag is not None and self.source.head_manifest(self.repo, tag).digest != manifest.digest:
+            why = f"upstream's tag {tag} moved during the copy; the next copy moves it"
+        else:
+            try:
+                self.put(manifest, tag)
+            except TagConflict:
+                if tag is None:
+                    raise
+                why = f"the repository is tag-immutable and its tag {tag} holds another manifest"
+        if why is None:
+            self._record(entry, "copied")
             return
-        self._record(entry, "copied")
+        self.put(manifest, None)
+        entry["reason"] = why + ": this one is stored by digest, untagged"
+        self._record(entry, "skipped")
 
     def _record(self, entry: dict[str, Any], status: str) -> None:
         log.info("referrer", extra={"image": self.image, **entry, "status": status})
