@@ -315,6 +315,10 @@ def test_a_fallback_tag_that_cannot_move_in_a_tag_immutable_repository_is_report
     stayed = next(e for e in report.referrers if e.get("tag") == moved.ref)
     assert stayed["status"] == "skipped" and "immutable" in stayed["reason"]
 
+    source.reset_counts()  # the list is in ECR by digest now: it is not pulled again
+    again = copy(f"{repo}:1.0", "mirror/immutable:1.0", referrers=ALL, repository=immutable)
+    assert again.status == "unchanged" and source.counts["GET manifest"] == 0, again.error
+
 
 def test_a_pinned_index_already_in_ecr_still_gets_new_referrers_of_its_children(api_source, ecr):
     url, repo = api_source.url, "team/pinned"

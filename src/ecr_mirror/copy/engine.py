@@ -191,11 +191,11 @@ class _Copy:
         try:
             walk.walk(subjects + [d["digest"] for d in children])
         finally:  # what was done is reported, also when a referrer stops the copy
-            entries = walk.outcome.entries
-            self.report.referrers += entries
-            self.report.referrers_copied += sum(e["status"] == "copied" for e in entries)
-            self.report.referrers_unchanged += sum(e["status"] == "unchanged" for e in entries)
-            self.report.referrers_skipped += sum(e["status"] == "skipped" for e in entries)
+            outcome = walk.outcome
+            self.report.referrers += outcome.entries
+            self.report.referrers_copied += outcome.count("copied")
+            self.report.referrers_unchanged += outcome.count("unchanged")
+            self.report.referrers_skipped += outcome.count("skipped")
 
     def _each(self, work: Callable[[Any], None], items: list[Any]) -> None:
         """Run `work` on every item in parallel; the first error stops the rest."""

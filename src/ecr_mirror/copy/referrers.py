@@ -78,6 +78,9 @@ class Outcome:
     entries: list[dict[str, Any]] = field(default_factory=list)
     #: Referrers (and changed fallback tags) not in ECR: each a counted pull to copy.
     missing: int = 0
+    #: Manifests or fallback tags to write in ECR (a tag to move costs no pull
+    #: when ECR holds its manifest by digest already).
+    writes: int = 0
 
     def count(self, status: str) -> int:
         return sum(1 for e in self.entries if e["status"] == status)
@@ -158,16 +161,16 @@ class ReferrerWalk:
             self._referrers(children_of(current.manifest), subject, depth)
             self._record(entry, "unchanged")
             return
+        held = self._held(head.digest)  # stored untagged by an earlier copy
         if not self.fetch:
-            # The new list is unknown without a pull: count it and one new
+            # Without a pull the new list is unknown: count it and one new
             # referrer (a list moves when a referrer is added); what ECR's older
             # list names is looked at as usual.
-            self.outcome.missing += 2
-            if current is not None:
-                self._referrers(children_of(current.manifest), subject, depth)
-            self._record(entry, "missing")
+            self._plan(entry, 0 if held else 2)
+            known = held.children if held else children_of(current.manifest) if current else []
+            self._referrers(known, subject, depth)
             return
-        index = self.source.get_manifest(self.repo, head.digest, image=f"{self.image} {tag}")
+        index = held or self.source.get_manifest(self.repo, head.digest, image=f"{self.image} {tag}")
         self._referrers(index.children, subject, depth)
         unwanted = [d["digest"] for d in index.children if not self.policy.wants(d.get("artifactType"))]
         if unwanted:
@@ -197,16 +200,30 @@ class ReferrerWalk:
         if unchanged:
             self._record(entry, "unchanged")
         elif not self.fetch:
-            self.outcome.missing += 1
-            self._record(entry, "missing")
+            self._plan(entry, 0 if tag and self._held(digest) else 1)
         else:
             self._copy(digest, tag, entry)
         self._subject(digest, depth + 1)
 
     # -- copying -------------------------------------------------------------------
 
+    def _plan(self, entry: dict[str, Any], pulls: int) -> None:
+        self.outcome.missing += pulls
+        self.outcome.writes += 1
+        self._record(entry, "missing")
+
+    def _held(self, digest: str) -> Manifest | None:
+        """The manifest as ECR holds it by digest (BatchGetImage: no pull), if it does."""
+        image = self.target.images_by_digest([digest]).get(digest)
+        if image is None:
+            return None
+        held = Manifest.from_bytes(image.manifest.encode(), image.media_type,
+                                   image=f"{self.target.repository}@{digest} in ECR")
+        return held if held.digest == digest else None
+
     def _copy(self, digest: str, tag: str | None, entry: dict[str, Any]) -> None:
-        manifest = self.source.get_manifest(self.repo, digest, image=f"{self.image} referrer {digest}")
+        manifest = (tag and self._held(digest)) or self.source.get_manifest(
+            self.repo, digest, image=f"{self.image} referrer {digest}")
         assert self.put is not None
         if manifest.is_index:  # a referrer may be an index: its children first
             have = self.target.existing_images(d["digest"] for d in manifest.children)
@@ -260,9 +277,10 @@ def unchanged_subjects(source_digest: str, current: TaggedImage | None) -> list[
 def children_of(manifest_text: str) -> list[dict[str, Any]]:
     """The descriptors of an index ECR holds (pushed by anyone: read defensively)."""
     try:
-        manifests = json.loads(manifest_text).get("manifests")
-    except (ValueError, AttributeError, RecursionError):
+        body = json.loads(manifest_text)
+    except (ValueError, RecursionError):
         return []
+    manifests = body.get("manifests") if isinstance(body, dict) else None
     if not isinstance(manifests, list):
         return []
     return [d for d in manifests if isinstance(d, dict) and isinstance(d.get("digest"), str)]

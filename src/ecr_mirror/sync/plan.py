@@ -152,12 +152,12 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         try:
             # Referrers missing in ECR, found without a pull (the image's own
             # when it changed: its children's are only known once it is fetched).
-            missing = _missing_referrers(walk, unchanged_subjects(answer.digest, current.get(tag))
-                                         if same else [answer.digest])
+            missing, writes = _missing_referrers(
+                walk, unchanged_subjects(answer.digest, current.get(tag)) if same else [answer.digest])
         except MirrorError as exc:
             errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{exc.kind}: {exc}"})
             continue
-        if same and not missing:
+        if same and not writes:
             unchanged.append(item)
         else:
             cost = 0 if same else _pull_cost(answer.media_type, current.get(tag), entry.platforms)
@@ -167,13 +167,14 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
     return jobs, unchanged, errors
 
 
-def _missing_referrers(walk: ReferrerWalk | None, subjects: list[str]) -> int:
-    """Counted pulls the referrers of `subjects` would take (0 with referrers off)."""
+def _missing_referrers(walk: ReferrerWalk | None, subjects: list[str]) -> tuple[int, int]:
+    """(counted pulls, manifests and tags to write) the referrers of `subjects`
+    would take; (0, 0) with referrers off."""
     if walk is None:
-        return 0
-    before = walk.outcome.missing
+        return 0, 0
+    before = walk.outcome.missing, walk.outcome.writes
     walk.walk(subjects)
-    return walk.outcome.missing - before
+    return walk.outcome.missing - before[0], walk.outcome.writes - before[1]
 
 
 #: Children assumed for an index never seen before (an official image has
