@@ -83,7 +83,8 @@ def copier(source, ecr) -> Callable[..., CopyReport]:
     """The engine copying from `source` (a proxy) into `ecr`: run(path, target, **opts)."""
 
     def run(path: str, target: str | None = None, *, platforms=(), concurrency: int = 4,
-            repository: RepositorySettings | None = None, referrers=None) -> CopyReport:
+            repository: RepositorySettings | None = None, referrers=None,
+            time_left: Callable[[], float] | None = None) -> CopyReport:
         from ecr_mirror.mirror import parse_platforms
 
         settings = MirrorSettings(prefix="mirror", concurrency=concurrency, retry=FAST_RETRY,
@@ -92,7 +93,7 @@ def copier(source, ecr) -> Callable[..., CopyReport]:
                                   region="us-east-1")
         mirror = Mirror(settings, ecr_client=ecr)
         return mirror.copy(f"{source.host}/{path}", target, platforms=parse_platforms(platforms),
-                           referrers=referrers)
+                           referrers=referrers, time_left=time_left)
 
     return run
 

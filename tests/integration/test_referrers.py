@@ -387,3 +387,20 @@ def test_a_fallback_tag_never_goes_back_to_an_older_list(registry, ecr):
     assert not ecr.batch_get_image(repositoryName="mirror/race", imageIds=[{"imageTag": older.ref}])["images"]
     stayed = next(e for e in report.referrers if e.get("tag") == older.ref)
     assert stayed["status"] == "skipped" and "moved" in stayed["reason"]
+
+
+def test_time_running_out_at_a_referrer_defers_the_image_untagged(api_source, ecr):
+    url, repo = api_source.url, "team/late"
+    make_image(url, repo, "1.0", layers=[layer_bytes("late-v1")], oci=True)
+    copy = copier(api_source, ecr)
+    old = copy(f"{repo}:1.0", "mirror/late:1.0", referrers=ALL)
+    new = make_image(url, repo, "1.0", layers=[layer_bytes("late-v2")], oci=True)
+    sig = signature(url, repo, new)
+    seconds_left = [600.0]  # the Lambda's remaining time, run out once the signature is fetched
+    api_source.after_get(sig.digest, lambda: seconds_left.__setitem__(0, 1.0))
+
+    report = copy(f"{repo}:1.0", "mirror/late:1.0", referrers=ALL, time_left=lambda: seconds_left[0])
+
+    assert report.status == "deferred" and report.error["type"] == "Deferred", report.error
+    assert ecr_image(ecr, "mirror/late", tag="1.0")["imageId"]["imageDigest"] == old.target_digest
+    assert not ecr.batch_get_image(repositoryName="mirror/late", imageIds=[{"imageDigest": sig.digest}])["images"]
