@@ -216,21 +216,27 @@ def test_a_referrer_that_hits_the_pull_limit_defers_the_image(api_source, ecr):
     assert copy(path, target, referrers=ALL).referrers_copied == 1
 
 
+def mirrored_then_a_signed_version(api_source, ecr, name: str):
+    """v1 copied; then upstream's tag moves to a signed v2: (copy, path, target,
+    the digest the ECR tag holds, v2's signature)."""
+    path, target = f"team/{name}:1.0", f"mirror/{name}:1.0"
+    make_image(api_source.url, f"team/{name}", "1.0", layers=[layer_bytes(f"{name} v1")], oci=True)
+    copy = copier(api_source, ecr)
+    old = copy(path, target, referrers=ALL).target_digest
+    new = make_image(api_source.url, f"team/{name}", "1.0", layers=[layer_bytes(f"{name} v2")], oci=True)
+    return copy, path, target, old, signature(api_source.url, f"team/{name}", new)
+
+
 def test_a_referrer_that_cannot_be_fetched_leaves_the_tag_where_it_was(api_source, ecr):
     """The signature must be in ECR no later than the tag: a deferred referrer keeps
     the new image untagged."""
-    url, repo = api_source.url, "team/order"
-    make_image(url, repo, "1.0", layers=[layer_bytes("order-v1")], oci=True)
-    copy = copier(api_source, ecr)
-    old = copy(f"{repo}:1.0", "mirror/order:1.0", referrers=ALL)
-    new = make_image(url, repo, "1.0", layers=[layer_bytes("order-v2")], oci=True)
-    sig = signature(url, repo, new)
-
+    copy, path, target, old, sig = mirrored_then_a_signed_version(api_source, ecr, "order")
     api_source.fail_manifest(sig.digest, 429, PULL_LIMIT_BODY, times=5)
-    report = copy(f"{repo}:1.0", "mirror/order:1.0", referrers=ALL)
+
+    report = copy(path, target, referrers=ALL)
 
     assert report.status == "deferred", report.error
-    assert ecr_image(ecr, "mirror/order", tag="1.0")["imageId"]["imageDigest"] == old.target_digest
+    assert ecr_image(ecr, "mirror/order", tag="1.0")["imageId"]["imageDigest"] == old
 
 
 def plan_with_referrers(source, ecr, repo: str, target: str, tags: list[str]):
@@ -390,17 +396,12 @@ def test_a_fallback_tag_never_goes_back_to_an_older_list(registry, ecr):
 
 
 def test_time_running_out_at_a_referrer_defers_the_image_untagged(api_source, ecr):
-    url, repo = api_source.url, "team/late"
-    make_image(url, repo, "1.0", layers=[layer_bytes("late-v1")], oci=True)
-    copy = copier(api_source, ecr)
-    old = copy(f"{repo}:1.0", "mirror/late:1.0", referrers=ALL)
-    new = make_image(url, repo, "1.0", layers=[layer_bytes("late-v2")], oci=True)
-    sig = signature(url, repo, new)
+    copy, path, target, old, sig = mirrored_then_a_signed_version(api_source, ecr, "late")
     seconds_left = [600.0]  # the Lambda's remaining time, run out once the signature is fetched
     api_source.after_get(sig.digest, lambda: seconds_left.__setitem__(0, 1.0))
 
-    report = copy(f"{repo}:1.0", "mirror/late:1.0", referrers=ALL, time_left=lambda: seconds_left[0])
+    report = copy(path, target, referrers=ALL, time_left=lambda: seconds_left[0])
 
     assert report.status == "deferred" and report.error["type"] == "Deferred", report.error
-    assert ecr_image(ecr, "mirror/late", tag="1.0")["imageId"]["imageDigest"] == old.target_digest
+    assert ecr_image(ecr, "mirror/late", tag="1.0")["imageId"]["imageDigest"] == old
     assert not ecr.batch_get_image(repositoryName="mirror/late", imageIds=[{"imageDigest": sig.digest}])["images"]
