@@ -16,7 +16,7 @@ PY313_BIN  ?= $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin)),$(pa
 export PY313_BIN
 SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-import python313 python-venv apt-check \
+.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-referrers bench-import python313 python-venv apt-check \
         setup-check sam-validate sam-build deploy sandbox sandbox-stop clean \
         build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
@@ -26,7 +26,7 @@ SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # `setup-check` is what every venv needs; targets that run `sam build` add python313.
 SETUP_CHECKS := python-venv \
   $(if $(filter test sam-build bench-import deploy,$(MAKECMDGOALS)),python313) \
-  $(if $(filter test demo sandbox bench bench-layer,$(MAKECMDGOALS)),apt-check)
+  $(if $(filter test demo sandbox bench bench-layer bench-referrers,$(MAKECMDGOALS)),apt-check)
 
 python-venv:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -115,6 +115,11 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt
 # ecr-mirror vs skopeo sync vs the floors on a ~2 GiB corpus (BENCH_ARGS: e.g. --publish).
 bench: $(BENCH_STAMP) registry skopeo
 	$(PY) bench/sync_bench.py $(BENCH_ARGS)
+	$(PY) bench/referrers_warm.py
+
+# The warm run with referrers on (every tag signed and with SBOMs): 0 counted pulls.
+bench-referrers: $(STAMP) registry
+	$(PY) bench/referrers_warm.py
 
 # Memory and CPU of copying one big layer (1 and 2 GiB).
 bench-layer: $(STAMP) registry

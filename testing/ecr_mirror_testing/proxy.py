@@ -292,6 +292,9 @@ class SourceProxy:
     updates). ``requests``: list of ``(method, path with query, headers dict)``.
     """
 
+    #: The request handler (a subclass may answer some requests itself).
+    handler_class: type[BaseHTTPRequestHandler] = _Handler
+
     def __init__(self, upstream: str, *, upstream_timeout: float = 60.0) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -307,7 +310,7 @@ class SourceProxy:
         self._drops: dict[str, int] = {}
         self._failures: dict[str, list[tuple[int, dict, bytes]]] = {}
         self._connections: set[socket.socket] = set()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", 0), self.handler_class)
         self._server.proxy = self
         self.port: int = self._server.server_address[1]
         self.host = f"127.0.0.1:{self.port}"

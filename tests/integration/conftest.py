@@ -76,9 +76,15 @@ def repo_name():
 @pytest.fixture
 def copy(source, ecr) -> Callable[..., CopyReport]:
     """Run the real engine: copy(source_ref_path, target, **opts) -> report."""
+    return copier(source, ecr)
+
+
+def copier(source, ecr) -> Callable[..., CopyReport]:
+    """The engine copying from `source` (a proxy) into `ecr`: run(path, target, **opts)."""
 
     def run(path: str, target: str | None = None, *, platforms=(), concurrency: int = 4,
-            repository: RepositorySettings | None = None) -> CopyReport:
+            repository: RepositorySettings | None = None, referrers=None,
+            time_left: Callable[[], float] | None = None) -> CopyReport:
         from ecr_mirror.mirror import parse_platforms
 
         settings = MirrorSettings(prefix="mirror", concurrency=concurrency, retry=FAST_RETRY,
@@ -86,7 +92,8 @@ def copy(source, ecr) -> Callable[..., CopyReport]:
                                   repository=repository or RepositorySettings(),
                                   region="us-east-1")
         mirror = Mirror(settings, ecr_client=ecr)
-        return mirror.copy(f"{source.host}/{path}", target, platforms=parse_platforms(platforms))
+        return mirror.copy(f"{source.host}/{path}", target, platforms=parse_platforms(platforms),
+                           referrers=referrers, time_left=time_left)
 
     return run
 

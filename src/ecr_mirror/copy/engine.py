@@ -3,6 +3,16 @@
 Order is what keeps ECR consistent: blobs first, then child manifests by
 digest (untagged), and the tag last, in the single PutImage that moves it. If
 anything fails before that, the tag still points where it pointed before.
+
+With referrers on (copy/referrers.py), the referrers of the index and of each
+child (and their own referrers, and the fallback tags) are copied after the
+children and BEFORE the tag moves: a cluster that admits only signed images
+never sees the new tag without its signature. A referrer's `subject` need not
+be in ECR yet (the OCI distribution spec 1.1: a registry MUST accept a
+manifest whose subject is missing), so nothing waits for the index. A
+referrer that cannot be fetched (budget, 429, deadline) stops the copy before
+the tag moves: the image is deferred, never tagged without it. An unchanged image still gets its new
+referrers (the children are read from the index ECR holds: no pull).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from ..registry.client import RegistryClient
 from ..signatures import reject_unsigned
 from .blobs import BlobCopier
 from .options import CopyOptions, Progress
+from .referrers import ReferrerWalk, unchanged_subjects
 from .report import COPIED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
 
 __all__ = ["CopyOptions", "Progress", "copy_image"]
@@ -83,6 +94,13 @@ class _Copy:
         self._head_media_type = head.media_type
         current = self.target.tagged(self.tag) if self.tag else None
         if self._unchanged_without_pull(head.digest, current):
+            if self.options.referrers:  # REFERRERS: an unchanged image's new referrers
+                self.blobs.start()
+                try:
+                    held = current or self.target.images_by_digest([head.digest]).get(head.digest)
+                    self._referrers(unchanged_subjects(head.digest, held), [])
+                finally:
+                    self.blobs.stop()
             return
         # The signature gate (signatures.py): before the tag lease and any blob; a
         # 429 or a spent budget while looking signatures up defers, as anywhere.
@@ -108,6 +126,7 @@ class _Copy:
             if top.is_index:
                 top, wanted = self._select(top, source_digest)
                 if current and current.digest == top.digest:
+                    self._referrers([top.digest] if top.digest == source_digest else [], wanted)
                     return self._unchanged(current.digest)
                 have = self.target.existing_images(d["digest"] for d in wanted)
                 self.report.repository_created = self.target.ensure_exists()
@@ -120,6 +139,10 @@ class _Copy:
                                                "--platform was not applied")
                 self.report.repository_created = self.target.ensure_exists()
                 self.blobs.ensure(self._blobs(top))
+            # REFERRERS: of the index (not of a platform subset: it has its own
+            # digest) and of each child, before the tag moves.
+            self._referrers([top.digest] if top.digest == source_digest else [],
+                            top.children)
         finally:
             # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
             self.blobs.stop()
@@ -155,11 +178,30 @@ class _Copy:
         if child.is_index:
             raise UnsupportedMediaType(f"{self.ref}: child {descriptor['digest']} is itself an index "
                                        f"({child.media_type}); nested indexes are not supported")
-        self.blobs.ensure(self._blobs(child))
-        self.blobs.check_time(f"putting child {child.digest}")
-        self.target.put_image(child.text, child.media_type, child.digest, None)
+        self._put(child, None)
+
+    def _put(self, manifest: Manifest, tag: str | None) -> None:
+        """A child or a referrer: its blobs, then the manifest (by digest, or under a fallback tag)."""
+        self.blobs.ensure(self._blobs(manifest))
+        self.blobs.check_time(f"putting {manifest.digest}")
+        self.target.put_image(manifest.text, manifest.media_type, manifest.digest, tag)
         with self._lock:
             self.report.manifests_put += 1
+
+    def _referrers(self, subjects: list[str], children: list[dict[str, Any]]) -> None:
+        """Copy the referrers of these manifests (copy/referrers.py) into the report."""
+        if self.options.referrers is None:
+            return
+        walk = ReferrerWalk(self.source, self.repo, self.target, self.options.referrers,
+                            fetch=True, put=self._put, image=str(self.ref))
+        try:
+            walk.walk(subjects + [d["digest"] for d in children])
+        finally:  # what was done is reported, also when a referrer stops the copy
+            outcome = walk.outcome
+            self.report.referrers += outcome.entries
+            self.report.referrers_copied += outcome.count("copied")
+            self.report.referrers_unchanged += outcome.count("unchanged")
+            self.report.referrers_skipped += outcome.count("skipped")
 
     def _each(self, work: Callable[[Any], None], items: list[Any]) -> None:
         """Run `work` on every item in parallel; the first error stops the rest."""

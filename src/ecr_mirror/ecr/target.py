@@ -109,8 +109,12 @@ class EcrRepository:
 
     def existing_images(self, digests: Iterable[str]) -> set[str]:
         """Which of these manifest digests the repository already holds."""
+        return set(self.images_by_digest(digests))
+
+    def images_by_digest(self, digests: Iterable[str]) -> dict[str, TaggedImage]:
+        """Digest → image (its manifest read for free) for those the repository holds."""
         digests = sorted(set(digests))
-        found: set[str] = set()
+        found: dict[str, TaggedImage] = {}
         if not digests or self._exists is False:
             return found
         for batch in _chunks(digests):
@@ -119,9 +123,12 @@ class EcrRepository:
                                     acceptedMediaTypes=list(SUPPORTED))
             except ClientError as exc:
                 if aws.error_code(exc) == "RepositoryNotFoundException":
-                    return set()
+                    return {}
                 raise self._fail("BatchGetImage", exc) from exc
-            found.update(i["imageId"]["imageDigest"] for i in answer.get("images", []))
+            for image in answer.get("images", []):
+                digest = image["imageId"]["imageDigest"]
+                found[digest] = TaggedImage(digest, image.get("imageManifest", ""),
+                                            image.get("imageManifestMediaType"))
         return found
 
     def missing_layers(self, digests: Iterable[str]) -> set[str]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..copy.options import ReferrerPolicy
+from ..copy.referrers import ReferrerWalk, unchanged_subjects
 from ..ecr import TaggedImage
 from ..errors import MirrorError, SetupError
 from ..jsonkeys import camel_keys
@@ -130,7 +131,11 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
             entry.source, entry.target or _default_target(entry.source, config, mirror))
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
-        current = mirror.repository(target_repo).tagged_many(tags)
+        target = mirror.repository(target_repo)
+        current = target.tagged_many(tags)
+        # One walk for the entry: the fallback tags are listed once, a subject looked at once.
+        walk = ReferrerWalk(client, entry.source.repository, target, entry.referrers, fetch=False,
+                            image=entry.label) if entry.referrers else None
     except SetupError:
         raise  # no AWS credentials: said once, not once per image
     except MirrorError as exc:
@@ -152,14 +157,33 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
             errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{answer.kind}: {answer}"})
             continue
         item = {"source": str(ref), "target": f"{target_repo}:{tag}", "digest": answer.digest}
-        if already_mirrored(answer.digest, current.get(tag), entry.platforms):
+        same = already_mirrored(answer.digest, current.get(tag), entry.platforms)
+        try:
+            # Referrers missing in ECR, found without a pull (the image's own
+            # when it changed: its children's are only known once it is fetched).
+            missing, writes = _missing_referrers(
+                walk, unchanged_subjects(answer.digest, current.get(tag)) if same else [answer.digest])
+        except MirrorError as exc:
+            errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{exc.kind}: {exc}"})
+            continue
+        if same and not writes:
             unchanged.append(item)
         else:
+            cost = 0 if same else _pull_cost(answer.media_type, current.get(tag), entry.platforms)
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
                             platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
-                            cost=_pull_cost(answer.media_type, current.get(tag), entry.platforms),
-                            referrers=entry.referrers, verify=entry.verify))
+                            cost=cost + missing, referrers=entry.referrers, verify=entry.verify))
     return jobs, unchanged, errors
+
+
+def _missing_referrers(walk: ReferrerWalk | None, subjects: list[str]) -> tuple[int, int]:
+    """(counted pulls, manifests and tags to write) the referrers of `subjects`
+    would take; (0, 0) with referrers off."""
+    if walk is None:
+        return 0, 0
+    before = walk.outcome.missing, walk.outcome.writes
+    walk.walk(subjects)
+    return walk.outcome.missing - before[0], walk.outcome.writes - before[1]
 
 
 #: Children assumed for an index never seen before (an official image has
