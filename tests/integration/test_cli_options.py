@@ -74,8 +74,11 @@ def test_sync_takes_the_configs_options_and_the_flags_replace_them(
     other, _ = key_pair()
     key.write_bytes(other)
     engine.clear()
-    # Gone from ECR, so the next sync copies it again (with the flags' options).
-    ecr.delete_repository(repositoryName=output["plan"]["jobs"][0]["target"].rsplit(":", 1)[0], force=True)
+    # The image is unsigned, so the gate rejected it and nothing reached ECR:
+    # the next sync plans it again (with the flags' options).
+    assert output["summary"]["rejected"] == 1
+    with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
+        ecr.describe_repositories(repositoryNames=[output["plan"]["jobs"][0]["target"].rsplit(":", 1)[0]])
     cli.main(["sync", "--config", str(config), "--json", "--referrers", "--cosign-key", str(key)])
     capsys.readouterr()
     [flagged] = engine
