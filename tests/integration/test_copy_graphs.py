@@ -171,7 +171,7 @@ def test_a_failed_nested_copy_is_retried_without_pulling_what_landed(copy, ecr, 
     """Top index -> [index A, index B], each of two images with attestations. The
     second image of B has a corrupt layer: the copy fails with A and B's first
     image (and its attestation) in ECR. Once the blob is right again, the retry
-    pulls the top index, B, and B's last two children only."""
+    pulls the top index, B, and what of B did not land only."""
     a = make_build_tool_index(registry.url, repo_name, "a")  # any index of images
     b = make_nested_index(registry.url, repo_name, None, levels=1,
                           platforms=(("linux", "ppc64le", None), ("linux", "s390x", None)))
@@ -193,8 +193,10 @@ def test_a_failed_nested_copy_is_retried_without_pulling_what_landed(copy, ecr, 
 
     assert again.status == "copied", again.error
     fetched = [p.rsplit("/", 1)[-1] for m, p, _ in source.requests if m == "GET" and "/manifests/" in p]
-    assert sorted(fetched) == sorted([top.digest, b.digest, b2.digest, b2_att.digest])
-    assert again.manifests_fetched == 4
+    # (B's last attestation may have been started before the failure stopped the rest.)
+    expected = [top.digest, b.digest, b2.digest] + ([] if b2_att.digest in landed else [b2_att.digest])
+    assert sorted(fetched) == sorted(expected)
+    assert again.manifests_fetched == len(expected)
     assert_graph_mirrored(ecr, "mirror/retry", "r", top)
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 from ..deadline import propagate
 from ..ecr.target import EcrRepository, TaggedImage
-from ..errors import MirrorError, UnsupportedMediaType
+from ..errors import MirrorError
 from ..leases import TAG_LEASE_SECONDS, hold_tag
 from ..manifest import Manifest
 from ..mirrored import already_mirrored, subset_index, subset_note
 from ..reference import Reference
 from ..registry.client import RegistryClient
 from .blobs import BlobCopier
+from .graph import ManifestGraph
 from .options import CopyOptions, Progress
 from .report import COPIED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
 
@@ -75,6 +76,7 @@ class _Copy:
         self._lock = threading.Lock()
         self.blobs = BlobCopier(source, ref, target, options, report, self._lock)
         self._head_media_type: str | None = None
+        self.graph = ManifestGraph(source, ref, target, self.blobs, self._each, self._put_child)
 
     def run(self) -> None:
         head = self.source.head_manifest(self.repo, self.ref.ref)
@@ -103,17 +105,17 @@ class _Copy:
                 top, wanted = self._select(top, source_digest)
                 if current and current.digest == top.digest:
                     return self._unchanged(current.digest)
-                have = self.target.existing_images(d["digest"] for d in wanted)
                 self.report.repository_created = self.target.ensure_exists()
                 # Each child is finished (blobs, then its manifest by digest, untagged)
                 # on its own: what one try completes, the next does not pull again.
-                self._each(self._copy_child, [d for d in wanted if d["digest"] not in have])
+                # A child index is a graph of its own, copied the same way (graph.py).
+                self.graph.copy_children(wanted, (source_digest,), empty=self.report.repository_created)
             else:
                 if self.options.platforms:
                     self.report.digest_note = ("the source is a single-platform image: "
                                                "--platform was not applied")
                 self.report.repository_created = self.target.ensure_exists()
-                self.blobs.ensure(self._blobs(top))
+                self.blobs.ensure(self.blobs.sizes(top))
         finally:
             # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
             self.blobs.stop()
@@ -143,14 +145,8 @@ class _Copy:
                         "ecr_tag": self.report.target_digest})
         return True
 
-    def _copy_child(self, descriptor: dict[str, Any]) -> None:
-        child = self.source.get_manifest(self.repo, descriptor["digest"],
-                                         image=f"{self.ref} child {descriptor['digest']}")
-        if child.is_index:
-            raise UnsupportedMediaType(f"{self.ref}: child {descriptor['digest']} is itself an index "
-                                       f"({child.media_type}); nested indexes are not supported")
-        self.blobs.ensure(self._blobs(child))
-        self.blobs.check_time(f"putting child {child.digest}")
+    def _put_child(self, child: Manifest) -> None:
+        """Put one finished child (an image, an artifact or an index) by digest, untagged."""
         self.target.put_image(child.text, child.media_type, child.digest, None)
         with self._lock:
             self.report.manifests_put += 1
@@ -203,7 +199,3 @@ class _Copy:
         self.report.digest_note = subset_note(self.options.platforms, source_digest)
         return subset
 
-    def _blobs(self, manifest: Manifest) -> dict[str, int]:
-        with self._lock:
-            self.report.foreign_layers_skipped += len(manifest.foreign_layers())
-        return {d["digest"]: int(d.get("size") or 0) for d in manifest.blobs()}
