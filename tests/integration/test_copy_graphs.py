@@ -231,3 +231,27 @@ def test_a_wrong_descriptor_size_is_refused_whether_or_not_ecr_has_the_blob(
         assert str(len(layer)) in message and str(len(layer) + delta) in message
     assert "bad" not in {t for d in ecr.describe_images(repositoryName="mirror/sized-held")["imageDetails"]
                          for t in d.get("imageTags", [])}
+
+
+def test_the_planner_estimates_a_nested_index_from_what_ecr_holds(copy, ecr, source, registry, repo_name):
+    """The pull estimate of a changed nested index counts every manifest of the
+    graph ECR holds for the tag (read from ECR, not pulled): the top index, each
+    child, and the children of each child index, level by level."""
+    from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+    from ecr_mirror.sync.config import load_config
+    from ecr_mirror.sync.plan import build_plan
+    from tests.integration.conftest import FAST_RETRY
+
+    old = make_nested_index(registry.url, repo_name, "v", levels=3)
+    assert copy(f"{repo_name}:v", "mirror/plan:v").status == "copied"
+    make_nested_index(registry.url, repo_name, "v", levels=3, seed="moved")  # upstream moves on
+    config = load_config(f"images:\n  - source: {source.host}/{repo_name}\n    target: mirror/plan\n"
+                         "    tags: [v]\n")
+    settings = MirrorSettings(retry=FAST_RETRY, region="us-east-1",
+                              registries={source.host: SourceRegistry(insecure=True)})
+    source.reset_counts()
+
+    plan = build_plan(config, Mirror(settings, ecr_client=ecr))
+
+    assert [job.cost for job in plan.jobs] == [manifests_of(old)]  # 1 + 2 + 2 + 4 = 9
+    assert source.counts["GET manifest"] == 0

@@ -109,8 +109,12 @@ class EcrRepository:
 
     def existing_images(self, digests: Iterable[str]) -> set[str]:
         """Which of these manifest digests the repository already holds."""
+        return set(self.manifests(digests))
+
+    def manifests(self, digests: Iterable[str]) -> dict[str, str]:
+        """Digest → manifest text of those the repository holds (BatchGetImage: no pull)."""
         digests = sorted(set(digests))
-        found: set[str] = set()
+        found: dict[str, str] = {}
         if not digests or self._exists is False:
             return found
         for batch in _chunks(digests):
@@ -119,9 +123,10 @@ class EcrRepository:
                                     acceptedMediaTypes=list(SUPPORTED))
             except ClientError as exc:
                 if aws.error_code(exc) == "RepositoryNotFoundException":
-                    return set()
+                    return {}
                 raise self._fail("BatchGetImage", exc) from exc
-            found.update(i["imageId"]["imageDigest"] for i in answer.get("images", []))
+            found.update((i["imageId"]["imageDigest"], i.get("imageManifest", ""))
+                         for i in answer.get("images", []))
         return found
 
     def missing_layers(self, digests: Iterable[str]) -> set[str]:
