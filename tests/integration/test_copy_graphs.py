@@ -49,6 +49,17 @@ def assert_graph_mirrored(ecr, repository: str, tag: str, top: PushedImage) -> N
         assert held["layers"] and not held["failures"], digest
 
 
+def mirror_twice(copy, ecr, source, path: str, repository: str, top: PushedImage):
+    """Copy `path` to `repository` under the same tag: copied byte-exact, then
+    unchanged with no pull. Returns the first report."""
+    tag = path.rsplit(":", 1)[1]
+    report = copy(path, f"{repository}:{tag}")
+    assert report.status == "copied", report.error
+    assert_graph_mirrored(ecr, repository, tag, top)
+    assert_second_run_unchanged(copy, source, path, f"{repository}:{tag}")
+    return report
+
+
 def manifests_of(top: PushedImage) -> int:
     return len({m.digest for m in top.all_manifests()})
 
@@ -56,23 +67,17 @@ def manifests_of(top: PushedImage) -> int:
 @pytest.mark.parametrize("levels", [2, 3, MAX_INDEX_DEPTH])
 def test_a_nested_index_is_copied_children_first_byte_exact(copy, ecr, source, registry, repo_name, levels):
     top = make_nested_index(registry.url, repo_name, "n", levels=levels)
-    report = copy(f"{repo_name}:n", "mirror/nested:n")
+    report = mirror_twice(copy, ecr, source, f"{repo_name}:n", "mirror/nested", top)
 
-    assert report.status == "copied", report.error
     assert report.source_digest == report.target_digest == top.digest
     assert report.manifests_fetched == report.manifests_put == manifests_of(top)
-    assert_graph_mirrored(ecr, "mirror/nested", "n", top)
-    assert_second_run_unchanged(copy, source, f"{repo_name}:n", "mirror/nested:n")
 
 
 def test_a_multi_level_index_as_a_build_tool_publishes_it(copy, ecr, source, registry, repo_name):
     top = make_build_tool_index(registry.url, repo_name, "1.0")
-    report = copy(f"{repo_name}:1.0", "mirror/buildtool:1.0")
+    report = mirror_twice(copy, ecr, source, f"{repo_name}:1.0", "mirror/buildtool", top)
 
-    assert report.status == "copied", report.error
     assert report.manifests_put == manifests_of(top) == 1 + 2 + 4 + 2
-    assert_graph_mirrored(ecr, "mirror/buildtool", "1.0", top)
-    assert_second_run_unchanged(copy, source, f"{repo_name}:1.0", "mirror/buildtool:1.0")
 
 
 def test_an_index_nested_past_the_limit_fails_naming_the_chain(copy, ecr, source, registry, repo_name):
@@ -116,12 +121,9 @@ def test_an_artifact_with_the_empty_config_and_a_subject_not_in_ecr(copy, ecr, s
 
 def test_a_helm_chart_artifact_is_copied_under_its_tag(copy, ecr, source, registry, repo_name):
     chart = make_helm_chart(registry.url, repo_name, "1.0.0")
-    report = copy(f"{repo_name}:1.0.0", "mirror/charts:1.0.0")
+    report = mirror_twice(copy, ecr, source, f"{repo_name}:1.0.0", "mirror/charts", chart)
 
-    assert report.status == "copied", report.error
     assert report.media_type == OCI_MANIFEST and report.blobs_uploaded == 2
-    assert_graph_mirrored(ecr, "mirror/charts", "1.0.0", chart)
-    assert_second_run_unchanged(copy, source, f"{repo_name}:1.0.0", "mirror/charts:1.0.0")
 
 
 def test_a_manifest_without_media_type_is_put_with_the_type_it_was_served_as(
@@ -130,12 +132,9 @@ def test_a_manifest_without_media_type_is_put_with_the_type_it_was_served_as(
                                media_type_field=False)
     assert "mediaType" not in image.json
 
-    report = copy(f"{repo_name}:bare", "mirror/bare:bare")
+    report = mirror_twice(copy, ecr, source, f"{repo_name}:bare", "mirror/bare", image)
 
-    assert report.status == "copied", report.error
     assert report.media_type == OCI_MANIFEST
-    assert_graph_mirrored(ecr, "mirror/bare", "bare", image)
-    assert_second_run_unchanged(copy, source, f"{repo_name}:bare", "mirror/bare:bare")
 
 
 def test_an_index_without_media_type_and_its_children_are_copied(copy, ecr, source, registry, repo_name):
@@ -147,24 +146,18 @@ def test_an_index_without_media_type_and_its_children_are_copied(copy, ecr, sour
     top = push_index(registry.url, repo_name, "idx", [*children, bare_child], media_type_field=False)
     assert "mediaType" not in top.json
 
-    report = copy(f"{repo_name}:idx", "mirror/bareidx:idx")
+    report = mirror_twice(copy, ecr, source, f"{repo_name}:idx", "mirror/bareidx", top)
 
-    assert report.status == "copied", report.error
     assert report.media_type == OCI_INDEX
-    assert_graph_mirrored(ecr, "mirror/bareidx", "idx", top)
-    assert_second_run_unchanged(copy, source, f"{repo_name}:idx", "mirror/bareidx:idx")
 
 
 def test_uncompressed_and_zstd_layers_are_copied(copy, ecr, source, registry, repo_name):
     layers = [(OCI_LAYER_UNCOMPRESSED, layer_bytes(f"{repo_name}-tar", 5000)),
               (OCI_LAYER_ZSTD, zstd_layer(f"{repo_name}-zst", 7000))]
     image = make_layered_image(registry.url, repo_name, "z", layers)
-    report = copy(f"{repo_name}:z", "mirror/zstd:z")
+    report = mirror_twice(copy, ecr, source, f"{repo_name}:z", "mirror/zstd", image)
 
-    assert report.status == "copied", report.error
     assert report.blobs_uploaded == 3
-    assert_graph_mirrored(ecr, "mirror/zstd", "z", image)
-    assert_second_run_unchanged(copy, source, f"{repo_name}:z", "mirror/zstd:z")
 
 
 def test_a_failed_nested_copy_is_retried_without_pulling_what_landed(copy, ecr, source, registry, repo_name):
@@ -255,3 +248,23 @@ def test_the_planner_estimates_a_nested_index_from_what_ecr_holds(copy, ecr, sou
 
     assert [job.cost for job in plan.jobs] == [manifests_of(old)]  # 1 + 2 + 2 + 4 = 9
     assert source.counts["GET manifest"] == 0
+
+
+def test_platform_selection_keeps_a_nested_index_whole(copy, ecr, source, registry, repo_name):
+    """--platform picks among the top index's children; a child index (no platform
+    of its own) is kept whole and byte-exact, its digest intact."""
+    nested = make_nested_index(registry.url, repo_name, None, levels=1)
+    s390x = make_image(registry.url, repo_name, None, oci=True, platform=("linux", "s390x", None),
+                       layers=[layer_bytes(f"{repo_name}-s390x")])
+    amd64 = make_image(registry.url, repo_name, None, oci=True, platform=("linux", "amd64", None),
+                       layers=[layer_bytes(f"{repo_name}-amd64")])
+    top = push_index(registry.url, repo_name, "p", [s390x, nested, amd64])
+
+    report = copy(f"{repo_name}:p", "mirror/subnest:p", platforms=["linux/amd64"])
+
+    assert report.status == "copied", report.error
+    written = json.loads(ecr_image(ecr, "mirror/subnest", tag="p")["imageManifest"])
+    assert [d["digest"] for d in written["manifests"]] == [nested.digest, amd64.digest]
+    for manifest in [*nested.all_manifests(), amd64]:
+        assert ecr_image(ecr, "mirror/subnest", digest=manifest.digest)["imageManifest"].encode() == manifest.raw
+    assert top.digest in report.digest_note

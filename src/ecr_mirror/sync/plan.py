@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..copy.graph import MAX_INDEX_DEPTH
 from ..ecr import TaggedImage
 from ..errors import MirrorError, SetupError
 from ..jsonkeys import camel_keys
-from ..copy.graph import MAX_INDEX_DEPTH
 from ..manifest import INDEX_TYPES, Platform
 from ..mirror import Mirror
 from ..mirrored import already_mirrored
