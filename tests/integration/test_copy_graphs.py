@@ -268,3 +268,36 @@ def test_platform_selection_keeps_a_nested_index_whole(copy, ecr, source, regist
     for manifest in [*nested.all_manifests(), amd64]:
         assert ecr_image(ecr, "mirror/subnest", digest=manifest.digest)["imageManifest"].encode() == manifest.raw
     assert top.digest in report.digest_note
+
+
+@pytest.mark.parametrize("wrong_first", [False, True], ids=["right-size-first", "wrong-size-first"])
+def test_two_children_declaring_one_blob_with_two_sizes_fail_in_any_order(copy, ecr, registry, repo_name,
+                                                                         wrong_first):
+    """Two images of an index share a layer; one declares its size wrong. Whichever
+    is copied first, the copy fails the same way and moves no tag."""
+    layer = layer_bytes(f"{repo_name}-shared", 6000)
+    right = make_layered_image(registry.url, repo_name, None, [(OCI_LAYER_UNCOMPRESSED, layer)])
+    wrong = _wrong_size_image(registry, repo_name, "wrong", layer, len(layer) + 3)
+    wrong.platform = ("linux", "arm64", None)
+    top = push_index(registry.url, repo_name, "two", [wrong, right] if wrong_first else [right, wrong])
+
+    report = copy(f"{repo_name}:two", "mirror/twosizes:two", concurrency=1)
+
+    assert report.status == "failed"
+    assert report.error["type"] == "DigestMismatch" and not report.error["temporary"]
+    assert _descriptor("", layer)["digest"] in report.error["message"]
+    assert top.digest not in {d["imageDigest"] for d in
+                              ecr.describe_images(repositoryName="mirror/twosizes")["imageDetails"]}
+
+
+def test_one_manifest_listing_a_blob_twice_with_two_sizes_fails(copy, ecr, registry, repo_name):
+    layer = layer_bytes(f"{repo_name}-twice", 5000)
+    good = make_layered_image(registry.url, repo_name, None, [(OCI_LAYER_UNCOMPRESSED, layer)] * 2)
+    body = good.json
+    body["layers"][0] = _descriptor(OCI_LAYER_UNCOMPRESSED, body["layers"][0]["digest"], len(layer) - 1)
+    push_manifest(registry.url, repo_name, "twice", _dumps(body), OCI_MANIFEST)
+
+    report = copy(f"{repo_name}:twice", "mirror/twice:twice")
+
+    assert report.status == "failed" and report.error["type"] == "DigestMismatch", report.error
+    assert str(len(layer)) in report.error["message"] and str(len(layer) - 1) in report.error["message"]

@@ -49,6 +49,7 @@ class BlobCopier:
         self.source, self.ref, self.target = source, ref, target
         self.options, self.report, self._lock = options, report, lock
         self._futures: dict[str, Future] = {}
+        self._declared: dict[str, int] = {}  # digest -> the size its first descriptor gave
         self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
@@ -69,13 +70,18 @@ class BlobCopier:
         layers are counted in the report and left out)."""
         with self._lock:
             self.report.foreign_layers_skipped += len(manifest.foreign_layers())
-        return {d["digest"]: int(d.get("size") or 0) for d in manifest.blobs()}
+            sizes: dict[str, int] = {}
+            for d in manifest.blobs():
+                self._check_declared({d["digest"]: int(d.get("size") or 0)})
+                sizes[d["digest"]] = int(d.get("size") or 0)
+        return sizes
 
     def ensure(self, blobs: dict[str, int]) -> None:
         """Make sure ECR holds these blobs; each blob is copied once per image,
         however many children share it, largest first."""
         assert self._pool is not None, "start() first"
         with self._lock:
+            self._check_declared(blobs)
             unknown = [d for d in blobs if d not in self._futures]
         held = self.target.available_layers(unknown) if unknown else {}
         self._check_sizes(blobs, held)
@@ -94,6 +100,15 @@ class BlobCopier:
                 futures.append(self._futures[digest])
         for future in futures:
             future.result()  # the first failure is raised here
+
+    def _check_declared(self, blobs: dict[str, int]) -> None:
+        """One blob, two sizes in two descriptors of the image: one is wrong, and
+        which one is streamed first must not decide the outcome."""
+        for digest, size in blobs.items():
+            first = self._declared.setdefault(digest, size)
+            if first != size:
+                raise DigestMismatch(f"blob {self.ref.repository}@{digest}: the manifests declare it with "
+                                     f"{first} and with {size} bytes; nothing was tagged")
 
     def _check_sizes(self, declared: dict[str, int], held: dict[str, int | None]) -> None:
         """A blob ECR already holds is refused like a streamed one when the
