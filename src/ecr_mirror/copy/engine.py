@@ -198,4 +198,3 @@ class _Copy:
         subset = subset_index(index, self.options.platforms, source_digest, str(self.ref))
         self.report.digest_note = subset_note(self.options.platforms, source_digest)
         return subset
-
