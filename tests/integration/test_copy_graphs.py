@@ -301,3 +301,20 @@ def test_one_manifest_listing_a_blob_twice_with_two_sizes_fails(copy, ecr, regis
 
     assert report.status == "failed" and report.error["type"] == "DigestMismatch", report.error
     assert str(len(layer)) in report.error["message"] and str(len(layer) - 1) in report.error["message"]
+
+
+def test_the_deadline_reaches_the_threads_of_a_nested_index(source, ecr, registry, repo_name):
+    """The children of a child index run in a pool of their own: their blob waits
+    answer to the copy's deadline too, and the copy defers with nothing tagged."""
+    from tests.integration.test_deadline import FakeClock, copy_with_deadline, tags
+
+    make_nested_index(registry.url, repo_name, "late", levels=3)
+    source.fail("GET blob", 503, headers={"Retry-After": "2"}, times=1000)
+    clock = FakeClock(left=30)
+
+    report = copy_with_deadline(source, ecr, f"{repo_name}:late", "mirror/late:late", clock,
+                                margin=10, concurrency=2)
+
+    assert report.status == "deferred" and report.error["type"] == "Deferred", report.error
+    assert 2 in clock.sleeps and clock.slept <= 20
+    assert tags(ecr, "mirror/late") == []
