@@ -10,7 +10,15 @@ import json
 import pytest
 
 from ecr_mirror.copy.graph import MAX_INDEX_DEPTH
-from ecr_mirror_testing.artifacts import EMPTY_CONFIG, EMPTY_TYPE, SBOM_TYPE, make_artifact, make_helm_chart
+from ecr_mirror_testing.artifacts import (
+    EMPTY_CONFIG,
+    EMPTY_TYPE,
+    SBOM_TYPE,
+    make_artifact,
+    make_helm_chart,
+    make_sbom,
+    push_fallback_index,
+)
 from ecr_mirror_testing.graphs import (
     OCI_LAYER_ZSTD,
     make_build_tool_index,
@@ -318,3 +326,15 @@ def test_the_deadline_reaches_the_threads_of_a_nested_index(source, ecr, registr
     assert report.status == "deferred" and report.error["type"] == "Deferred", report.error
     assert 2 in clock.sleeps and clock.slept <= 20
     assert tags(ecr, "mirror/late") == []
+
+
+def test_an_index_of_artifacts_is_copied_as_any_index(copy, ecr, source, registry, repo_name):
+    """The referrers tag schema's index (tag sha256-<hex>) lists artifacts with
+    their artifactType; copied by its tag it is an index like any other."""
+    image = make_image(registry.url, repo_name, "img", layers=[layer_bytes(f"{repo_name}-img")], oci=True)
+    sboms = [make_sbom(registry.url, repo_name, image, seed=s) for s in ("one", "two")]
+    fallback = push_fallback_index(registry.url, repo_name, image.digest, sboms)
+    fallback.children = sboms
+    assert all(d["artifactType"] == SBOM_TYPE for d in fallback.json["manifests"])
+
+    mirror_twice(copy, ecr, source, f"{repo_name}:{fallback.ref}", "mirror/fallback", fallback)
