@@ -94,15 +94,9 @@ class Manifest:
         """Parse and check the shape of everything the copy reads; `InvalidManifest`
         (naming `image` and the field) or `UnsupportedMediaType` otherwise."""
         body = _decode(raw, image)
-        # The header may carry parameters (`; charset=utf-8`); the body's own
-        # mediaType is authoritative when the header is missing or generic.
-        header_type = (media_type or "").split(";")[0].strip()
-        declared = body.get("mediaType") or ""
-        mt = header_type if header_type in SUPPORTED else (declared or header_type)
-        if not mt and body.get("schemaVersion") == 2 and "manifests" in body:
-            mt = OCI_INDEX
-        elif not mt and body.get("schemaVersion") == 2 and "layers" in body:
-            mt = OCI_MANIFEST
+        if not isinstance(body.get("mediaType", ""), str):
+            raise _malformed(image, "mediaType", f"must be a string, got {_shown(body['mediaType'])}")
+        mt = _media_type(body, media_type)
         if body.get("schemaVersion") == 1 or mt in (SCHEMA1, SCHEMA1_SIGNED):
             raise UnsupportedMediaType(
                 f"{image}: manifest schema 1 ({mt or 'schemaVersion 1'}) is deprecated and not "
@@ -149,6 +143,28 @@ class Manifest:
     def text(self) -> str:
         """The exact manifest as the string PutImage takes."""
         return self.raw.decode("utf-8")
+
+
+def _media_type(body: dict[str, Any], header: str | None) -> str:
+    """The type PutImage must be given for these bytes (ECR refuses one that
+    differs from the body's own `mediaType`).
+
+    The body's `mediaType`, when it has one. Without it (optional in OCI) the
+    body's shape decides between index and image manifest; the header (minus
+    parameters such as `; charset=utf-8`) names the exact type when it agrees
+    with that shape, else the OCI type of the shape is used."""
+    declared = body.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    header_type = (header or "").split(";")[0].strip()
+    if body.get("schemaVersion") != 2:
+        return header_type
+    looks_index = "manifests" in body
+    looks_image = "config" in body or "layers" in body
+    if looks_index == looks_image:  # neither or both: only the header can tell
+        return header_type
+    shape = INDEX_TYPES if looks_index else IMAGE_TYPES
+    return header_type if header_type in shape else shape[0]
 
 
 def _decode(raw: bytes, image: str) -> dict[str, Any]:
@@ -242,12 +258,15 @@ def select_platforms(index: Manifest, wanted: list[Platform]) -> list[dict[str, 
     """The children of `index` for `wanted` platforms, with their attestations.
 
     Keeps the upstream order. An attestation manifest is kept when the image it
-    describes (`vnd.docker.reference.digest`) is kept.
+    describes (`vnd.docker.reference.digest`) is kept. A child that is itself an
+    index with no platform of its own is kept whole: nested indexes are copied
+    byte-exact, never rewritten, since signatures and referrers name their digests.
     """
     kept = {
         d["digest"]
         for d in index.children
-        if not is_attestation(d) and any(w.matches(Platform.from_descriptor(d)) for w in wanted)
+        if not is_attestation(d) and (any(w.matches(Platform.from_descriptor(d)) for w in wanted)
+                                      or (d.get("mediaType") in INDEX_TYPES and not d.get("platform")))
     }
     return [
         d

@@ -34,6 +34,16 @@ when nothing was received yet (moto's convention; resuming at +1 is correct);
 an unsupported manifest media type (e.g. schema1) is ``InvalidParameterException``
 (the only one of the two candidates that PutImage declares); pushing an
 existing manifest again without a tag is ``ImageAlreadyExistsException``.
+
+OCI 1.1 (ECR supports it since 2024-06): artifacts (``artifactType``, the empty
+config ``application/vnd.oci.empty.v1+json`` uploaded as its 2-byte ``{}`` blob
+like any config), nested indexes (every child, index or image, must already be
+in the repository), manifests without ``mediaType`` (then ``imageManifestMediaType``
+is required, as the PutImage reference says). A ``subject`` must be a
+well-formed descriptor but need not be in the repository: an assumption, from
+the OCI distribution spec (a referrer may be pushed before its subject) and no
+ECR document saying otherwise. Zero-byte blobs cannot be uploaded
+(``EmptyUploadException``), so no manifest naming one can be put.
 """
 
 from __future__ import annotations
@@ -449,6 +459,21 @@ def _descriptors(manifest: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return value
 
 
+def _check_subject(manifest: dict[str, Any]) -> None:
+    """OCI 1.1: an optional ``subject`` descriptor (mediaType, digest, size).
+    The subject need not be in the repository (see the module notes)."""
+    if "subject" not in manifest:
+        return
+    subject = manifest["subject"]
+    if not (isinstance(subject, dict) and isinstance(subject.get("mediaType"), str)
+            and isinstance(subject.get("digest"), str)
+            and isinstance(subject.get("size"), int) and not isinstance(subject.get("size"), bool)):
+        raise InvalidParameterException(
+            "Invalid parameter at 'ImageManifest': 'subject' must be a descriptor with "
+            "mediaType, digest and size"
+        )
+
+
 def _check_image_manifest(repo: Repository, manifest: dict[str, Any]) -> int:
     """LayersNotFoundException unless config and distributable layers are here;
     returns the image size (sum of its layers)."""
@@ -533,6 +558,7 @@ def _put_image(
         raise InvalidParameterException("Invalid parameter: imageTag must not be empty")
     manifest = _parse_manifest(image_manifest)
     media_type = _media_type(manifest, image_manifest_mediatype)
+    _check_subject(manifest)
 
     with _STATE_LOCK:
         if media_type in IMAGE_MANIFEST_TYPES:

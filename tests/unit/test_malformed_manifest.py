@@ -116,3 +116,9 @@ def test_an_odd_index_already_in_ecr_only_changes_the_pull_estimate(manifest):
 
     current = TaggedImage(digest=GOOD_DIGEST, manifest=manifest, media_type=OCI_INDEX)
     assert _pull_cost(OCI_INDEX, current, ()) == 1 + DEFAULT_INDEX_CHILDREN
+
+
+@pytest.mark.parametrize("value", [7, ["x"], {"a": 1}])
+def test_a_media_type_field_that_is_not_a_string_is_refused(value):
+    """ECR compares the field with the type PutImage is given: it must be a string."""
+    assert "mediaType" in refused(json.dumps(image(mediaType=value)).encode(), OCI_MANIFEST)

@@ -98,3 +98,42 @@ def test_bad_platform_is_named(text):
     with pytest.raises(ValueError) as err:
         Platform.parse(text)
     assert f'"{text}"' in str(err.value) and "os/arch" in str(err.value)
+
+
+BARE_IMAGE = {"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                                              "digest": "sha256:e", "size": 2},
+              "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": "sha256:z",
+                          "size": 9}]}
+BARE_INDEX = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": "sha256:m", "size": 3,
+                                                 "artifactType": "application/spdx+json"}]}
+
+
+@pytest.mark.parametrize("body,header,expected", [
+    # Without a mediaType field the body's shape decides; the header only where it agrees.
+    (BARE_INDEX, "application/json", OCI_INDEX),
+    (BARE_INDEX, None, OCI_INDEX),
+    (BARE_IMAGE, "application/octet-stream", OCI_MANIFEST),
+    (BARE_IMAGE, OCI_INDEX, OCI_MANIFEST),
+    (BARE_INDEX, OCI_MANIFEST, OCI_INDEX),
+    (BARE_IMAGE, DOCKER_MANIFEST, DOCKER_MANIFEST),
+    (BARE_INDEX, DOCKER_LIST, DOCKER_LIST),
+    # With one, the body's own mediaType is what PutImage must be given (ECR checks they agree).
+    ({**BARE_IMAGE, "mediaType": DOCKER_MANIFEST}, OCI_MANIFEST, DOCKER_MANIFEST),
+])
+def test_a_manifest_without_media_type_is_recognised_by_its_shape(body, header, expected):
+    m = Manifest.from_bytes(json.dumps(body).encode(), header)
+    assert m.media_type == expected
+    assert m.is_index == (expected in (OCI_INDEX, DOCKER_LIST))
+
+
+def test_an_artifact_lists_its_empty_config_and_zstd_layer_as_blobs():
+    m = Manifest.from_bytes(json.dumps(BARE_IMAGE).encode(), OCI_MANIFEST)
+    assert [(d["digest"], d["size"]) for d in m.blobs()] == [("sha256:e", 2), ("sha256:z", 9)]
+
+
+def test_a_nested_index_without_a_platform_is_kept_whole_by_platform_selection():
+    nested = {"mediaType": OCI_INDEX, "digest": "sha256:n", "size": 5}
+    body = {**INDEX, "manifests": [*INDEX["manifests"], nested]}
+    index = Manifest.from_bytes(json.dumps(body).encode(), OCI_INDEX)
+    chosen = select_platforms(index, [Platform.parse("linux/arm64")])
+    assert [d["digest"] for d in chosen] == ["sha256:b", "sha256:bb", "sha256:n"]

@@ -14,8 +14,9 @@ import tenacity
 from ..deadline import allow_wait, bounded_wait, propagate
 from ..deadline import sleep as deadline_sleep
 from ..ecr.target import EcrRepository
-from ..errors import Deferred
+from ..errors import Deferred, DigestMismatch
 from ..leases import blob_key, lease_seconds
+from ..manifest import Manifest
 from ..reference import Reference
 from ..registry.client import RegistryClient
 from ..registry.errors import RateLimited
@@ -48,6 +49,7 @@ class BlobCopier:
         self.source, self.ref, self.target = source, ref, target
         self.options, self.report, self._lock = options, report, lock
         self._futures: dict[str, Future] = {}
+        self._declared: dict[str, int] = {}  # digest -> the size its first descriptor gave
         self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
@@ -63,13 +65,27 @@ class BlobCopier:
         if self.options.deadline is not None:
             self.options.deadline.check(str(self.ref), doing)
 
+    def sizes(self, manifest: Manifest) -> dict[str, int]:
+        """The blobs ECR must hold for `manifest` and their declared sizes (foreign
+        layers are counted in the report and left out)."""
+        with self._lock:
+            self.report.foreign_layers_skipped += len(manifest.foreign_layers())
+            sizes: dict[str, int] = {}
+            for d in manifest.blobs():
+                self._check_declared({d["digest"]: int(d.get("size") or 0)})
+                sizes[d["digest"]] = int(d.get("size") or 0)
+        return sizes
+
     def ensure(self, blobs: dict[str, int]) -> None:
         """Make sure ECR holds these blobs; each blob is copied once per image,
         however many children share it, largest first."""
         assert self._pool is not None, "start() first"
         with self._lock:
+            self._check_declared(blobs)
             unknown = [d for d in blobs if d not in self._futures]
-        missing = self.target.missing_layers(unknown) if unknown else set()
+        held = self.target.available_layers(unknown) if unknown else {}
+        self._check_sizes(blobs, held)
+        missing = set(unknown) - set(held)
         futures = []
         with self._lock:
             for digest in sorted(blobs, key=lambda d: -blobs[d]):
@@ -84,6 +100,23 @@ class BlobCopier:
                 futures.append(self._futures[digest])
         for future in futures:
             future.result()  # the first failure is raised here
+
+    def _check_declared(self, blobs: dict[str, int]) -> None:
+        """One blob, two sizes in two descriptors of the image: one is wrong, and
+        which one is streamed first must not decide the outcome."""
+        for digest, size in blobs.items():
+            first = self._declared.setdefault(digest, size)
+            if first != size:
+                raise DigestMismatch(f"blob {self.ref.repository}@{digest}: the manifests declare it with "
+                                     f"{first} and with {size} bytes; nothing was tagged")
+
+    def _check_sizes(self, declared: dict[str, int], held: dict[str, int | None]) -> None:
+        """A blob ECR already holds is refused like a streamed one when the
+        descriptor's size is not the blob's: the same input, the same outcome."""
+        for digest, size in held.items():
+            if size is not None and size != declared[digest]:
+                raise DigestMismatch(f"blob {self.ref.repository}@{digest}: the manifest declares "
+                                     f"{declared[digest]} bytes, the blob has {size}; nothing was tagged")
 
     def _copy_blob(self, digest: str, size: int) -> None:
         self.check_time(f"copying blob {digest}")

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..deadline import propagate
 from ..ecr.target import EcrRepository, TaggedImage
-from ..errors import MirrorError, UnsupportedMediaType
+from ..errors import MirrorError
 from ..leases import TAG_LEASE_SECONDS, hold_tag
 from ..manifest import Manifest
 from ..mirrored import already_mirrored, subset_index, subset_note
@@ -35,6 +35,7 @@ from ..reference import Reference
 from ..registry.client import RegistryClient
 from ..signatures import reject_unsigned
 from .blobs import BlobCopier
+from .graph import ManifestGraph
 from .options import CopyOptions, Progress
 from .referrers import ReferrerWalk, unchanged_subjects
 from .report import COPIED, FAILED, SUPERSEDED, UNCHANGED, CopyReport
@@ -87,6 +88,9 @@ class _Copy:
         self._lock = threading.Lock()
         self.blobs = BlobCopier(source, ref, target, options, report, self._lock)
         self._head_media_type: str | None = None
+        self.graph = ManifestGraph(source, ref, target, self.blobs, self._each, self._put_child)
+        #: Manifests listed by child indexes this copy put (their referrers are looked up too).
+        self._nested: list[str] = []
 
     def run(self) -> None:
         head = self.source.head_manifest(self.repo, self.ref.ref)
@@ -128,21 +132,22 @@ class _Copy:
                 if current and current.digest == top.digest:
                     self._referrers([top.digest] if top.digest == source_digest else [], wanted)
                     return self._unchanged(current.digest)
-                have = self.target.existing_images(d["digest"] for d in wanted)
                 self.report.repository_created = self.target.ensure_exists()
                 # Each child is finished (blobs, then its manifest by digest, untagged)
                 # on its own: what one try completes, the next does not pull again.
-                self._each(self._copy_child, [d for d in wanted if d["digest"] not in have])
+                # A child index is a graph of its own, copied the same way (graph.py).
+                self.graph.copy_children(wanted, (source_digest,), empty=self.report.repository_created)
             else:
                 if self.options.platforms:
                     self.report.digest_note = ("the source is a single-platform image: "
                                                "--platform was not applied")
                 self.report.repository_created = self.target.ensure_exists()
-                self.blobs.ensure(self._blobs(top))
+                self.blobs.ensure(self.blobs.sizes(top))
             # REFERRERS: of the index (not of a platform subset: it has its own
-            # digest) and of each child, before the tag moves.
+            # digest), of each child and of each manifest a child index listed,
+            # before the tag moves.
             self._referrers([top.digest] if top.digest == source_digest else [],
-                            top.children)
+                            top.children, nested=self._nested)
         finally:
             # On a failure or Ctrl-C, queued blobs are dropped instead of copied.
             self.blobs.stop()
@@ -172,30 +177,31 @@ class _Copy:
                         "ecr_tag": self.report.target_digest})
         return True
 
-    def _copy_child(self, descriptor: dict[str, Any]) -> None:
-        child = self.source.get_manifest(self.repo, descriptor["digest"],
-                                         image=f"{self.ref} child {descriptor['digest']}")
-        if child.is_index:
-            raise UnsupportedMediaType(f"{self.ref}: child {descriptor['digest']} is itself an index "
-                                       f"({child.media_type}); nested indexes are not supported")
-        self._put(child, None)
+    def _put_child(self, child: Manifest) -> None:
+        """Put one finished child (an image, an artifact or an index) by digest, untagged."""
+        self.target.put_image(child.text, child.media_type, child.digest, None)
+        with self._lock:
+            self.report.manifests_put += 1
+            if child.is_index:  # what it lists gets its referrers looked up too
+                self._nested += [d["digest"] for d in child.children]
 
     def _put(self, manifest: Manifest, tag: str | None) -> None:
-        """A child or a referrer: its blobs, then the manifest (by digest, or under a fallback tag)."""
-        self.blobs.ensure(self._blobs(manifest))
+        """A referrer: its blobs, then the manifest (by digest, or under a fallback tag)."""
+        self.blobs.ensure(self.blobs.sizes(manifest))
         self.blobs.check_time(f"putting {manifest.digest}")
         self.target.put_image(manifest.text, manifest.media_type, manifest.digest, tag)
         with self._lock:
             self.report.manifests_put += 1
 
-    def _referrers(self, subjects: list[str], children: list[dict[str, Any]]) -> None:
+    def _referrers(self, subjects: list[str], children: list[dict[str, Any]],
+                   nested: list[str] | None = None) -> None:
         """Copy the referrers of these manifests (copy/referrers.py) into the report."""
         if self.options.referrers is None:
             return
         walk = ReferrerWalk(self.source, self.repo, self.target, self.options.referrers,
                             fetch=True, put=self._put, image=str(self.ref))
         try:
-            walk.walk(subjects + [d["digest"] for d in children])
+            walk.walk(list(dict.fromkeys(subjects + [d["digest"] for d in children] + (nested or []))))
         finally:  # what was done is reported, also when a referrer stops the copy
             outcome = walk.outcome
             self.report.referrers += outcome.entries
@@ -250,8 +256,3 @@ class _Copy:
         subset = subset_index(index, self.options.platforms, source_digest, str(self.ref))
         self.report.digest_note = subset_note(self.options.platforms, source_digest)
         return subset
-
-    def _blobs(self, manifest: Manifest) -> dict[str, int]:
-        with self._lock:
-            self.report.foreign_layers_skipped += len(manifest.foreign_layers())
-        return {d["digest"]: int(d.get("size") or 0) for d in manifest.blobs()}

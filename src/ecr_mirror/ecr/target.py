@@ -111,6 +111,10 @@ class EcrRepository:
         """Which of these manifest digests the repository already holds."""
         return set(self.images_by_digest(digests))
 
+    def manifests(self, digests: Iterable[str]) -> dict[str, str]:
+        """Digest → manifest text of those the repository holds (BatchGetImage: no pull)."""
+        return {d: image.manifest for d, image in self.images_by_digest(digests).items()}
+
     def images_by_digest(self, digests: Iterable[str]) -> dict[str, TaggedImage]:
         """Digest → image (its manifest read for free) for those the repository holds."""
         digests = sorted(set(digests))
@@ -134,20 +138,26 @@ class EcrRepository:
     def missing_layers(self, digests: Iterable[str]) -> set[str]:
         """Which of these blob digests ECR lacks (`BatchCheckLayerAvailability`)."""
         digests = sorted(set(digests))
+        return set(digests) - set(self.available_layers(digests))
+
+    def available_layers(self, digests: Iterable[str]) -> dict[str, int | None]:
+        """The blobs among these that ECR holds, with the size ECR gives (`layerSize`)."""
+        digests = sorted(set(digests))
         if self._exists is False:
-            return set(digests)
-        missing: set[str] = set()
+            return {}
+        available: dict[str, int | None] = {}
         for batch in _chunks(digests):
             try:
                 answer = self._call("BatchCheckLayerAvailability", layerDigests=batch)
             except ClientError as exc:
                 if aws.error_code(exc) == "RepositoryNotFoundException":
-                    return set(digests)
+                    return {}
                 raise self._fail("BatchCheckLayerAvailability", exc) from exc
-            available = {layer["layerDigest"] for layer in answer.get("layers", [])
-                         if layer.get("layerAvailability") == "AVAILABLE"}
-            missing.update(d for d in batch if d not in available)
-        return missing
+            for layer in answer.get("layers", []):
+                if layer.get("layerAvailability") == "AVAILABLE" and layer.get("layerDigest") in batch:
+                    size = layer.get("layerSize")
+                    available[layer["layerDigest"]] = size if isinstance(size, int) else None
+        return available
 
     # -- writing ------------------------------------------------------------------
 

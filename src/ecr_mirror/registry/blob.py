@@ -88,6 +88,10 @@ class BlobStream:
                 error = None
                 if data or self.size is None or self.offset >= self.size:
                     return data
+                if self._announced(response) == self.offset:
+                    # Not a dropped connection: the registry sent the whole blob it has.
+                    response.close()
+                    raise self._size_mismatch(self.offset)
             response.close()
             self._response = None
             self.resumes += 1
@@ -112,7 +116,7 @@ class BlobStream:
                 filled += len(data)
                 self.offset += len(data)
                 if self.size is not None and self.offset > self.size:
-                    raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
+                    raise self._size_mismatch(self._announced(self._response))
         finally:
             view.release()
         return filled
@@ -123,14 +127,31 @@ class BlobStream:
         del out[self.readinto(out):]
         return out
 
+    def _announced(self, response: requests.Response | None) -> int | None:
+        """The blob's whole size as the registry's answer gives it, if it does."""
+        if response is None:
+            return None
+        if response.status_code == 206:
+            m = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            return int(m.group(3)) if m and m.group(3).isdigit() else None
+        length = response.headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else None
+
+    def _size_mismatch(self, actual: int | None) -> DigestMismatch:
+        """The descriptor's size is not the blob's: the same error, whatever the
+        direction, as when ECR already holds the blob (copy/blobs.py)."""
+        has = f"has {actual} bytes" if actual is not None else "has more bytes"
+        return DigestMismatch(f"{self.what}: the manifest declares {self.size} bytes, the blob {has}; "
+                              "nothing was tagged")
+
     def verify(self) -> None:
         """Raise `DigestMismatch` unless every byte read matches the digest."""
         # If the caller stopped at `size`, confirm nothing follows.
         if not self._eof and self.read(1):
-            raise DigestMismatch(f"{self.what}: more bytes than the {self.size} declared")
+            raise self._size_mismatch(self._announced(self._response))
         actual = f"{self._hash.name}:{self._hash.hexdigest()}"
         if self.size is not None and self.offset != self.size:
-            raise DigestMismatch(f"{self.what}: got {self.offset} bytes, expected {self.size}")
+            raise self._size_mismatch(self.offset)
         if actual != self.digest:
             raise DigestMismatch(f"{self.what}: the bytes hash to {actual}; the source registry "
                                  "served corrupt or tampered content, nothing was tagged")

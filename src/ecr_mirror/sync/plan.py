@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..copy.graph import MAX_INDEX_DEPTH
 from ..copy.options import ReferrerPolicy
 from ..copy.referrers import ReferrerWalk, unchanged_subjects
 from ..ecr import TaggedImage
@@ -169,7 +171,8 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         if same and not writes:
             unchanged.append(item)
         else:
-            cost = 0 if same else _pull_cost(answer.media_type, current.get(tag), entry.platforms)
+            cost = 0 if same else _pull_cost(answer.media_type, current.get(tag), entry.platforms,
+                                             target.manifests)
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
                             platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
                             cost=cost + missing, referrers=entry.referrers, verify=entry.verify))
@@ -190,25 +193,69 @@ def _missing_referrers(walk: ReferrerWalk | None, subjects: list[str]) -> tuple[
 #: about eight platforms, each with an attestation manifest).
 DEFAULT_INDEX_CHILDREN = 16
 
+#: Reads manifests from ECR by digest (free: no pull); see `EcrRepository.manifests`.
+ManifestReader = Callable[[list[str]], dict[str, str]]
 
-def _pull_cost(media_type: str, current: TaggedImage | None, platforms: tuple[Platform, ...]) -> int:
+
+def _pull_cost(media_type: str, current: TaggedImage | None, platforms: tuple[Platform, ...],
+               read: ManifestReader | None = None) -> int:
     """Counted pulls a copy will take: the manifest, and for an index its children.
 
-    The children of the index now in ECR (read for free) are the best guess;
-    with a platform subset, two per platform (image and attestation).
+    The graph of the index now in ECR is the best guess: its children, and for a
+    child that is an index its own children, read from ECR level by level (one
+    BatchGetImage a level, at most `MAX_INDEX_DEPTH` levels). A child index ECR
+    cannot show counts as one never seen. With a platform subset, two per
+    platform (image and attestation).
     """
     if media_type not in INDEX_TYPES:
         return 1
     if platforms:
         return 1 + 2 * len(platforms)
-    if current is not None:
-        try:  # pushed by anyone with access to the repository: only a guess
-            children = json.loads(current.manifest).get("manifests")
-        except (ValueError, AttributeError, RecursionError):
-            children = None
-        if isinstance(children, list):
-            return 1 + len(children)
-    return 1 + DEFAULT_INDEX_CHILDREN
+    children = _children(current.manifest) if current is not None else None
+    if children is None:
+        return 1 + DEFAULT_INDEX_CHILDREN
+    cost, depth = 1, 1
+    while children:
+        cost += len(children)
+        nested = [d["digest"] for d in children
+                  if d.get("mediaType") in INDEX_TYPES and isinstance(d.get("digest"), str)]
+        depth += 1
+        if not nested or depth > MAX_INDEX_DEPTH:
+            break
+        texts = _read_quietly(read, nested)
+        children = []
+        for digest in nested:
+            below = _children(texts.get(digest))
+            if below is None:
+                cost += DEFAULT_INDEX_CHILDREN
+            else:
+                children += below
+    return cost
+
+
+def _children(manifest: str | None) -> list[dict[str, Any]] | None:
+    """The descriptors an index lists; None when it is not one we can read. (What
+    ECR holds was pushed by anyone with access to the repository: only a guess.)"""
+    if manifest is None:
+        return None
+    try:
+        children = json.loads(manifest).get("manifests")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(children, list):
+        return None
+    return [d for d in children if isinstance(d, dict)]
+
+
+def _read_quietly(read: ManifestReader | None, digests: list[str]) -> dict[str, str]:
+    """An estimate never fails a plan: what ECR cannot show is guessed."""
+    if read is None:
+        return {}
+    try:
+        return read(digests)
+    except MirrorError as exc:
+        log.info("pull estimate: ECR manifests not read", extra={"error": str(exc)})
+        return {}
 
 
 def apply_budget(plan: Plan, mirror: Mirror, now: float) -> None:
