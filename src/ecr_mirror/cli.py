@@ -280,7 +280,7 @@ def run_sync(args: argparse.Namespace) -> int:
             print(f"would copy {job.source} -> {job.target}")
         for report in reports:
             if report not in misused:
-                print(_line(report))
+                print(report.summary())
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
     if misused:
         return EXIT_USAGE
@@ -293,14 +293,7 @@ def _print(report: CopyReport, as_json: bool) -> None:
     if as_json:
         emit_json("copyReport", report.as_dict())
     else:
-        print(_line(report))
-
-
-def _line(report: CopyReport) -> str:
-    """The report's human line; a rejected image says why."""
-    if report.status == REJECTED:
-        return f"REJECTED {report.source} -> {report.target}: {report.rejected_reason}; nothing was tagged"
-    return report.summary()
+        print(report.summary())
 
 
 def emit_json(kind: str, data: dict) -> None:

@@ -10,9 +10,8 @@ import json
 import boto3
 import pytest
 
-from ecr_mirror import cli, mirror
+from ecr_mirror import cli
 from ecr_mirror.copy.options import ReferrerPolicy
-from ecr_mirror.copy.report import REJECTED, CopyReport
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.images import layer_bytes, make_image
 from tests.integration.test_cli_errors import one_line_usage_error, run_cli
@@ -85,21 +84,16 @@ def test_sync_takes_the_configs_options_and_the_flags_replace_them(
     assert flagged.referrers == ReferrerPolicy() and flagged.verify.keys == (other,)
 
 
-def test_a_rejected_image_exits_3_with_its_reason(source, image, repo_name, ecr, monkeypatch,
-                                                  tmp_path, capsys):
+def test_a_rejected_image_exits_3_with_its_reason(source, image, repo_name, ecr, tmp_path, capsys):
     key = tmp_path / "cosign.pub"
     key.write_bytes(PUBLIC)
-
-    def gate(client, ref, repository, tag, options, *, target_name):  # the engine's verdict
-        assert options.verify.keys == (PUBLIC,)
-        return CopyReport(source=str(ref), target=target_name, status=REJECTED,
-                          rejected_reason="no signature verifies")
-
-    monkeypatch.setattr(mirror, "copy_image", gate)
-    ref = f"{source.host}/{repo_name}:1"
+    ref = f"{source.host}/{repo_name}:1"  # unsigned
     assert cli.main(["copy", ref, "mirror/gated", "--insecure", "--cosign-key", str(key)]) == 3
-    assert capsys.readouterr().out == (f"REJECTED {ref} -> mirror/gated:1: no signature verifies; "
-                                       "nothing was tagged\n")
+    out = capsys.readouterr().out
+    assert out.startswith(f"REJECTED {ref} -> mirror/gated:1: no signature found for {image.digest}")
+    assert out.endswith("nothing of it was copied or tagged\n") and out.count("\n") == 1
+    with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
+        ecr.describe_repositories(repositoryNames=["mirror/gated"])
 
 
 @pytest.mark.parametrize("args, needle", [
