@@ -21,6 +21,7 @@ from ..manifest import PLATFORM_PATTERN, Platform
 from ..policies import REFERRERS_SHAPE, image_options
 from ..reference import InvalidReference, Reference, is_registry_host, parse, quote
 from ..settings import RepositorySettings, SourceRegistry
+from . import pinned
 from .tags import GLOB_CHARS, SemverRange, TagSelector
 from .yamlload import load_yaml
 
@@ -69,6 +70,7 @@ TOP_SCHEMA = {
                 "targetPrefix": {"type": "string"},
                 "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
                 **OPTION_SCHEMAS,
+                "immutableTags": pinned.SCHEMA,
                 "repository": {
                     "type": "object",
                     "additionalProperties": False,
@@ -101,6 +103,7 @@ IMAGE_SCHEMA = {
         "latest": {"type": "integer", "minimum": 1},
         "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
         **OPTION_SCHEMAS,
+        "immutableTags": pinned.SCHEMA,
     },
 }
 
@@ -120,6 +123,8 @@ class ImageEntry:
     referrers: ReferrerPolicy | None = None
     #: The signature gate's key specs (keys.py reads them), not the keys; (): no gate.
     verify: tuple[str, ...] = ()
+    #: Globs of tags that never move: held in ECR, they are not asked about upstream (sync/pinned.py).
+    immutable_tags: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -149,6 +154,8 @@ class MirrorConfig:
     errors: list[ConfigError] = field(default_factory=list)
     #: `defaults.referrers` and `defaults.verify` as written (image entries fall back on them).
     option_defaults: dict[str, Any] = field(default_factory=dict)
+    #: `defaults.immutableTags`: an entry's own list replaces it.
+    immutable_tags: tuple[str, ...] = ()
 
 
 #: The config's `defaults.repository` keys and the RepositorySettings fields they set.
@@ -232,6 +239,8 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
     )
     try:
         image_options({}, config.option_defaults)  # a bad default key is said once, not per image
+        config.immutable_tags = pinned.immutable_globs(defaults.get("immutableTags"),
+                                                       "defaults.immutableTags")
     except UsageError as exc:
         raise UsageError(f"{origin}: {exc}") from exc
     for index, raw in enumerate(images):
@@ -306,8 +315,11 @@ def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
     platforms = tuple(Platform.parse(p) for p in raw["platforms"]) if "platforms" in raw \
         else config.platforms
     referrers, verify = image_options(raw, config.option_defaults)
+    immutable = pinned.immutable_globs(raw["immutableTags"], "immutableTags") \
+        if "immutableTags" in raw else config.immutable_tags
     return ImageEntry(index=index, source=source, target=_target(raw.get("target")), selector=selector,
-                      platforms=platforms, written=raw["source"], referrers=referrers, verify=verify)
+                      platforms=platforms, written=raw["source"], referrers=referrers, verify=verify,
+                      immutable_tags=immutable)
 
 
 def _target(text: str | None) -> str | None:
