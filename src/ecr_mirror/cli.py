@@ -276,6 +276,8 @@ def run_sync(args: argparse.Namespace) -> int:
             print(f"error: {error['entry']}: {error['message']}")
         for item in plan.unchanged:
             print(f"unchanged {item['source']} -> {item['target']}")
+        for item in plan.pinned:
+            print(f"pinned {item['source']} -> {item['target']}")
         for job in plan.jobs if args.dry_run else ():
             print(f"would copy {job.source} -> {job.target}")
         for report in reports:

@@ -22,7 +22,7 @@ from .warm import mirror_settings
 def _failed(dry_run: Any, exc: UsageError) -> dict[str, Any]:
     logger.error("cannot plan", extra={"error": str(exc)})
     metrics.add_metric(name="PlanErrors", unit=MetricUnit.Count, value=1)
-    return {"planned": 0, "unchanged": 0, "toCopy": 0, "deferred": 0, "queued": 0, "errors": 1,
+    return {"planned": 0, "unchanged": 0, "pinned": 0, "toCopy": 0, "deferred": 0, "queued": 0, "errors": 1,
             "dryRun": dry_run is True,
             "errorDetails": [{"entry": "config", "message": str(exc)}]}
 
@@ -61,6 +61,7 @@ def run(event: Any) -> dict[str, Any]:
     rate = min((s.rate_limit.remaining for s in mirror.source_request_stats()
                 if s.rate_limit and s.rate_limit.remaining is not None), default=None)
     for name, value in (("ImagesPlanned", plan.planned), ("ImagesUnchanged", len(plan.unchanged)),
+                        ("ImagesPinned", len(plan.pinned)),
                         ("ImagesQueued", queued), ("PlanErrors", len(errors)),
                         ("ImagesDeferred", plan.deferred),
                         ("SourcePulls", plan.source_requests.get("manifest_get", 0)),

@@ -28,6 +28,7 @@ from ..queue import Message, options_body
 from ..reference import Reference
 from ..registry.client import ManifestHead
 from .config import ImageEntry, MirrorConfig
+from .pinned import split_pinned
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Job:
 class Plan:
     jobs: list[Job] = field(default_factory=list)
     unchanged: list[dict[str, str]] = field(default_factory=list)
+    #: Immutable tags already in ECR: not asked about upstream (sync/pinned.py).
+    pinned: list[dict[str, str]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     source_requests: dict[str, int] = field(default_factory=dict)
     #: Jobs held back by a pull budget (queued with `not_before`).
@@ -73,16 +76,17 @@ class Plan:
 
     @property
     def planned(self) -> int:
-        return len(self.jobs) + len(self.unchanged)
+        return len(self.jobs) + len(self.unchanged) + len(self.pinned)
 
     def summary(self) -> dict[str, Any]:
-        return {"planned": self.planned, "unchanged": len(self.unchanged),
+        return {"planned": self.planned, "unchanged": len(self.unchanged), "pinned": len(self.pinned),
                 "toCopy": len(self.jobs), "deferred": self.deferred, "errors": len(self.errors)}
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON shows it (camelCase, see docs/schema/output.schema.json)."""
         return {**self.summary(), "jobs": [j.as_dict() for j in self.jobs],
-                "unchangedImages": self.unchanged, "errorDetails": self.errors,
+                "unchangedImages": self.unchanged, "pinnedImages": self.pinned,
+                "errorDetails": self.errors,
                 "sourceRequests": camel_keys(self.source_requests)}
 
 
@@ -99,9 +103,10 @@ def build_plan(config: MirrorConfig, mirror: Mirror) -> Plan:
     plan = Plan(errors=[e.as_dict() for e in config.errors])
     with ThreadPoolExecutor(ENTRY_CONCURRENCY) as pool:
         results = list(pool.map(lambda e: _plan_entry(e, config, mirror), config.images))
-    for jobs, unchanged, errors in results:
+    for jobs, unchanged, pinned, errors in results:
         plan.jobs += jobs
         plan.unchanged += unchanged
+        plan.pinned += pinned
         plan.errors += errors
     plan.jobs = spread_by_repository(plan.jobs)
     plan.source_requests = mirror.source_stats()
@@ -122,7 +127,7 @@ def spread_by_repository(jobs: list[Job]) -> list[Job]:
 
 
 def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
-                ) -> tuple[list[Job], list[dict], list[dict]]:
+                ) -> tuple[list[Job], list[dict], list[dict], list[dict]]:
     jobs: list[Job] = []
     unchanged: list[dict] = []
     errors: list[dict] = []
@@ -141,9 +146,13 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
     except SetupError:
         raise  # no AWS credentials: said once, not once per image
     except MirrorError as exc:
-        return [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
+        return [], [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
     if not tags:
         errors.append({"entry": entry.label, "message": "no source tag matches the selection"})
+    # Immutable tags ECR holds: no HEAD, no referrer check (with exact names, no request at all).
+    held, tags = split_pinned(tags, current, entry.immutable_tags)
+    pinned = [{"source": str(entry.source.with_tag(tag)), "target": f"{target_repo}:{tag}",
+               "digest": image.digest} for tag, image in held.items()]
 
     def head(tag: str) -> ManifestHead | MirrorError:
         try:
@@ -176,7 +185,7 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
                             platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
                             cost=cost + missing, referrers=entry.referrers, verify=entry.verify))
-    return jobs, unchanged, errors
+    return jobs, unchanged, pinned, errors
 
 
 def _missing_referrers(walk: ReferrerWalk | None, subjects: list[str]) -> tuple[int, int]:
