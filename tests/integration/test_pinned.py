@@ -97,7 +97,7 @@ def test_a_missing_pinned_tag_is_copied_once_then_pinned_and_others_are_still_he
     assert source.counts["GET manifest"] == 0
 
 
-def test_platform_subsets_and_the_scheduler_report_pinned_tags(app, source, registry, ecr, capsys):  # noqa: F811
+def test_platform_subsets_and_the_scheduler_report_pinned_tags(app, source, registry, ecr, capsys):
     """With platforms configured, a tag in ECR is still pinned (its platforms were
     chosen when it was copied); the scheduler counts it and emits ImagesPinned."""
     sqs, queue_url = app

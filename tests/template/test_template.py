@@ -26,7 +26,7 @@ PREFIX_ARN = "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:reposit
 COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SCAN_ON_PUSH",
               "ECR_MIRROR_TAG_MUTABILITY", "ECR_MIRROR_KMS_KEY", "ECR_MIRROR_CONCURRENCY",
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
-CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
+CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesPinned", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
                   "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
                   "RateLimitRemaining"]
 
