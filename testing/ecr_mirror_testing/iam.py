@@ -162,6 +162,10 @@ class StackRoles:
                 return self.resolve(when_true if self.condition(condition) else when_false)
             if key == "Fn::Join":
                 return arg[0].join(self.resolve(arg[1]))
+            if key == "Fn::Split":
+                return self.resolve(arg[1]).split(arg[0])
+            if key == "Fn::Select":  # past the end: IndexError, as CloudFormation fails too
+                return self.resolve(arg[1])[int(arg[0])]
             if key.startswith("Fn::") or key == "Condition":
                 raise NotImplementedError(f"intrinsic {key} is not resolved here: {node}")
         return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v is not _NO_VALUE}
