@@ -9,11 +9,24 @@ as a user's rule would receive them.
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
 import pytest
 
+from ecr_mirror import queue
+from ecr_mirror.handlers import worker
+from ecr_mirror_testing.cosign import Signer
 from ecr_mirror_testing.images import layer_bytes, make_image
+from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
+from tests.integration.conftest import ecr_image
+from tests.integration.test_schedule import EVENTS, PARAMETER, app, drain, queued_targets, scheduled_run  # noqa: F401 (app: a fixture)
 
 pytestmark = pytest.mark.integration
+PUBLIC = Signer.generate().public_pem
 
 
 def test_the_report_says_what_the_tag_held_before(registry, copy, repo_name):
@@ -27,3 +40,158 @@ def test_the_report_says_what_the_tag_held_before(registry, copy, repo_name):
     assert (report.previous_digest, report.target_digest) == (first.digest, second.digest)
     again = copy("events/prev:v2", f"{repo_name}:stable")
     assert again.status == "unchanged" and again.previous_digest == second.digest
+
+
+# -- the worker and CopyOne, through the real handlers ------------------------------
+
+CONFIG = """
+images:
+  - source: nginx
+    tags: [stable]
+"""
+
+
+@pytest.fixture
+def bus(app, monkeypatch):
+    """The default bus with a rule sending ecr-mirror's events to a queue; returns a
+    function reading the events that arrived since the last call."""
+    sqs, _ = app
+    events = boto3.client("events")
+    out = sqs.create_queue(QueueName="ecr-mirror-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=out, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="ecr-mirror-events", EventPattern=json.dumps({"source": ["ecr-mirror"]}))
+    events.put_targets(Rule="ecr-mirror-events", Targets=[{"Id": "queue", "Arn": arn}])
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG, Type="String", Overwrite=True)
+    monkeypatch.setenv("ECR_MIRROR_EVENT_BUS", "default")
+
+    def received() -> list[dict]:
+        got = []
+        while messages := sqs.receive_message(QueueUrl=out, MaxNumberOfMessages=10).get("Messages"):
+            for m in messages:
+                got.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=out, ReceiptHandle=m["ReceiptHandle"])
+        return got
+
+    return received
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+#: What a hostile EventBridge answers PutEvents: (status, JSON body).
+ANSWERS = {
+    "denied": (400, {"__type": "AccessDeniedException",
+                     "message": "User is not authorized to perform: events:PutEvents"}),
+    "refused-entries": (200, {"FailedEntryCount": 1, "Entries": [
+        {"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service error"}]}),
+}
+
+
+def hostile_eventbridge(outage: str) -> str:
+    """An EventBridge endpoint on 127.0.0.1 answering every call as ANSWERS[outage] says."""
+    status, body = ANSWERS[outage]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def metric_values(capsys, name: str) -> list:
+    """The values of metric `name` the handlers flushed (EMF lines on stdout)."""
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if line.startswith("{") and "_aws" in line]
+    return [m[name] for m in emitted if name in m]
+
+
+def test_a_moved_tag_is_one_image_mirrored_event_with_both_digests(app, bus, registry, ecr):
+    sqs, queue_url = app
+    first = make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("ev-1")])
+    scheduled_run()
+    drain(sqs, queue_url)
+    [event] = bus()
+    assert (event["source"], event["detail-type"]) == ("ecr-mirror", "Image Mirrored")
+    detail = event["detail"]
+    assert detail["repository"] == "mirror/dockerhub/library/nginx" and detail["tag"] == "stable"
+    assert (detail["digest"], detail["previousDigest"]) == (first.digest, None)
+    assert detail["source"] == "docker.io/library/nginx:stable" and detail["status"] == "copied"
+    assert detail["counts"]["blobsUploaded"] == 2 and detail["counts"]["manifestsPut"] == 1
+
+    second = make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("ev-2")])
+    scheduled_run()
+    drain(sqs, queue_url)
+    [event] = bus()
+    assert event["detail-type"] == "Image Mirrored"
+    assert (event["detail"]["digest"], event["detail"]["previousDigest"]) == (second.digest, first.digest)
+
+    # Unchanged: the scheduler queues nothing, and a message for it anyway moves nothing.
+    assert scheduled_run()["queued"] == 0
+    body = json.dumps({"source": "docker.io/library/nginx:stable",
+                       "target": "mirror/dockerhub/library/nginx:stable"})
+    assert worker.handler({"Records": [sqs_record(body)]}, FakeContext()) == {"batchItemFailures": []}
+    assert bus() == []
+
+
+def test_a_failure_is_announced_once_on_the_last_receive_before_the_dlq(app, bus, registry, ecr,
+                                                                          monkeypatch):
+    sqs, queue_url = app
+    monkeypatch.setattr(queue, "RETRY_DELAY_SECONDS", 0)  # visible again at once
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({
+        "source": "docker.io/library/nginx:gone", "target": "mirror/gone:gone"}))
+    for receive in range(1, queue.MAX_RECEIVES + 1):
+        messages, failed = deliver(sqs, queue_url, worker.handler)
+        assert len(messages) == 1 and failed  # handed back each time: the DLQ takes it after
+        if receive < queue.MAX_RECEIVES:
+            assert bus() == []  # tried again: not final yet
+    [event] = bus()
+    assert event["detail-type"] == "Image Failed"
+    detail = event["detail"]
+    assert detail["status"] == "failed" and detail["error"]["type"] == "ManifestUnknown"
+    assert (detail["repository"], detail["tag"], detail["digest"]) == ("mirror/gone", "gone", None)
+
+
+def test_a_rejected_image_is_an_image_failed_event(app, bus, registry, ecr):
+    boto3.client("ssm").put_parameter(Name="/ecr-mirror/cosign.pub", Value=PUBLIC.decode(),
+                                      Type="SecureString", Overwrite=True)
+    make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("ev-unsigned")])
+    answer = worker.handler(json.loads((EVENTS / "copy-one-signed.json").read_text()), FakeContext())
+    assert answer["status"] == "rejected"
+    [event] = bus()
+    assert event["detail-type"] == "Image Failed"
+    assert event["detail"]["status"] == "rejected"
+    assert event["detail"]["rejectedReason"] == answer["rejectedReason"]
+
+
+@pytest.mark.parametrize("outage", ["denied", "unreachable", "refused-entries"])
+def test_an_eventbridge_outage_fails_no_copy_and_is_counted(app, bus, registry, ecr, monkeypatch,
+                                                            capsys, outage):
+    sqs, queue_url = app
+    make_image(registry.url, "library/nginx", "stable", layers=[layer_bytes("ev-outage")])
+    scheduled_run()
+    if outage == "unreachable":
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", f"http://127.0.0.1:{closed_port()}")
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", hostile_eventbridge(outage))
+    capsys.readouterr()
+    messages, failed = deliver(sqs, queue_url, worker.handler)
+    assert len(messages) == 1 and not failed  # the copy stands, the message is deleted
+    assert queued_targets(sqs, queue_url) == 0
+    assert ecr_image(ecr, "mirror/dockerhub/library/nginx", tag="stable")
+    assert metric_values(capsys, "EventsFailed") == [[1.0]]
+    assert bus() == []
