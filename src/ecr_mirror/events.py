@@ -132,14 +132,14 @@ def _put(batch: list[dict[str, Any]], bus: str, region: str | None, client: Any,
     except (ClientError, BotoCoreError, UsageError) as exc:
         code = aws.error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
         why = f"{code}: {aws.error_message(exc)}" if isinstance(exc, ClientError) else str(exc)
-        log.warning("could not send events to EventBridge",
+        log.warning("could not send %d event(s) to EventBridge bus %s: %s", len(batch), bus, why,
                     extra={"bus": bus, "events": len(batch), "error": why})
         outcome.failed += len(batch)
         return len(batch)
     failed = [e for e in answer.get("Entries", []) if e.get("ErrorCode")]
     if failed:
-        log.warning("EventBridge refused events",
-                    extra={"bus": bus, "events": len(failed),
-                           "error": f"{failed[0]['ErrorCode']}: {failed[0].get('ErrorMessage', '')}"})
+        why = f"{failed[0]['ErrorCode']}: {failed[0].get('ErrorMessage', '')}"
+        log.warning("EventBridge bus %s refused %d event(s): %s", bus, len(failed), why,
+                    extra={"bus": bus, "events": len(failed), "error": why})
     outcome.failed += len(failed)
     return len(failed)

@@ -163,7 +163,8 @@ class MirrorSettings:
             endpoints=getattr(args, "registry_endpoint", None) or ())
         return cls(prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=args.concurrency,
                    region=args.region, repository=repository, registries=registries,
-                   event_bus=_event_bus(getattr(args, "events", None), "--events"))
+                   event_bus=_event_bus(getattr(args, "event_bus", None) or (
+                       "default" if getattr(args, "events", False) else None), "--event-bus"))
 
     def merged_with(self, config: MirrorConfig) -> MirrorSettings:
         """These settings with the config's registries and repository defaults merged in."""

@@ -10,6 +10,7 @@ as a user's rule would receive them.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,12 +18,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
-from ecr_mirror import queue
+from ecr_mirror import cli, queue
 from ecr_mirror.handlers import worker
 from ecr_mirror_testing.cosign import Signer
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
 from tests.integration.conftest import ecr_image
+from tests.integration.test_cli_errors import one_line_usage_error, run_cli
 from tests.integration.test_schedule import EVENTS, PARAMETER, app, drain, queued_targets, scheduled_run  # noqa: F401 (app: a fixture)
 
 pytestmark = pytest.mark.integration
@@ -195,3 +197,77 @@ def test_an_eventbridge_outage_fails_no_copy_and_is_counted(app, bus, registry, 
     assert ecr_image(ecr, "mirror/dockerhub/library/nginx", tag="stable")
     assert metric_values(capsys, "EventsFailed") == [[1.0]]
     assert bus() == []
+
+
+# -- the CLI --------------------------------------------------------------------------
+
+@pytest.fixture
+def cli_bus(ecr, ecr_endpoint, monkeypatch):
+    """A bus `ecr-mirror-cli` on the emulator whose events land in a queue; returns
+    a function reading the events that arrived since the last call."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    out = sqs.create_queue(QueueName="ecr-mirror-cli-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=out, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.create_event_bus(Name="ecr-mirror-cli")
+    events.put_rule(Name="to-queue", EventBusName="ecr-mirror-cli",
+                    EventPattern=json.dumps({"source": ["ecr-mirror"]}))
+    events.put_targets(Rule="to-queue", EventBusName="ecr-mirror-cli",
+                       Targets=[{"Id": "queue", "Arn": arn}])
+
+    def received() -> list[dict]:
+        got = []
+        while messages := sqs.receive_message(QueueUrl=out, MaxNumberOfMessages=10).get("Messages"):
+            for m in messages:
+                got.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=out, ReceiptHandle=m["ReceiptHandle"])
+        return got
+
+    return received
+
+
+def test_the_cli_puts_the_same_events_with_events_flags(registry, source, ecr, cli_bus, repo_name,
+                                                         tmp_path, capsys):
+    first = make_image(registry.url, repo_name, "1", layers=[layer_bytes(f"{repo_name}-cli-1")])
+    ref = f"{source.host}/{repo_name}:1"
+    assert cli.main(["copy", ref, "mirror/cli-events:1", "--insecure", "--json",
+                     "--event-bus", "ecr-mirror-cli"]) == 0
+    [event] = cli_bus()
+    assert event["detail-type"] == "Image Mirrored"
+    assert event["detail"]["repository"] == "mirror/cli-events" and event["detail"]["tag"] == "1"
+    assert (event["detail"]["digest"], event["detail"]["previousDigest"]) == (first.digest, None)
+    assert json.loads(capsys.readouterr().out)["targetDigest"] == first.digest  # stdout: the report only
+
+    config = tmp_path / "mirror.yaml"
+    config.write_text(f"registries:\n  {source.host}: {{insecure: true}}\n"
+                      f"images:\n  - source: {source.host}/{repo_name}\n    tags: ['1', '2']\n"
+                      "    target: mirror/cli-events\n")
+    second = make_image(registry.url, repo_name, "2", layers=[layer_bytes(f"{repo_name}-cli-2")])
+    assert cli.main(["sync", "--config", str(config), "--event-bus", "ecr-mirror-cli"]) == 0
+    [event] = cli_bus()  # 1 unchanged (none), 2 copied (one)
+    assert event["detail"]["tag"] == "2" and event["detail"]["digest"] == second.digest
+    # Without the flag, nothing is announced.
+    make_image(registry.url, repo_name, "2", layers=[layer_bytes(f"{repo_name}-cli-3")])
+    assert cli.main(["sync", "--config", str(config)]) == 0
+    assert cli_bus() == []
+
+
+def test_the_cli_warns_once_when_events_cannot_be_sent_and_the_copy_stands(
+        registry, source, ecr, repo_name):
+    make_image(registry.url, repo_name, "1", layers=[layer_bytes(f"{repo_name}-cli-down")])
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    result = run_cli("copy", f"{source.host}/{repo_name}:1", "mirror/cli-down:1", "--insecure",
+                     "--events", env={**env, "AWS_ENDPOINT_URL_EVENTBRIDGE": hostile_eventbridge("denied")})
+    assert result.returncode == 0 and result.stdout.startswith("copied "), result
+    err = result.stderr
+    warnings = [line for line in err.splitlines() if "EventBridge" in line]
+    assert len(warnings) == 1 and "AccessDeniedException" in warnings[0], err
+    assert "bus default" in warnings[0]
+    assert ecr_image(ecr, "mirror/cli-down", tag="1")
+
+
+@pytest.mark.parametrize("bus", ["no spaces", "*", "arn:aws:sqs:us-east-1:123456789012:q"])
+def test_a_bad_bus_name_is_one_line(bus):
+    result = run_cli("copy", "nginx:stable", "mirror/nginx", "--event-bus", bus)
+    one_line_usage_error(result, "--event-bus")
+    assert "is not an EventBridge bus" in result.stderr
