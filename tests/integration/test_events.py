@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -53,18 +54,17 @@ images:
 """
 
 
-@pytest.fixture
-def bus(app, monkeypatch):
-    """The default bus with a rule sending ecr-mirror's events to a queue; returns a
-    function reading the events that arrived since the last call."""
-    sqs, _ = app
-    events = boto3.client("events")
-    out = sqs.create_queue(QueueName="ecr-mirror-events")["QueueUrl"]
+def rule_to_queue(bus: str) -> Callable[[], list[dict]]:
+    """A rule on `bus` (made when not `default`) sending ecr-mirror's events to a new
+    queue; returns a function reading the events that arrived since the last call."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    out = sqs.create_queue(QueueName=f"{bus}-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=out, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="ecr-mirror-events", EventPattern=json.dumps({"source": ["ecr-mirror"]}))
-    events.put_targets(Rule="ecr-mirror-events", Targets=[{"Id": "queue", "Arn": arn}])
-    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG, Type="String", Overwrite=True)
-    monkeypatch.setenv("ECR_MIRROR_EVENT_BUS", "default")
+    if bus != "default":
+        events.create_event_bus(Name=bus)
+    events.put_rule(Name="to-queue", EventBusName=bus,
+                    EventPattern=json.dumps({"source": ["ecr-mirror"]}))
+    events.put_targets(Rule="to-queue", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
 
     def received() -> list[dict]:
         got = []
@@ -75,6 +75,14 @@ def bus(app, monkeypatch):
         return got
 
     return received
+
+
+@pytest.fixture
+def bus(app, monkeypatch):
+    """The stack's bus (`default`), its events read back from a queue; the config: nginx:stable."""
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG, Type="String", Overwrite=True)
+    monkeypatch.setenv("ECR_MIRROR_EVENT_BUS", "default")
+    return rule_to_queue("default")
 
 
 def closed_port() -> int:
@@ -203,27 +211,9 @@ def test_an_eventbridge_outage_fails_no_copy_and_is_counted(app, bus, registry, 
 
 @pytest.fixture
 def cli_bus(ecr, ecr_endpoint, monkeypatch):
-    """A bus `ecr-mirror-cli` on the emulator whose events land in a queue; returns
-    a function reading the events that arrived since the last call."""
+    """A bus `ecr-mirror-cli` on the emulator, its events read back from a queue."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
-    sqs, events = boto3.client("sqs"), boto3.client("events")
-    out = sqs.create_queue(QueueName="ecr-mirror-cli-events")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=out, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.create_event_bus(Name="ecr-mirror-cli")
-    events.put_rule(Name="to-queue", EventBusName="ecr-mirror-cli",
-                    EventPattern=json.dumps({"source": ["ecr-mirror"]}))
-    events.put_targets(Rule="to-queue", EventBusName="ecr-mirror-cli",
-                       Targets=[{"Id": "queue", "Arn": arn}])
-
-    def received() -> list[dict]:
-        got = []
-        while messages := sqs.receive_message(QueueUrl=out, MaxNumberOfMessages=10).get("Messages"):
-            for m in messages:
-                got.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=out, ReceiptHandle=m["ReceiptHandle"])
-        return got
-
-    return received
+    return rule_to_queue("ecr-mirror-cli")
 
 
 def test_the_cli_puts_the_same_events_with_events_flags(registry, source, ecr, cli_bus, repo_name,
