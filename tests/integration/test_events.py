@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
-from ecr_mirror import cli, queue
+from ecr_mirror import cli, events, queue
+from ecr_mirror.copy.report import COPIED, UNCHANGED, CopyReport
 from ecr_mirror.handlers import worker
 from ecr_mirror_testing.cosign import Signer
 from ecr_mirror_testing.images import layer_bytes, make_image
@@ -101,13 +102,17 @@ ANSWERS = {
 }
 
 
-def hostile_eventbridge(outage: str) -> str:
-    """An EventBridge endpoint on 127.0.0.1 answering every call as ANSWERS[outage] says."""
-    status, body = ANSWERS[outage]
+def hostile_eventbridge(outage: str, calls: list | None = None) -> str:
+    """An EventBridge endpoint on 127.0.0.1 answering every call as ANSWERS[outage] says
+    ("accept": each entry accepted); each request's JSON is appended to `calls`."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            if calls is not None:
+                calls.append(request)
+            status, body = ANSWERS.get(outage) or (200, {"FailedEntryCount": 0, "Entries": [
+                {"EventId": str(i)} for i, _ in enumerate(request["Entries"])]})
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -261,3 +266,19 @@ def test_a_bad_bus_name_is_one_line(bus):
     result = run_cli("copy", "nginx:stable", "mirror/nginx", "--event-bus", bus)
     one_line_usage_error(result, "--event-bus")
     assert "is not an EventBridge bus" in result.stderr
+
+
+def test_many_images_are_put_ten_to_a_call_each_on_the_bus_given(aws_env, monkeypatch):
+    calls: list = []
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", hostile_eventbridge("accept", calls))
+    reports = [CopyReport(source=f"docker.io/library/app:{i}", target=f"mirror/app:{i}",
+                          status=COPIED, target_digest="sha256:" + "a" * 64) for i in range(23)]
+    reports.append(CopyReport(source="docker.io/library/app:x", target="mirror/app:x",
+                              status=UNCHANGED))
+    outcome = events.announce([(r, True) for r in reports], "ecr-mirror", "us-east-1")
+    assert (outcome.sent, outcome.failed) == (23, 0)
+    assert [len(c["Entries"]) for c in calls] == [10, 10, 3]
+    entries = [e for c in calls for e in c["Entries"]]
+    assert {(e["Source"], e["DetailType"], e["EventBusName"]) for e in entries} == {
+        ("ecr-mirror", "Image Mirrored", "ecr-mirror")}
+    assert [json.loads(e["Detail"])["tag"] for e in entries] == [str(i) for i in range(23)]
