@@ -223,7 +223,7 @@ def run_copy(args: argparse.Namespace) -> int:
     report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
                                    insecure=args.insecure, progress=progress,
                                    referrers=referrers, verify=verify)
-    announce([(report, True)], settings.event_bus, settings.region)  # one try: final
+    _announce(report, settings)
     if _usage_error(report):  # e.g. no credentials, a platform the image lacks
         if args.json:
             _print(report, True)
@@ -236,6 +236,13 @@ def run_copy(args: argparse.Namespace) -> int:
 
 #: A report failed by one of these: the user's input or set-up is wrong (exit 2).
 _USAGE_ERRORS = {UsageError.__name__, SetupError.__name__}
+
+
+def _announce(report: CopyReport, settings: MirrorSettings) -> None:
+    """The report's event (--events): every failure is final here, nobody tries again;
+    but the user's own mistake (no credentials, a bad platform) is their one line only."""
+    if (report.error or {}).get("type") not in _USAGE_ERRORS:
+        announce([(report, True)], settings.event_bus, settings.region)
 
 
 def _usage_error(report: CopyReport) -> bool:
@@ -275,7 +282,7 @@ def run_sync(args: argparse.Namespace) -> int:
             job.source, job.target, platforms=parse_platforms(job.platforms),
             progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
             referrers=job.referrers, verify=gates.get(job.verify)))
-        announce([(reports[-1], True)], settings.event_bus, settings.region)  # as each lands
+        _announce(reports[-1], settings)  # as each lands
     misused = [r for r in reports if _usage_error(r)]
     rejected = sum(r.status == REJECTED for r in reports)
     failed = [r for r in reports if not r.ok and r.status != REJECTED]

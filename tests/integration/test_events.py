@@ -282,3 +282,11 @@ def test_many_images_are_put_ten_to_a_call_each_on_the_bus_given(aws_env, monkey
     assert {(e["Source"], e["DetailType"], e["EventBusName"]) for e in entries} == {
         ("ecr-mirror", "Image Mirrored", "ecr-mirror")}
     assert [json.loads(e["Detail"])["tag"] for e in entries] == [str(i) for i in range(23)]
+
+
+def test_the_users_mistake_stays_one_line_with_events(registry, source, repo_name):
+    """No AWS credentials: the copy's one line, not a second one about the event."""
+    make_image(registry.url, repo_name, "1", layers=[layer_bytes(f"{repo_name}-cli-nocreds")])
+    result = run_cli("copy", f"{source.host}/{repo_name}:1", "mirror/cli-nocreds:1", "--insecure",
+                     "--events", env={"AWS_REGION": "us-east-1"})
+    one_line_usage_error(result, "no AWS credentials")
