@@ -24,7 +24,7 @@ from .errors import SetupError, UsageError
 from .settings import DEFAULT_CONCURRENCY
 
 #: The services ecr-mirror calls.
-SERVICES = ("ecr", "sqs", "ssm", "secretsmanager", "dynamodb")
+SERVICES = ("ecr", "sqs", "ssm", "secretsmanager", "dynamodb", "events")
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}

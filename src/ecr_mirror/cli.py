@@ -25,6 +25,7 @@ from .copy import COPIED, SUPERSEDED, UNCHANGED, CopyReport, Progress
 from .copy.options import ReferrerPolicy
 from .copy.report import REJECTED
 from .errors import CosignKeyError, SetupError, UsageError
+from .events import announce
 from .keys import load_keys
 from .memory import limit_malloc_arenas
 from .mirror import Mirror, parse_platforms
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the source registry speaks plain HTTP or unverified TLS")
     _registry_options(copy)
     _supply_chain_options(copy)
+    _event_options(copy)
     copy.add_argument("--json", action="store_true",
                       help="print the report as one JSON object on stdout, and nothing else")
     copy.add_argument("--region",
@@ -96,7 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     _registry_options(sync)
     _supply_chain_options(sync, " (for every image, instead of the config's)")
+    _event_options(sync)
     return parser
+
+
+def _event_options(parser: argparse.ArgumentParser) -> None:
+    """EventBridge events, as the worker puts them (events.py)."""
+    parser.add_argument("--events", action="store_true",
+                        help='put "Image Mirrored" / "Image Failed" events on the default '
+                             "EventBridge bus")
+    parser.add_argument("--event-bus", metavar="BUS",
+                        help="put them on this bus (a name or an event-bus ARN; implies --events)")
 
 
 def _supply_chain_options(parser: argparse.ArgumentParser, scope: str = "") -> None:
@@ -211,6 +223,7 @@ def run_copy(args: argparse.Namespace) -> int:
     report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
                                    insecure=args.insecure, progress=progress,
                                    referrers=referrers, verify=verify)
+    _announce(report, settings)
     if _usage_error(report):  # e.g. no credentials, a platform the image lacks
         if args.json:
             _print(report, True)
@@ -223,6 +236,13 @@ def run_copy(args: argparse.Namespace) -> int:
 
 #: A report failed by one of these: the user's input or set-up is wrong (exit 2).
 _USAGE_ERRORS = {UsageError.__name__, SetupError.__name__}
+
+
+def _announce(report: CopyReport, settings: MirrorSettings) -> None:
+    """The report's event (--events): every failure is final here, nobody tries again;
+    but the user's own mistake (no credentials, a bad platform) is their one line only."""
+    if (report.error or {}).get("type") not in _USAGE_ERRORS:
+        announce([(report, True)], settings.event_bus, settings.region)
 
 
 def _usage_error(report: CopyReport) -> bool:
@@ -256,11 +276,13 @@ def run_sync(args: argparse.Namespace) -> int:
              for e in config.images if e.verify}
     mirror = Mirror(settings)
     plan = build_plan(config, mirror)
-    reports = [] if args.dry_run else [
-        mirror.copy(job.source, job.target, platforms=parse_platforms(job.platforms),
-                    progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
-                    referrers=job.referrers, verify=gates.get(job.verify))
-        for job in plan.jobs]
+    reports = []
+    for job in [] if args.dry_run else plan.jobs:
+        reports.append(mirror.copy(
+            job.source, job.target, platforms=parse_platforms(job.platforms),
+            progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
+            referrers=job.referrers, verify=gates.get(job.verify)))
+        _announce(reports[-1], settings)  # as each lands
     misused = [r for r in reports if _usage_error(r)]
     rejected = sum(r.status == REJECTED for r in reports)
     failed = [r for r in reports if not r.ok and r.status != REJECTED]

@@ -35,6 +35,9 @@ RETRY_DELAY_SECONDS = 60
 #: the DLQ): each try keeps the blobs it finished, so only a blob too big for
 #: one invocation gets here.
 MAX_TIMEOUTS = 10
+#: The CopyQueue's maxReceiveCount (template.yaml; a template test keeps them equal):
+#: a message failed on its last receive goes to the DLQ, its failure is final.
+MAX_RECEIVES = 3
 FIELDS = {"source", "target", "platforms", "sourceDigest", "notBefore", "timeouts", "referrers", "verify"}
 clock = time.time  # replaced in tests, to step past a rate-limit window
 
@@ -193,6 +196,12 @@ def retry_sooner(receipt_handle: str, seconds: float | None = None) -> None:
         aws.client("sqs").change_message_visibility(
             QueueUrl=url, ReceiptHandle=receipt_handle,
             VisibilityTimeout=int(min(max(seconds, 0), MAX_VISIBILITY)))
+
+
+def last_receive(attributes: dict[str, Any]) -> bool:
+    """Is this the message's last receive before the DLQ (its SQS record's attributes)?"""
+    count = attributes.get("ApproximateReceiveCount")
+    return isinstance(count, str) and count.isdigit() and int(count) >= MAX_RECEIVES
 
 
 def requeue(message: Message, report: CopyReport) -> tuple[Message, float] | None:

@@ -114,6 +114,8 @@ class MirrorSettings:
     stop_margin: float = float(DEFAULT_STOP_MARGIN_SECONDS)
     #: DynamoDB table of blob and tag leases shared by concurrent workers (None: no leases).
     lease_table: str | None = None
+    #: EventBridge bus for `Image Mirrored` / `Image Failed` (events.py; None: no events).
+    event_bus: str | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -141,6 +143,7 @@ class MirrorSettings:
             stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS",
                                     DEFAULT_STOP_MARGIN_SECONDS, float),
             lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None,
+            event_bus=_event_bus(env.get("ECR_MIRROR_EVENT_BUS"), "ECR_MIRROR_EVENT_BUS"),
             repository=RepositorySettings.chosen(
                 scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", DEFAULT_SCAN_ON_PUSH),
                 tag_mutability=mutability, kms_key=env.get("ECR_MIRROR_KMS_KEY")))
@@ -159,7 +162,9 @@ class MirrorSettings:
             env, insecure=getattr(args, "insecure_registry", None) or (),
             endpoints=getattr(args, "registry_endpoint", None) or ())
         return cls(prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=args.concurrency,
-                   region=args.region, repository=repository, registries=registries)
+                   region=args.region, repository=repository, registries=registries,
+                   event_bus=_event_bus(getattr(args, "event_bus", None) or (
+                       "default" if getattr(args, "events", False) else None), "--event-bus"))
 
     def merged_with(self, config: MirrorConfig) -> MirrorSettings:
         """These settings with the config's registries and repository defaults merged in."""
@@ -184,6 +189,15 @@ def source_registries(env: Mapping[str, str], *, insecure: Iterable[str] = (),
     for host, url in urls.items():
         registries[host] = replace(registries.get(host, SourceRegistry()), endpoint=url)
     return registries
+
+
+def _event_bus(name: str | None, what: str) -> str | None:
+    """The bus events go to (None: no events); a malformed name is the user's one-line error."""
+    if not name:
+        return None
+    from .events import check_bus
+
+    return check_bus(name, what)
 
 
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:

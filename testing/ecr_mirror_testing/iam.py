@@ -303,6 +303,13 @@ def _dynamodb_table(t: Target) -> str:
     return t.arn("dynamodb", f"table/{t.params['TableName']}")
 
 
+def _event_buses(t: Target) -> list[tuple[str, str]]:
+    """PutEvents is authorized on the bus of each entry (no EventBusName: default)."""
+    buses = [e.get("EventBusName") or "default" for e in t.params.get("Entries", [])]
+    return [("events:PutEvents", bus if bus.startswith("arn:") else t.arn("events", f"event-bus/{bus}"))
+            for bus in dict.fromkeys(buses)]
+
+
 def _create_repository(t: Target) -> list[tuple[str, str]]:
     needed = [("ecr:CreateRepository", _ecr_repository(t))]
     if t.params.get("tags"):  # tagging on create is authorized as TagResource too
@@ -334,6 +341,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[Target], list[tuple[str, str]]]] = {
     ("secretsmanager", "GetSecretValue"): _one("secretsmanager:GetSecretValue", _secret),
     ("dynamodb", "PutItem"): _one("dynamodb:PutItem", _dynamodb_table),
     ("dynamodb", "DeleteItem"): _one("dynamodb:DeleteItem", _dynamodb_table),
+    ("events", "PutEvents"): _event_buses,
 }
 
 #: The error code each service answers a denied call with.

@@ -18,22 +18,25 @@ class FakeContext:
         return self.remaining_ms
 
 
-def sqs_record(body: str, message_id: str = "m1", receipt_handle: str = "r1") -> dict:
+def sqs_record(body: str, message_id: str = "m1", receipt_handle: str = "r1",
+               attributes: dict | None = None) -> dict:
     return {"messageId": message_id, "receiptHandle": receipt_handle, "body": body,
-            "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "attributes": attributes or {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
             "eventSourceARN": QUEUE_ARN, "awsRegion": "us-east-1"}
 
 
 def sqs_event(messages: list[dict]) -> dict:
     """An event for messages as ReceiveMessage returned them."""
-    return {"Records": [sqs_record(m["Body"], m["MessageId"], m["ReceiptHandle"]) for m in messages]}
+    return {"Records": [sqs_record(m["Body"], m["MessageId"], m["ReceiptHandle"], m.get("Attributes"))
+                        for m in messages]}
 
 
 def deliver(sqs, queue_url: str, handler, batch_size: int = 10) -> tuple[list[dict], set[str]]:
     """One poll of the event source: up to `batch_size` messages through `handler`;
     the ones it did not report as failed are deleted. Returns (messages, failed ids)."""
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size,
-                                   WaitTimeSeconds=0).get("Messages", [])
+                                   WaitTimeSeconds=0, AttributeNames=["ApproximateReceiveCount"]
+                                   ).get("Messages", [])
     if not messages:
         return [], set()
     answer = handler(sqs_event(messages), FakeContext())

@@ -1,7 +1,8 @@
 """Every machine-readable output checked against docs/schema/output.schema.json.
 
 `validated(kind, data)` returns `data` when it is a valid `kind` (a definition of
-the schema: copyReport, syncOutput, copyOneResult, workerResult, schedulerResult)
+the schema: copyReport, syncOutput, copyOneResult, workerResult, schedulerResult,
+imageEvent: an EventBridge event's detail)
 and fails the test otherwise; `json_output(kind, text)` parses one JSON line first.
 `check_outputs(monkeypatch)` validates every output the CLI prints and every answer
 a handler gives in this process, whether the test reads it or not."""
@@ -16,7 +17,8 @@ from typing import Any
 import fastjsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "output.schema.json"
-KINDS = ("copyReport", "syncOutput", "copyOneResult", "workerResult", "schedulerResult")
+KINDS = ("copyReport", "syncOutput", "copyOneResult", "workerResult", "schedulerResult",
+         "imageEvent")
 
 
 @functools.cache
@@ -55,7 +57,7 @@ def check_outputs(monkeypatch) -> None:
     """Validate, in this process, every JSON object the CLI prints and every
     handler's answer (the CLI through `cli.emit_json`, the handlers through the
     functions their entry points call)."""
-    from ecr_mirror import cli
+    from ecr_mirror import cli, events
     from ecr_mirror.handlers import copy_one, scheduler, worker
 
     def checked(kind: str, function):
@@ -71,3 +73,4 @@ def check_outputs(monkeypatch) -> None:
     monkeypatch.setattr(worker, "process_partial_response",
                         checked("workerResult", worker.process_partial_response))
     monkeypatch.setattr(scheduler, "run", checked("schedulerResult", scheduler.run))
+    monkeypatch.setattr(events, "detail", checked("imageEvent", events.detail))

@@ -165,7 +165,7 @@ def test_the_worker_copies_fails_and_defers_sqs_records_with_its_role(stack, ngi
     assert [b["source"] for b in again] == ["nginx:later"] and again[0]["notBefore"] > time.time()
     used = iam.actions_used("WorkerFunction")
     assert {"sqs:SendMessage", "sqs:ChangeMessageVisibility", "dynamodb:PutItem",
-            "dynamodb:DeleteItem", "ecr:PutImage"} <= used
+            "dynamodb:DeleteItem", "ecr:PutImage", "events:PutEvents"} <= used
 
 
 def test_a_direct_invocation_copies_with_the_workers_role(stack, nginx, ecr, iam):

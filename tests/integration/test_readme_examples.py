@@ -165,6 +165,14 @@ def copied_alpine_with_its_sboms(result, state):
     assert report["referrersCopied"] == len(copied)
 
 
+def copied_nginx_with_an_event(result, state):
+    """`--events`: the copy as usual, its event put on the default bus without a warning."""
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.startswith(("copied ", "retagged ")), result.stdout
+    assert "EventBridge" not in result.stderr, result.stderr  # sent: no warning
+    assert ecr_digest(state, "mirror/nginx", "events") == state["images"]["library/nginx:stable"]
+
+
 CHECKS = {
     "ecr-mirror copy nginx:stable mirror/nginx": copied_nginx,
     "ecr-mirror copy nginx:stable 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/nginx:stable":
@@ -174,6 +182,7 @@ CHECKS = {
     "ecr-mirror copy --referrer-type application/spdx+json alpine:3.20 mirror/alpine --json":
         copied_alpine_with_its_sboms,
     "ecr-mirror sync --config examples/mirror-config.yaml --dry-run": dry_run_of_the_example_config,
+    "ecr-mirror copy nginx:stable mirror/nginx:events --events": copied_nginx_with_an_event,
 }
 
 

@@ -28,7 +28,7 @@ COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SC
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesPinned", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
                   "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
-                  "RateLimitRemaining"]
+                  "RateLimitRemaining", "EventsSent", "EventsFailed"]
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,24 @@ def test_sqs_permissions_are_on_the_copy_queue_only(template):
     assert not [e for e in events.values() if e["Type"] == "SQS"]
 
 
+def test_events_are_put_on_the_configured_bus_only(template):
+    put = _sid_statement(template, "WorkerFunction", "PutMirrorEventsOnItsBusOnly")
+    assert put["Action"] == "events:PutEvents"
+    assert put["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:"
+                                          "${AWS::AccountId}:event-bus/${EventBusName}"}
+    granted = [s for f in ("SchedulerFunction", "WorkerFunction")
+               for _, s in iam_statements(template["Resources"][f]["Properties"]["Policies"])
+               if any(a.startswith("events:") for a in as_list(s.get("Action", [])))]
+    assert granted == [put]  # nowhere else, and not to the scheduler
+    assert function_environment(template, "WorkerFunction")["ECR_MIRROR_EVENT_BUS"] == {
+        "Ref": "EventBusName"}
+    parameter = template["Parameters"]["EventBusName"]
+    assert parameter["Default"] == "default"
+    assert re.fullmatch(parameter["AllowedPattern"], "ecr-mirror-events")
+    for wrong in ("", "arn:aws:events:us-east-1:123456789012:event-bus/x", "a b", "*"):
+        assert not re.fullmatch(parameter["AllowedPattern"], wrong), wrong
+
+
 def test_blob_leases_are_the_workers_own_table_only(template):
     leases = _sid_statement(template, "WorkerFunction", "BlobLeases")
     assert set(leases["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
@@ -161,6 +179,9 @@ def test_worker_timeout_concurrency_and_queue_visibility(template):
 def test_dead_letter_queue_after_three_receives(template):
     queue = template["Resources"]["CopyQueue"]["Properties"]
     assert queue["RedrivePolicy"]["maxReceiveCount"] == 3
+    from ecr_mirror.queue import MAX_RECEIVES  # the worker's "last receive" (events.py)
+
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVES
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
     dlq = template["Resources"]["DeadLetterQueue"]["Properties"]
     assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600

@@ -97,6 +97,7 @@ class _Copy:
         self.report.source_digest = head.digest
         self._head_media_type = head.media_type
         current = self.target.tagged(self.tag) if self.tag else None
+        self.report.previous_digest = current.digest if current else None
         if self._unchanged_without_pull(head.digest, current):
             if self.options.referrers:  # REFERRERS: an unchanged image's new referrers
                 self.blobs.start()

@@ -39,6 +39,8 @@ class CopyReport:
     status: Status = FAILED
     source_digest: str | None = None
     target_digest: str | None = None
+    #: What the ECR tag held before this copy (None: the tag was new, or no tag).
+    previous_digest: str | None = None
     media_type: str | None = None
     platforms: list[str] | None = None
     #: Why the ECR digest differs from upstream, when it does (platform subset).

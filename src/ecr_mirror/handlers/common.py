@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import ClientError
 
-from .. import aws
+from .. import aws, events
 from ..copy import CopyReport
 from ..copy.options import ReferrerPolicy
 from ..errors import CosignKeyError, UsageError
@@ -92,3 +92,12 @@ def record_copy_metrics(report: CopyReport) -> None:
             ("RateLimitRemaining", MetricUnit.Count, (report.rate_limit or {}).get("remaining"))):
         if value is not None:
             metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def announce(report: CopyReport, mirror: Mirror, *, final: bool) -> None:
+    """The report's EventBridge event (events.py) on the function's bus, counted
+    as EventsSent / EventsFailed; an event that cannot be sent fails nothing."""
+    outcome = events.announce([(report, final)], mirror.settings.event_bus, mirror.settings.region)
+    for name, value in (("EventsSent", outcome.sent), ("EventsFailed", outcome.failed)):
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

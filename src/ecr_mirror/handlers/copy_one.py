@@ -20,7 +20,7 @@ from ..errors import MirrorError, UsageError
 from ..mirror import Mirror, parse_platforms
 from ..policies import image_options
 from ..queue import parse_image
-from .common import copy_with, logger, metrics, record_copy_metrics, tracer
+from .common import announce, copy_with, logger, metrics, record_copy_metrics, tracer
 from .warm import get_mirror
 
 ALLOWED_KEYS = {"source", "target", "platforms", "referrers", "verify"}
@@ -57,6 +57,7 @@ def copy_one(event: Any, context: Any = None, mirror: Mirror | None = None) -> d
     report = copy_with(mirror, source, target, platforms=platform_set, referrers=referrers,
                        verify=verify, time_left=time_left(context))
     record_copy_metrics(report)
+    announce(report, mirror, final=True)  # a direct invocation is not tried again
     logger.info("copy finished", extra={"status": report.status.value, "digest": report.target_digest,
                                         "target": report.target, "rejected": report.rejected_reason})
     return report.as_dict()

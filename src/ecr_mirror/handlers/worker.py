@@ -4,6 +4,8 @@ Failures are reported with `ReportBatchItemFailures`, a deferred image goes back
 the queue (`queue.requeue`); `copy_one`'s direct event is taken too (console tests).
 An image the signature gate rejected is final: the message is deleted (another
 try would find the same signatures), the ImagesRejected metric and its alarm say so.
+Each report is announced on ECR_MIRROR_EVENT_BUS (events.py); a failure counts as
+final ("Image Failed") on the message's last receive before the DLQ.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .. import queue
 from ..copy.report import REJECTED
 from ..errors import UsageError
 from ..mirror import parse_platforms
-from .common import copy_with, logger, metrics, record_copy_metrics, tracer
+from .common import announce, copy_with, logger, metrics, record_copy_metrics, tracer
 from .copy_one import copy_one, rejected, time_left
 from .warm import get_mirror
 
@@ -59,6 +61,8 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> dict[str, A
                        referrers=message.referrers, verify=message.verify,
                        time_left=time_left(lambda_context))
     record_copy_metrics(report)
+    # A failure is final on the message's last receive (next stop: the DLQ).
+    announce(report, mirror, final=queue.last_receive(record.raw_event.get("attributes") or {}))
     logger.info("copy finished", extra={"status": report.status.value, "target": report.target,
                                         "target_digest": report.target_digest})
     if report.status == REJECTED:  # final: not retried, not dead-lettered; the alarm says so
