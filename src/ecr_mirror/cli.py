@@ -28,7 +28,7 @@ from .errors import CosignKeyError, SetupError, UsageError
 from .keys import load_keys
 from .memory import limit_malloc_arenas
 from .mirror import Mirror, parse_platforms
-from .settings import DEFAULT_CONCURRENCY, MirrorSettings
+from .settings import DEFAULT_CONCURRENCY, DEFAULT_UNTAGGED_EXPIRY_DAYS, MirrorSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="create missing repositories without scan on push")
     copy.add_argument("--kms-key", metavar="KEY",
                       help="create missing repositories encrypted with this KMS key (default AES256)")
+    _expiry_option(copy)
     copy.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
 
     sync = sub.add_parser(
@@ -96,7 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     _registry_options(sync)
     _supply_chain_options(sync, " (for every image, instead of the config's)")
+    _expiry_option(sync)
     return parser
+
+
+def _expiry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--untagged-expiry-days", type=_days, default=DEFAULT_UNTAGGED_EXPIRY_DAYS,
+                        metavar="N", help="repositories created get a lifecycle policy expiring "
+                                          "untagged images after N days (0: none; default %(default)s)")
 
 
 def _supply_chain_options(parser: argparse.ArgumentParser, scope: str = "") -> None:
@@ -127,6 +135,16 @@ def _nonempty(text: str) -> str:
     if not text.strip() or text != text.strip():
         raise argparse.ArgumentTypeError(f"must be a media type such as application/spdx+json, got {text!r}")
     return text
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a number of days, got {text!r}")
+    return days
 
 
 def _positive(text: str) -> int:

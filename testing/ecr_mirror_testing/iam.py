@@ -316,6 +316,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[Target], list[tuple[str, str]]]] = {
     ("ecr", "BatchGetImage"): _one("ecr:BatchGetImage", _ecr_repository),
     ("ecr", "BatchCheckLayerAvailability"): _one("ecr:BatchCheckLayerAvailability", _ecr_repository),
     ("ecr", "CreateRepository"): _create_repository,
+    ("ecr", "PutLifecyclePolicy"): _one("ecr:PutLifecyclePolicy", _ecr_repository),
     ("ecr", "InitiateLayerUpload"): _one("ecr:InitiateLayerUpload", _ecr_repository),
     ("ecr", "UploadLayerPart"): _one("ecr:UploadLayerPart", _ecr_repository),
     ("ecr", "CompleteLayerUpload"): _one("ecr:CompleteLayerUpload", _ecr_repository),

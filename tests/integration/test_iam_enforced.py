@@ -256,6 +256,8 @@ def _without(statements: list[dict], action: str) -> list[dict]:
 RUNS = {"SchedulerFunction": scheduled_run, "WorkerFunction": worker_poll}
 
 
+#: Calls that keep storage in check: a refusal is logged, never a failed copy.
+HOUSEKEEPING = {"ecr:PutLifecyclePolicy"}
 POLLER_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
 
@@ -281,7 +283,10 @@ def test_each_grant_is_needed(stack, nginx, iam, function, action):
 def test_each_action_of_the_cli_policy_is_needed(source, nginx, ecr, iam, tmp_path, capsys, action):
     outputs = cli_copy_and_sync(iam, source, tmp_path, capsys, _without(cli_policy(), action))
     assert {d.action for d in iam.denials} == {action}, [str(d) for d in iam.denials]
-    assert outputs[0][0] == 1 and outputs[0][1]["status"] == "failed"  # the copy said so
+    if action in HOUSEKEEPING:  # refused: logged, and the image still lands
+        assert outputs[0][0] == 0 and outputs[0][1]["status"] == "copied"
+    else:
+        assert outputs[0][0] == 1 and outputs[0][1]["status"] == "failed"  # the copy said so
 
 
 # ---------------------------------------------------------------- the oracle itself

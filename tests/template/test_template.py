@@ -25,6 +25,7 @@ from .cfn import (
 PREFIX_ARN = "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${RepositoryPrefix}/*"
 COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SCAN_ON_PUSH",
               "ECR_MIRROR_TAG_MUTABILITY", "ECR_MIRROR_KMS_KEY", "ECR_MIRROR_CONCURRENCY",
+              "ECR_MIRROR_UNTAGGED_EXPIRY_DAYS",
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
                   "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
@@ -92,7 +93,7 @@ def test_worker_writes_exactly_the_copy_actions(template):
     ecr = _sid_statement(template, "WorkerFunction", "EcrReadWriteMirrorRepositoriesOnly")
     assert set(ecr["Action"]) == {
         "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CreateRepository",
-        "ecr:TagResource",
+        "ecr:TagResource", "ecr:PutLifecyclePolicy",
         "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
         "ecr:PutImage"}
 
@@ -358,7 +359,9 @@ TUNABLES = [("ECR_MIRROR_PREFIX", "RepositoryPrefix", "prefix"),
             ("ECR_MIRROR_CONCURRENCY", "CopyConcurrency", "concurrency"),
             ("ECR_MIRROR_STOP_MARGIN_SECONDS", "StopMarginSeconds", "stop_margin"),
             ("ECR_MIRROR_SCAN_ON_PUSH", "ScanOnPush", "repository.scan_on_push"),
-            ("ECR_MIRROR_TAG_MUTABILITY", "TagMutability", "repository.tag_mutability")]
+            ("ECR_MIRROR_TAG_MUTABILITY", "TagMutability", "repository.tag_mutability"),
+            ("ECR_MIRROR_UNTAGGED_EXPIRY_DAYS", "UntaggedExpiryDays",
+             "repository.untagged_expiry_days")]
 
 
 @pytest.mark.parametrize("variable, parameter, setting", TUNABLES)

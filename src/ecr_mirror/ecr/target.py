@@ -20,6 +20,7 @@ from ..registry.blob import BlobStream
 from ..settings import RepositorySettings
 from ..stats import RequestStats
 from . import parts
+from .lifecycle import untagged_expiry_policy
 from .readahead import ReadAhead
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,25 @@ class EcrRepository:
             self._exists = True
             if created:
                 log.info("created ECR repository", extra={"repository": self.repository})
+                self._put_lifecycle_policy()
             return created
+
+    def _put_lifecycle_policy(self) -> None:
+        """Expire untagged images in the repository just created (a repository
+        that existed before keeps whatever policy its owner gave it)."""
+        policy = untagged_expiry_policy(self.settings.untagged_expiry_days)
+        if policy is None:
+            return
+        try:
+            try:
+                self._call("PutLifecyclePolicy", lifecyclePolicyText=policy)
+            except ClientError as exc:
+                raise self._fail("PutLifecyclePolicy", exc) from exc
+        except TargetError as exc:
+            # Housekeeping, not the copy: the image is still mirrored correctly.
+            log.warning("could not put the lifecycle policy on a created repository; untagged "
+                        "images will stay until one is set",
+                        extra={"repository": self.repository, "error": str(exc)})
 
     def upload_blob(self, stream: BlobStream, on_bytes: Callable[[int], None] | None = None) -> int:
         """Stream one blob from the source into ECR, part by part.
