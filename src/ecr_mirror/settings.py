@@ -34,6 +34,8 @@ DEFAULT_SCAN_ON_PUSH = True
 DEFAULT_TAG_MUTABILITY = "MUTABLE"
 #: Days after which untagged images expire in the repositories ecr-mirror creates (0: never).
 DEFAULT_UNTAGGED_EXPIRY_DAYS = 14
+#: Tags one image entry with `prune: true` may untag per run (the config's `pruneMax`).
+DEFAULT_PRUNE_MAX = 10
 
 
 @dataclass(frozen=True)

@@ -331,6 +331,9 @@ OPERATIONS: dict[tuple[str, str], Callable[[Target], list[tuple[str, str]]]] = {
     ("secretsmanager", "GetSecretValue"): _one("secretsmanager:GetSecretValue", _secret),
     ("dynamodb", "PutItem"): _one("dynamodb:PutItem", _dynamodb_table),
     ("dynamodb", "DeleteItem"): _one("dynamodb:DeleteItem", _dynamodb_table),
+    ("dynamodb", "UpdateItem"): _one("dynamodb:UpdateItem", _dynamodb_table),
+    ("dynamodb", "GetItem"): _one("dynamodb:GetItem", _dynamodb_table),
+    ("ecr", "BatchDeleteImage"): _one("ecr:BatchDeleteImage", _ecr_repository),
 }
 
 #: The error code each service answers a denied call with.

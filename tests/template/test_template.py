@@ -82,11 +82,15 @@ def test_no_ecr_authorization_token(template):
     assert "ecr:GetAuthorizationToken" not in actions
 
 
-def test_scheduler_only_reads_ecr(template):
+def test_scheduler_reads_ecr_and_writes_nothing_but_the_prunes_untagging(template):
     ecr = _sid_statement(template, "SchedulerFunction", "EcrReadMirrorRepositoriesOnly")
     assert as_list(ecr["Action"]) == ["ecr:BatchGetImage"]
-    for _, statement in iam_statements(template["Resources"]["SchedulerFunction"]):
-        assert ecr_write_actions(statement) == []
+    prune = _sid_statement(template, "SchedulerFunction", "PruneMirrorTagsOnly")
+    assert as_list(prune["Action"]) == ["ecr:BatchDeleteImage"]
+    assert as_list(prune["Resource"]) == [{"Fn::Sub": PREFIX_ARN}]
+    writes = [a for _, s in iam_statements(template["Resources"]["SchedulerFunction"])
+              for a in ecr_write_actions(s)]
+    assert writes == ["ecr:BatchDeleteImage"]
 
 
 def test_worker_writes_exactly_the_copy_actions(template):
@@ -125,7 +129,7 @@ def test_sqs_permissions_are_on_the_copy_queue_only(template):
 
 def test_blob_leases_are_the_workers_own_table_only(template):
     leases = _sid_statement(template, "WorkerFunction", "BlobLeases")
-    assert set(leases["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert set(leases["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}
     assert leases["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
     assert function_environment(template, "WorkerFunction")["ECR_MIRROR_LEASE_TABLE"] == {"Ref": "LeaseTable"}
     table = template["Resources"]["LeaseTable"]["Properties"]
@@ -133,9 +137,12 @@ def test_blob_leases_are_the_workers_own_table_only(template):
     assert table["KeySchema"] == [{"AttributeName": "lease", "KeyType": "HASH"}]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires", "Enabled": True}
     assert table["BillingMode"] == "PAY_PER_REQUEST"
+    # The scheduler reads which tags are ecr-mirror's and forgets those it pruned; no leases.
     dynamodb = [s for _, s in iam_statements(template["Resources"]["SchedulerFunction"]["Properties"]["Policies"])
                 if any(a.startswith("dynamodb:") for a in as_list(s.get("Action")))]
-    assert not dynamodb
+    assert [(set(as_list(s["Action"])), s["Resource"]) for s in dynamodb] == [
+        ({"dynamodb:GetItem", "dynamodb:UpdateItem"}, {"Fn::GetAtt": ["LeaseTable", "Arn"]})]
+    assert function_environment(template, "SchedulerFunction")["ECR_MIRROR_LEASE_TABLE"] == {"Ref": "LeaseTable"}
 
 
 def test_kms_only_when_a_key_is_given(template):

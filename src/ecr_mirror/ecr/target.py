@@ -261,6 +261,22 @@ class EcrRepository:
         raise TargetError(f"ECR UploadLayerPart on {self.repository}: part {first}-{end - 1} "
                           "refused five times", code="InvalidLayerPartException", temporary=True)
 
+    def untag(self, tags: list[str]) -> tuple[list[str], dict[str, str]]:
+        """Remove these tags (`BatchDeleteImage` by tag only: an image keeps its
+        other tags, and goes only with its last). (tags removed, tag → why not)."""
+        removed: list[str] = []
+        refused: dict[str, str] = {}
+        for batch in _chunks(sorted(set(tags))):
+            try:
+                answer = self._call("BatchDeleteImage", imageIds=[{"imageTag": t} for t in batch])
+            except ClientError as exc:
+                raise self._fail("BatchDeleteImage", exc) from exc
+            removed += [i["imageTag"] for i in answer.get("imageIds", []) if i.get("imageTag") in batch]
+            for failure in answer.get("failures", []):
+                tag = failure.get("imageId", {}).get("imageTag", "")
+                refused[tag] = f"{failure.get('failureCode')}: {failure.get('failureReason', '')}"
+        return sorted(set(removed)), refused
+
     def put_image(self, manifest: str, media_type: str, digest: str, tag: str | None) -> str:
         """PutImage with the exact manifest string; returns the digest ECR stored."""
         kwargs = {"imageManifest": manifest, "imageManifestMediaType": media_type,
