@@ -253,6 +253,7 @@ def _usage_error(report: CopyReport) -> bool:
 
 def run_sync(args: argparse.Namespace) -> int:
     from .sync import build_plan, load_config
+    from .sync.prune import prune, wanted
 
     try:
         with open(args.config, "rb") as file:
@@ -279,6 +280,11 @@ def run_sync(args: argparse.Namespace) -> int:
                     progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
                     referrers=job.referrers, verify=gates.get(job.verify))
         for job in plan.jobs]
+    if wanted(config) and not mirror.ownership.recorded:
+        print("note: prune: true untags only the tags ecr-mirror recorded as its own, in the table "
+              "ECR_MIRROR_LEASE_TABLE names; none is set, so nothing was pruned", file=sys.stderr)
+    pruning = prune(config, plan, mirror, dry_run=args.dry_run)
+    plan.errors += pruning.errors  # said, and counted, as planning errors are
     misused = [r for r in reports if _usage_error(r)]
     rejected = sum(r.status == REJECTED for r in reports)
     failed = [r for r in reports if not r.ok and r.status != REJECTED]
@@ -288,7 +294,8 @@ def run_sync(args: argparse.Namespace) -> int:
                "dryRun": args.dry_run}
     if args.json:
         emit_json("syncOutput", {"summary": summary, "plan": plan.as_dict(),
-                                 "reports": [r.as_dict() for r in reports]})
+                                 "reports": [r.as_dict() for r in reports],
+                                 **(pruning.as_dict() if wanted(config) else {})})
     else:
         for error in plan.errors:
             print(f"error: {error['entry']}: {error['message']}")
@@ -299,6 +306,10 @@ def run_sync(args: argparse.Namespace) -> int:
         for report in reports:
             if report not in misused:
                 print(report.summary())
+        for item in pruning.pruned:
+            print(f"{'would untag' if args.dry_run else 'untagged'} {item['target']} ({item['digest']})")
+        for item in pruning.later:
+            print(f"left for the next run: untag {item['target']}")
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
     if misused:
         return EXIT_USAGE

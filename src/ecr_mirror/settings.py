@@ -176,7 +176,10 @@ class MirrorSettings:
             env, insecure=getattr(args, "insecure_registry", None) or (),
             endpoints=getattr(args, "registry_endpoint", None) or ())
         return cls(prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=args.concurrency,
-                   region=args.region, repository=repository, registries=registries)
+                   region=args.region, repository=repository, registries=registries,
+                   # The stack's table, when given: leases shared with its workers, and the
+                   # record of the tags ecr-mirror moved (what `prune: true` may untag).
+                   lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None)
 
     def merged_with(self, config: MirrorConfig) -> MirrorSettings:
         """These settings with the config's registries and repository defaults merged in."""

@@ -79,12 +79,21 @@ def mirrored(app, registry, ecr, monkeypatch):
     return m
 
 
-def test_tags_that_fell_out_of_latest_are_untagged_and_a_hand_set_tag_is_not(mirrored):
+def metric(capsys, name: str) -> list:
+    """The values of one metric in the EMF lines the handlers printed."""
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if line.startswith("{") and "_aws" in line]
+    return [m[name] for m in emitted if name in m]
+
+
+def test_tags_that_fell_out_of_latest_are_untagged_and_a_hand_set_tag_is_not(mirrored, capsys):
     mirrored.tag_by_hand("hand", like="1.0.0")  # the same image as a tag about to be pruned
     mirrored.tag_by_hand("mine", like="1.3.0")
     mirrored.configure(latest=2, prune=True)
+    capsys.readouterr()
 
     answer = mirrored.sync()
+    assert metric(capsys, "TagsPruned") == [[2.0]]
 
     assert mirrored.pruned(answer) == ["1.0.0", "1.1.0"] and answer["errors"] == 0, answer
     assert answer["pruned"][0] == {"target": f"{mirrored.repository}:1.0.0",
@@ -128,11 +137,13 @@ def test_a_failed_upstream_listing_prunes_nothing(mirrored, source):
     assert set(mirrored.tags()) == set(TAGS)
 
 
-def test_a_dry_run_lists_and_changes_nothing(mirrored):
+def test_a_dry_run_lists_and_changes_nothing(mirrored, capsys):
     mirrored.configure(latest=2, prune=True, pruneMax=1)
 
+    capsys.readouterr()
     answer = mirrored.sync(dry_run=True)
 
+    assert metric(capsys, "TagsPrunable") == [[1.0]] and not metric(capsys, "TagsPruned")
     assert answer["dryRun"] and mirrored.pruned(answer) == ["1.0.0"]
     assert mirrored.pruned(answer, "pruneLater") == ["1.1.0"]
     assert set(mirrored.tags()) == set(TAGS)

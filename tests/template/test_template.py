@@ -29,7 +29,7 @@ COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SC
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
                   "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
-                  "RateLimitRemaining"]
+                  "RateLimitRemaining", "TagsPruned"]
 
 
 @pytest.fixture(scope="module")
