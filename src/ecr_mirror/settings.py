@@ -157,8 +157,7 @@ class MirrorSettings:
             repository=RepositorySettings.chosen(
                 scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", DEFAULT_SCAN_ON_PUSH),
                 tag_mutability=mutability, kms_key=env.get("ECR_MIRROR_KMS_KEY"),
-                untagged_expiry_days=_env_number(env, "ECR_MIRROR_UNTAGGED_EXPIRY_DAYS",
-                                                 DEFAULT_UNTAGGED_EXPIRY_DAYS, int)))
+                untagged_expiry_days=_env_days(env, "ECR_MIRROR_UNTAGGED_EXPIRY_DAYS")))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace,
@@ -226,6 +225,13 @@ def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -
         return kind(env.get(name) or default)
     except ValueError as exc:
         raise UsageError(f"{name}={env.get(name)!r}: expected a number") from exc
+
+
+def _env_days(env: Mapping[str, str], name: str) -> int:
+    days: int = _env_number(env, name, DEFAULT_UNTAGGED_EXPIRY_DAYS, int)
+    if days < 0:
+        raise UsageError(f"{name}={env.get(name)!r}: expected 0 (no lifecycle policy) or a number of days")
+    return days
 
 
 def parse_endpoints(text: str, what: str = "ECR_MIRROR_REGISTRY_ENDPOINTS") -> dict[str, str]:
