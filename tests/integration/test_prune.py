@@ -37,9 +37,10 @@ class Mirrored:
                                         layers=[layer_bytes(f"{self.name}-{tag}")]).digest
                         for tag in TAGS}
 
-    def configure(self, **entry) -> None:
+    def configure(self, *others: dict, **entry) -> None:
         image = {"source": self.name, **entry}
-        config = {"defaults": {"targetPrefix": "mirror"}, "images": [image]}
+        config = {"defaults": {"targetPrefix": "mirror"},
+                  "images": [image, *({"source": self.name, **o} for o in others)]}
         boto3.client("ssm").put_parameter(Name=PARAMETER, Value=json.dumps(config), Type="String",
                                           Overwrite=True)
 
@@ -160,3 +161,24 @@ def test_a_tag_moved_by_hand_since_is_not_pruned(mirrored):
 
     assert mirrored.pruned(answer) == ["1.1.0"], answer
     assert mirrored.tags()["1.0.0"] == mirrored.digests["1.3.0"]
+
+
+def test_a_tag_another_entry_selects_in_the_same_repository_is_kept(mirrored):
+    mirrored.configure({"tags": ["1.0.0"]}, latest=1, prune=True)
+
+    answer = mirrored.sync()
+
+    assert mirrored.pruned(answer) == ["1.1.0", "1.2.0"], answer
+    assert set(mirrored.tags()) == {"1.0.0", "1.3.0"}
+
+
+def test_when_another_entry_of_the_repository_failed_its_listing_nothing_is_pruned(mirrored):
+    # Another upstream repository, mirrored into the same target, whose listing fails.
+    other = {"source": "library/absent-upstream", "target": mirrored.repository, "latest": 1}
+    mirrored.configure(other, latest=1, prune=True)
+
+    answer = mirrored.sync()
+
+    assert answer["pruned"] == [] and answer["errors"] == 1, answer
+    assert "absent-upstream" in answer["errorDetails"][0]["entry"]
+    assert set(mirrored.tags()) == set(TAGS)

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import MirrorError
 from ..mirror import Mirror
 from .config import ImageEntry, MirrorConfig
-from .plan import Plan
+from .plan import Plan, default_target
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,50 @@ def wanted(config: MirrorConfig) -> bool:
 
 def prune(config: MirrorConfig, plan: Plan, mirror: Mirror, *, dry_run: bool) -> PruneResult:
     result = PruneResult()
+    kept = _kept_by_repository(config, plan, mirror)
     for entry in config.images:
         selection = plan.selections.get(entry.index)
         if not entry.prune or selection is None:
             continue  # not asked, or the selection is unknown: nothing is pruned on a guess
+        repository = selection[0]
+        if kept[repository] is None:
+            continue  # another entry writing here has an unknown selection
         try:
-            _prune_entry(entry, *selection, mirror, dry_run, result)
+            _prune_entry(entry, repository, kept[repository] or set(), mirror, dry_run, result)
         except MirrorError as exc:
             result.errors.append({"entry": f"{entry.label} prune", "message": f"{exc.kind}: {exc}"})
     return result
 
 
-def _prune_entry(entry: ImageEntry, repository: str, selected: list[str], mirror: Mirror,
+def _kept_by_repository(config: MirrorConfig, plan: Plan, mirror: Mirror) -> dict[str, set[str] | None]:
+    """Repository → the tags every entry writing there selects (two entries may share a
+    target); None when one of them has an unknown selection (its listing failed)."""
+    kept: dict[str, set[str] | None] = {}
+    for entry in config.images:
+        selection = plan.selections.get(entry.index)
+        repository = selection[0] if selection else _target_repository(entry, config, mirror)
+        if repository is None:
+            continue  # a target refused outright: nothing was ever written there by it
+        tags = kept.setdefault(repository, set())
+        if selection is None or tags is None:
+            kept[repository] = None
+        else:
+            tags.update(selection[1])
+    return kept
+
+
+def _target_repository(entry: ImageEntry, config: MirrorConfig, mirror: Mirror) -> str | None:
+    try:  # no request: the name alone, as planning computes it
+        return mirror.target_for(entry.source, entry.target or default_target(
+            entry.source, config, mirror))[0]
+    except MirrorError:
+        return None
+
+
+def _prune_entry(entry: ImageEntry, repository: str, selected: set[str], mirror: Mirror,
                  dry_run: bool, result: PruneResult) -> None:
     owned = mirror.ownership.owned(repository)
-    candidates = sorted(set(owned) - set(selected))
+    candidates = sorted(set(owned) - selected)
     if not candidates:
         return
     target = mirror.repository(repository)
