@@ -6,8 +6,9 @@ by the GB-month; this rule lets ECR remove it. Tagged images are never selected.
 
 Index children and referrers are untagged too. ECR evaluates a lifecycle
 policy with an image index's children tied to the index (the children of a
-tagged index are not expired on their own; see README "Storage"), so the rule
-removes them only with the index they belong to.
+tagged index are not expired on their own), and removes referrers with their
+subject (OCI 1.1 support, 2024): the rule removes them only with what they
+belong to. The sources are in README "Storage".
 """
 
 from __future__ import annotations
