@@ -27,6 +27,10 @@ from .leases import DynamoLeases
 log = logging.getLogger(__name__)
 
 
+#: Tags forgotten per UpdateItem: an update expression holds at most 4 KB.
+FORGET_BATCH = 20
+
+
 def owned_key(repository: str) -> str:
     return f"owned#{repository}"
 
@@ -112,8 +116,10 @@ class DynamoOwnership:
 
     def forget(self, repository: str, tags: Iterable[str]) -> None:
         tags = sorted(set(tags))
-        if not tags:
-            return
+        for start in range(0, len(tags), FORGET_BATCH):
+            self._forget(repository, tags[start:start + FORGET_BATCH])
+
+    def _forget(self, repository: str, tags: list[str]) -> None:
         names = {"#t": "tags", **{f"#g{i}": tag for i, tag in enumerate(tags)}}
         try:
             self.client.update_item(
