@@ -180,6 +180,9 @@ def test_the_worker_copies_fails_and_defers_sqs_records_with_its_role(stack, ngi
     assert {"sqs:SendMessage", "sqs:ChangeMessageVisibility", "dynamodb:PutItem",
             "dynamodb:DeleteItem", "dynamodb:UpdateItem", "ecr:PutImage",
             "ecr:CreateRepository", "ecr:PutLifecyclePolicy"} <= used
+    # The repository it created expires untagged images after the template's default days.
+    policy = json.loads(ecr.get_lifecycle_policy(repositoryName=NGINX)["lifecyclePolicyText"])
+    assert policy["rules"][0]["selection"]["countNumber"] == 14
 
 
 def test_a_direct_invocation_copies_with_the_workers_role(stack, nginx, ecr, iam):

@@ -395,3 +395,8 @@ def test_no_function_hard_codes_a_setting(template):
         for name, value in function_environment(template, function).items():
             if name.startswith("ECR_MIRROR_"):
                 assert isinstance(value, dict) and set(value) <= {"Ref", "Fn::GetAtt"}, (function, name)
+
+
+def test_untagged_expiry_is_a_number_of_days_zero_meaning_none(template):
+    parameter = template["Parameters"]["UntaggedExpiryDays"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 14, 0)

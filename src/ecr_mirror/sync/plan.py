@@ -135,7 +135,7 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         # The target first: a refused one costs no request, to the source or to ECR.
         # (The config already holds a bare repository: no tag, no registry host.)
         target_repo, _, _ = mirror.target_for(
-            entry.source, entry.target or default_target(entry.source, config, mirror))
+            entry.source, entry.target or _default_target(entry.source, config, mirror))
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
         target = mirror.repository(target_repo)
@@ -287,8 +287,12 @@ def apply_budget(plan: Plan, mirror: Mirror, now: float) -> None:
         plan.deferred += 1
 
 
-def default_target(source: Reference, config: MirrorConfig, mirror: Mirror) -> str:
+def _default_target(source: Reference, config: MirrorConfig, mirror: Mirror) -> str:
     from ..ecr.names import default_repository
 
     prefix = config.target_prefix if config.target_prefix is not None else mirror.settings.prefix
     return default_repository(source, prefix)
+
+
+#: The target repository an entry without `target` gets (prune needs it too).
+default_target = _default_target
