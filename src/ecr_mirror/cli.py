@@ -29,7 +29,7 @@ from .events import announce
 from .keys import load_keys
 from .memory import limit_malloc_arenas
 from .mirror import Mirror, parse_platforms
-from .settings import DEFAULT_CONCURRENCY, MirrorSettings
+from .settings import DEFAULT_CONCURRENCY, DEFAULT_UNTAGGED_EXPIRY_DAYS, MirrorSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="create missing repositories without scan on push")
     copy.add_argument("--kms-key", metavar="KEY",
                       help="create missing repositories encrypted with this KMS key (default AES256)")
+    _expiry_option(copy)
     copy.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
 
     sync = sub.add_parser(
@@ -99,7 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_options(sync)
     _supply_chain_options(sync, " (for every image, instead of the config's)")
     _event_options(sync)
+    _expiry_option(sync)
     return parser
+
+
+def _expiry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--untagged-expiry-days", type=_days, default=DEFAULT_UNTAGGED_EXPIRY_DAYS,
+                        metavar="N", help="repositories created get a lifecycle policy expiring "
+                                          "untagged images after N days (0: none; default %(default)s)")
 
 
 def _event_options(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +147,16 @@ def _nonempty(text: str) -> str:
     if not text.strip() or text != text.strip():
         raise argparse.ArgumentTypeError(f"must be a media type such as application/spdx+json, got {text!r}")
     return text
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a number of days, got {text!r}")
+    return days
 
 
 def _positive(text: str) -> int:
@@ -255,6 +273,7 @@ def _usage_error(report: CopyReport) -> bool:
 
 def run_sync(args: argparse.Namespace) -> int:
     from .sync import build_plan, load_config
+    from .sync.prune import prune, wanted
 
     try:
         with open(args.config, "rb") as file:
@@ -283,6 +302,11 @@ def run_sync(args: argparse.Namespace) -> int:
             progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
             referrers=job.referrers, verify=gates.get(job.verify)))
         _announce(reports[-1], settings)  # as each lands
+    if wanted(config) and not mirror.ownership.recorded:
+        print("note: prune: true untags only the tags ecr-mirror recorded as its own, in the table "
+              "ECR_MIRROR_LEASE_TABLE names; none is set, so nothing was pruned", file=sys.stderr)
+    pruning = prune(config, plan, mirror, dry_run=args.dry_run)
+    plan.errors += pruning.errors  # said, and counted, as planning errors are
     misused = [r for r in reports if _usage_error(r)]
     rejected = sum(r.status == REJECTED for r in reports)
     failed = [r for r in reports if not r.ok and r.status != REJECTED]
@@ -292,7 +316,8 @@ def run_sync(args: argparse.Namespace) -> int:
                "dryRun": args.dry_run}
     if args.json:
         emit_json("syncOutput", {"summary": summary, "plan": plan.as_dict(),
-                                 "reports": [r.as_dict() for r in reports]})
+                                 "reports": [r.as_dict() for r in reports],
+                                 **(pruning.as_dict() if wanted(config) else {})})
     else:
         for error in plan.errors:
             print(f"error: {error['entry']}: {error['message']}")
@@ -305,6 +330,10 @@ def run_sync(args: argparse.Namespace) -> int:
         for report in reports:
             if report not in misused:
                 print(report.summary())
+        for item in pruning.pruned:
+            print(f"{'would untag' if args.dry_run else 'untagged'} {item['target']} ({item['digest']})")
+        for item in pruning.later:
+            print(f"left for the next run: untag {item['target']}")
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
     if misused:
         return EXIT_USAGE

@@ -16,13 +16,14 @@ from urllib.parse import urlsplit
 from . import aws
 from .copy import CopyOptions, CopyReport, Progress, copy_image
 from .copy.options import ReferrerPolicy, VerifyPolicy
-from .copy.report import FAILED
+from .copy.report import COPIED, FAILED
 from .deadline import Deadline
 from .ecr import EcrRepository, default_repository
 from .ecr.names import check_target
 from .errors import MirrorError, SecretError, UsageError
 from .leases import DynamoLeases, Leases, NoLeases
 from .manifest import Platform
+from .ownership import DynamoOwnership, NoOwnership, Ownership
 from .reference import Reference, parse, quote
 from .registry import Credentials, RegistryClient
 from .registry.credentials import environment_applies_to, load_credentials
@@ -52,7 +53,10 @@ class Mirror:
         self._sources: dict[tuple[str, bool], RegistryClient] = {}
         self._lock = threading.Lock()
         table = self.settings.lease_table
-        self.leases: Leases = DynamoLeases(table, region=self.settings.region) if table else NoLeases()
+        leases = DynamoLeases(table, region=self.settings.region) if table else None
+        self.leases: Leases = leases or NoLeases()
+        #: Which tags ecr-mirror moved (what `prune` may untag), in the same table.
+        self.ownership: Ownership = DynamoOwnership(leases) if leases else NoOwnership()
 
     @property
     def ecr(self) -> Any:
@@ -168,8 +172,11 @@ class Mirror:
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
                               progress=progress or Progress(), deadline=deadline,
                               leases=self.leases, referrers=referrers, verify=verify)
-        return copy_image(client, ref, self.repository(repository, registry_id, region), tag, options,
-                          target_name=target_name)
+        report = copy_image(client, ref, self.repository(repository, registry_id, region), tag,
+                            options, target_name=target_name)
+        if report.status == COPIED and tag and report.target_digest and not registry_id:
+            self.ownership.record(repository, tag, report.target_digest)
+        return report
 
 
 #: Secrets Manager error codes worth trying again later.

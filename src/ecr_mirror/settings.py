@@ -32,6 +32,10 @@ DEFAULT_STOP_MARGIN_SECONDS = 60
 DEFAULT_SCAN_ON_PUSH = True
 #: Tag mutability of the repositories ecr-mirror creates: MUTABLE or IMMUTABLE.
 DEFAULT_TAG_MUTABILITY = "MUTABLE"
+#: Days after which untagged images expire in the repositories ecr-mirror creates (0: never).
+DEFAULT_UNTAGGED_EXPIRY_DAYS = 14
+#: Tags one image entry with `prune: true` may untag per run (the config's `pruneMax`).
+DEFAULT_PRUNE_MAX = 10
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,23 @@ class RepositorySettings:
     encryption: str = "AES256"
     #: The KMS key when `encryption` is KMS (None: ECR's AWS-managed key).
     kms_key: str | None = None
+    #: A lifecycle policy expires untagged images this many days after their push (0: none).
+    untagged_expiry_days: int = DEFAULT_UNTAGGED_EXPIRY_DAYS
+
+    def __post_init__(self) -> None:
+        if self.untagged_expiry_days < 0:
+            raise UsageError("untagged expiry must be 0 (never) or a number of days, "
+                             f"got {self.untagged_expiry_days}")
 
     @classmethod
     def chosen(cls, *, scan_on_push: bool = DEFAULT_SCAN_ON_PUSH,
                tag_mutability: str = DEFAULT_TAG_MUTABILITY,
-               kms_key: str | None = None) -> RepositorySettings:
+               kms_key: str | None = None,
+               untagged_expiry_days: int = DEFAULT_UNTAGGED_EXPIRY_DAYS) -> RepositorySettings:
         """The settings for these choices: a KMS key means KMS encryption."""
         return cls(scan_on_push=scan_on_push, tag_mutability=tag_mutability,
-                   encryption="KMS" if kms_key else "AES256", kms_key=kms_key or None)
+                   encryption="KMS" if kms_key else "AES256", kms_key=kms_key or None,
+                   untagged_expiry_days=untagged_expiry_days)
 
     def create_arguments(self) -> dict[str, Any]:
         encryption: dict[str, str] = {"encryptionType": self.encryption}
@@ -146,32 +159,42 @@ class MirrorSettings:
             event_bus=_event_bus(env.get("ECR_MIRROR_EVENT_BUS"), "ECR_MIRROR_EVENT_BUS"),
             repository=RepositorySettings.chosen(
                 scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", DEFAULT_SCAN_ON_PUSH),
-                tag_mutability=mutability, kms_key=env.get("ECR_MIRROR_KMS_KEY")))
+                tag_mutability=mutability, kms_key=env.get("ECR_MIRROR_KMS_KEY"),
+                untagged_expiry_days=_env_days(env, "ECR_MIRROR_UNTAGGED_EXPIRY_DAYS")))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace,
                   env: Mapping[str, str] | None = None) -> MirrorSettings:
         """Settings for the CLI, from its options (the prefix from ECR_MIRROR_PREFIX)."""
         env = os.environ if env is None else env
-        repository = RepositorySettings()
+        expiry = getattr(args, "untagged_expiry_days", DEFAULT_UNTAGGED_EXPIRY_DAYS)
+        repository = RepositorySettings(untagged_expiry_days=expiry)
         if hasattr(args, "immutable_tags"):  # `copy` sets how repositories are made
             repository = RepositorySettings.chosen(
                 scan_on_push=not args.no_scan_on_push, kms_key=args.kms_key,
-                tag_mutability="IMMUTABLE" if args.immutable_tags else "MUTABLE")
+                tag_mutability="IMMUTABLE" if args.immutable_tags else "MUTABLE",
+                untagged_expiry_days=expiry)
         registries = source_registries(
             env, insecure=getattr(args, "insecure_registry", None) or (),
             endpoints=getattr(args, "registry_endpoint", None) or ())
         return cls(prefix=env.get("ECR_MIRROR_PREFIX", DEFAULT_PREFIX), concurrency=args.concurrency,
                    region=args.region, repository=repository, registries=registries,
                    event_bus=_event_bus(getattr(args, "event_bus", None) or (
-                       "default" if getattr(args, "events", False) else None), "--event-bus"))
+                       "default" if getattr(args, "events", False) else None), "--event-bus"),
+                   # The stack's table, when given: leases shared with its workers, and the
+                   # record of the tags ecr-mirror moved (what `prune: true` may untag).
+                   lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None)
 
     def merged_with(self, config: MirrorConfig) -> MirrorSettings:
         """These settings with the config's registries and repository defaults merged in."""
         registries = dict(self.registries)
         for host, registry in config.registries.items():
             registries[host] = registries.get(host, SourceRegistry()).merged_with(registry)
-        return replace(self, registries=registries, repository=config.repository or self.repository)
+        # The config's `defaults.repository` says how repositories are made; the
+        # untagged expiry is the deployment's (UntaggedExpiryDays), not the config's.
+        repository = self.repository if config.repository is None else replace(
+            config.repository, untagged_expiry_days=self.repository.untagged_expiry_days)
+        return replace(self, registries=registries, repository=repository)
 
 
 def source_registries(env: Mapping[str, str], *, insecure: Iterable[str] = (),
@@ -216,6 +239,13 @@ def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -
         return kind(env.get(name) or default)
     except ValueError as exc:
         raise UsageError(f"{name}={env.get(name)!r}: expected a number") from exc
+
+
+def _env_days(env: Mapping[str, str], name: str) -> int:
+    days: int = _env_number(env, name, DEFAULT_UNTAGGED_EXPIRY_DAYS, int)
+    if days < 0:
+        raise UsageError(f"{name}={env.get(name)!r}: expected 0 (no lifecycle policy) or a number of days")
+    return days
 
 
 def parse_endpoints(text: str, what: str = "ECR_MIRROR_REGISTRY_ENDPOINTS") -> dict[str, str]:

@@ -327,6 +327,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[Target], list[tuple[str, str]]]] = {
     ("ecr", "BatchGetImage"): _one("ecr:BatchGetImage", _ecr_repository),
     ("ecr", "BatchCheckLayerAvailability"): _one("ecr:BatchCheckLayerAvailability", _ecr_repository),
     ("ecr", "CreateRepository"): _create_repository,
+    ("ecr", "PutLifecyclePolicy"): _one("ecr:PutLifecyclePolicy", _ecr_repository),
     ("ecr", "InitiateLayerUpload"): _one("ecr:InitiateLayerUpload", _ecr_repository),
     ("ecr", "UploadLayerPart"): _one("ecr:UploadLayerPart", _ecr_repository),
     ("ecr", "CompleteLayerUpload"): _one("ecr:CompleteLayerUpload", _ecr_repository),
@@ -342,6 +343,9 @@ OPERATIONS: dict[tuple[str, str], Callable[[Target], list[tuple[str, str]]]] = {
     ("dynamodb", "PutItem"): _one("dynamodb:PutItem", _dynamodb_table),
     ("dynamodb", "DeleteItem"): _one("dynamodb:DeleteItem", _dynamodb_table),
     ("events", "PutEvents"): _event_buses,
+    ("dynamodb", "UpdateItem"): _one("dynamodb:UpdateItem", _dynamodb_table),
+    ("dynamodb", "GetItem"): _one("dynamodb:GetItem", _dynamodb_table),
+    ("ecr", "BatchDeleteImage"): _one("ecr:BatchDeleteImage", _ecr_repository),
 }
 
 #: The error code each service answers a denied call with.

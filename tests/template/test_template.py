@@ -25,10 +25,11 @@ from .cfn import (
 PREFIX_ARN = "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${RepositoryPrefix}/*"
 COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SCAN_ON_PUSH",
               "ECR_MIRROR_TAG_MUTABILITY", "ECR_MIRROR_KMS_KEY", "ECR_MIRROR_CONCURRENCY",
+              "ECR_MIRROR_UNTAGGED_EXPIRY_DAYS",
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesPinned", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
                   "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
-                  "RateLimitRemaining", "EventsSent", "EventsFailed"]
+                  "RateLimitRemaining", "EventsSent", "EventsFailed", "TagsPruned"]
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +82,22 @@ def test_no_ecr_authorization_token(template):
     assert "ecr:GetAuthorizationToken" not in actions
 
 
-def test_scheduler_only_reads_ecr(template):
+def test_scheduler_reads_ecr_and_writes_nothing_but_the_prunes_untagging(template):
     ecr = _sid_statement(template, "SchedulerFunction", "EcrReadMirrorRepositoriesOnly")
     assert as_list(ecr["Action"]) == ["ecr:BatchGetImage"]
-    for _, statement in iam_statements(template["Resources"]["SchedulerFunction"]):
-        assert ecr_write_actions(statement) == []
+    prune = _sid_statement(template, "SchedulerFunction", "PruneMirrorTagsOnly")
+    assert as_list(prune["Action"]) == ["ecr:BatchDeleteImage"]
+    assert as_list(prune["Resource"]) == [{"Fn::Sub": PREFIX_ARN}]
+    writes = [a for _, s in iam_statements(template["Resources"]["SchedulerFunction"])
+              for a in ecr_write_actions(s)]
+    assert writes == ["ecr:BatchDeleteImage"]
 
 
 def test_worker_writes_exactly_the_copy_actions(template):
     ecr = _sid_statement(template, "WorkerFunction", "EcrReadWriteMirrorRepositoriesOnly")
     assert set(ecr["Action"]) == {
         "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CreateRepository",
-        "ecr:TagResource",
+        "ecr:TagResource", "ecr:PutLifecyclePolicy",
         "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
         "ecr:PutImage"}
 
@@ -142,7 +147,7 @@ def test_events_are_put_on_the_configured_bus_only(template):
 
 def test_blob_leases_are_the_workers_own_table_only(template):
     leases = _sid_statement(template, "WorkerFunction", "BlobLeases")
-    assert set(leases["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert set(leases["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"}
     assert leases["Resource"] == {"Fn::GetAtt": ["LeaseTable", "Arn"]}
     assert function_environment(template, "WorkerFunction")["ECR_MIRROR_LEASE_TABLE"] == {"Ref": "LeaseTable"}
     table = template["Resources"]["LeaseTable"]["Properties"]
@@ -150,9 +155,12 @@ def test_blob_leases_are_the_workers_own_table_only(template):
     assert table["KeySchema"] == [{"AttributeName": "lease", "KeyType": "HASH"}]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires", "Enabled": True}
     assert table["BillingMode"] == "PAY_PER_REQUEST"
+    # The scheduler reads which tags are ecr-mirror's and forgets those it pruned; no leases.
     dynamodb = [s for _, s in iam_statements(template["Resources"]["SchedulerFunction"]["Properties"]["Policies"])
                 if any(a.startswith("dynamodb:") for a in as_list(s.get("Action")))]
-    assert not dynamodb
+    assert [(set(as_list(s["Action"])), s["Resource"]) for s in dynamodb] == [
+        ({"dynamodb:GetItem", "dynamodb:UpdateItem"}, {"Fn::GetAtt": ["LeaseTable", "Arn"]})]
+    assert function_environment(template, "SchedulerFunction")["ECR_MIRROR_LEASE_TABLE"] == {"Ref": "LeaseTable"}
 
 
 def test_kms_only_when_a_key_is_given(template):
@@ -379,7 +387,9 @@ TUNABLES = [("ECR_MIRROR_PREFIX", "RepositoryPrefix", "prefix"),
             ("ECR_MIRROR_CONCURRENCY", "CopyConcurrency", "concurrency"),
             ("ECR_MIRROR_STOP_MARGIN_SECONDS", "StopMarginSeconds", "stop_margin"),
             ("ECR_MIRROR_SCAN_ON_PUSH", "ScanOnPush", "repository.scan_on_push"),
-            ("ECR_MIRROR_TAG_MUTABILITY", "TagMutability", "repository.tag_mutability")]
+            ("ECR_MIRROR_TAG_MUTABILITY", "TagMutability", "repository.tag_mutability"),
+            ("ECR_MIRROR_UNTAGGED_EXPIRY_DAYS", "UntaggedExpiryDays",
+             "repository.untagged_expiry_days")]
 
 
 @pytest.mark.parametrize("variable, parameter, setting", TUNABLES)
@@ -406,3 +416,8 @@ def test_no_function_hard_codes_a_setting(template):
         for name, value in function_environment(template, function).items():
             if name.startswith("ECR_MIRROR_"):
                 assert isinstance(value, dict) and set(value) <= {"Ref", "Fn::GetAtt"}, (function, name)
+
+
+def test_untagged_expiry_is_a_number_of_days_zero_meaning_none(template):
+    parameter = template["Parameters"]["UntaggedExpiryDays"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 14, 0)

@@ -20,6 +20,7 @@ from ..registry.blob import BlobStream
 from ..settings import RepositorySettings
 from ..stats import RequestStats
 from . import parts
+from .lifecycle import untagged_expiry_policy
 from .readahead import ReadAhead
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,25 @@ class EcrRepository:
             self._exists = True
             if created:
                 log.info("created ECR repository", extra={"repository": self.repository})
+                self._put_lifecycle_policy()
             return created
+
+    def _put_lifecycle_policy(self) -> None:
+        """Expire untagged images in the repository just created (a repository
+        that existed before keeps whatever policy its owner gave it)."""
+        policy = untagged_expiry_policy(self.settings.untagged_expiry_days)
+        if policy is None:
+            return
+        try:
+            try:
+                self._call("PutLifecyclePolicy", lifecyclePolicyText=policy)
+            except ClientError as exc:
+                raise self._fail("PutLifecyclePolicy", exc) from exc
+        except TargetError as exc:
+            # Housekeeping, not the copy: the image is still mirrored correctly.
+            log.warning("could not put the lifecycle policy on a created repository; untagged "
+                        "images will stay until one is set",
+                        extra={"repository": self.repository, "error": str(exc)})
 
     def upload_blob(self, stream: BlobStream, on_bytes: Callable[[int], None] | None = None) -> int:
         """Stream one blob from the source into ECR, part by part.
@@ -241,6 +260,22 @@ class EcrRepository:
                 start, data = next_byte, bytes(part[next_byte - first:])
         raise TargetError(f"ECR UploadLayerPart on {self.repository}: part {first}-{end - 1} "
                           "refused five times", code="InvalidLayerPartException", temporary=True)
+
+    def untag(self, tags: list[str]) -> tuple[list[str], dict[str, str]]:
+        """Remove these tags (`BatchDeleteImage` by tag only: an image keeps its
+        other tags, and goes only with its last). (tags removed, tag → why not)."""
+        removed: list[str] = []
+        refused: dict[str, str] = {}
+        for batch in _chunks(sorted(set(tags))):
+            try:
+                answer = self._call("BatchDeleteImage", imageIds=[{"imageTag": t} for t in batch])
+            except ClientError as exc:
+                raise self._fail("BatchDeleteImage", exc) from exc
+            removed += [i["imageTag"] for i in answer.get("imageIds", []) if i.get("imageTag") in batch]
+            for failure in answer.get("failures", []):
+                tag = failure.get("imageId", {}).get("imageTag", "")
+                refused[tag] = f"{failure.get('failureCode')}: {failure.get('failureReason', '')}"
+        return sorted(set(removed)), refused
 
     def put_image(self, manifest: str, media_type: str, digest: str, tag: str | None) -> str:
         """PutImage with the exact manifest string; returns the digest ECR stored."""

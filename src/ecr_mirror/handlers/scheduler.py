@@ -15,6 +15,7 @@ from .. import queue
 from ..errors import SetupError, UsageError
 from ..mirror import Mirror
 from ..sync.plan import apply_budget, build_plan
+from ..sync.prune import prune, wanted
 from .common import logger, metrics, read_config, tracer
 from .warm import mirror_settings
 
@@ -50,7 +51,8 @@ def run(event: Any) -> dict[str, Any]:
     apply_budget(plan, mirror, now)
     queued, send_errors = (0, []) if dry_run or not url else queue.send_batch(
         [job.message() for job in plan.jobs], url, now=now)
-    errors = plan.errors + send_errors
+    pruning = prune(config, plan, mirror, dry_run=dry_run)
+    errors = plan.errors + send_errors + pruning.errors
     summary = {**plan.summary(), "queued": queued, "errors": len(errors), "dryRun": dry_run}
     headroom = {r: b.headroom() for r, b in mirror.pull_budgets().items() if b.headroom() is not None}
     if headroom:
@@ -65,10 +67,13 @@ def run(event: Any) -> dict[str, Any]:
                         ("ImagesQueued", queued), ("PlanErrors", len(errors)),
                         ("ImagesDeferred", plan.deferred),
                         ("SourcePulls", plan.source_requests.get("manifest_get", 0)),
-                        ("RateLimitRemaining", rate)):
+                        ("RateLimitRemaining", rate),
+                        ("TagsPrunable" if dry_run else "TagsPruned", len(pruning.pruned))):
         if value is not None:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     result = {**summary, "errorDetails": errors}
+    if wanted(config):
+        result.update(pruning.as_dict())
     if dry_run:
         result["jobs"] = [job.message().body() for job in plan.jobs]
     return result

@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..manifest import PLATFORM_PATTERN, Platform
 from ..policies import REFERRERS_SHAPE, image_options
 from ..reference import InvalidReference, Reference, is_registry_host, parse, quote
-from ..settings import RepositorySettings, SourceRegistry
+from ..settings import DEFAULT_PRUNE_MAX, RepositorySettings, SourceRegistry
 from . import pinned
 from .tags import GLOB_CHARS, SemverRange, TagSelector
 from .yamlload import load_yaml
@@ -57,6 +57,12 @@ OPTION_SCHEMAS = {
                    {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}}]}}},
 }
 
+#: `prune` and `pruneMax`, per image and in `defaults` (see sync/prune.py).
+PRUNE_SCHEMAS = {
+    "prune": {"type": "boolean"},
+    "pruneMax": {"type": "integer", "minimum": 1},
+}
+
 TOP_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -71,6 +77,7 @@ TOP_SCHEMA = {
                 "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
                 **OPTION_SCHEMAS,
                 "immutableTags": pinned.SCHEMA,
+                **PRUNE_SCHEMAS,
                 "repository": {
                     "type": "object",
                     "additionalProperties": False,
@@ -104,6 +111,7 @@ IMAGE_SCHEMA = {
         "platforms": {"type": "array", "items": {"type": "string", "pattern": _PLATFORM}},
         **OPTION_SCHEMAS,
         "immutableTags": pinned.SCHEMA,
+        **PRUNE_SCHEMAS,
     },
 }
 
@@ -125,6 +133,10 @@ class ImageEntry:
     verify: tuple[str, ...] = ()
     #: Globs of tags that never move: held in ECR, they are not asked about upstream (sync/pinned.py).
     immutable_tags: tuple[str, ...] = ()
+    #: Untag the tags ecr-mirror put in the target that the selection no longer
+    #: names, at most `prune_max` a run (sync/prune.py).
+    prune: bool = False
+    prune_max: int = DEFAULT_PRUNE_MAX
 
     @property
     def label(self) -> str:
@@ -156,6 +168,8 @@ class MirrorConfig:
     option_defaults: dict[str, Any] = field(default_factory=dict)
     #: `defaults.immutableTags`: an entry's own list replaces it.
     immutable_tags: tuple[str, ...] = ()
+    #: `defaults.prune` and `defaults.pruneMax` as written.
+    prune_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 #: The config's `defaults.repository` keys and the RepositorySettings fields they set.
@@ -236,6 +250,7 @@ def load_config(text: str, *, origin: str = "config") -> MirrorConfig:
         repository=RepositorySettings(**{name: repo[key] for key, name in _REPOSITORY_KEYS.items()
                                          if key in repo}) if repo else None,
         option_defaults={k: defaults[k] for k in OPTION_SCHEMAS if k in defaults},
+        prune_defaults={k: defaults[k] for k in PRUNE_SCHEMAS if k in defaults},
     )
     try:
         image_options({}, config.option_defaults)  # a bad default key is said once, not per image
@@ -317,9 +332,13 @@ def _image(index: int, raw: Any, config: MirrorConfig) -> ImageEntry:
     referrers, verify = image_options(raw, config.option_defaults)
     immutable = pinned.immutable_globs(raw["immutableTags"], "immutableTags") \
         if "immutableTags" in raw else config.immutable_tags
+    prune = {**config.prune_defaults, **{k: raw[k] for k in PRUNE_SCHEMAS if k in raw}}
+    prune_max = prune.get("pruneMax", DEFAULT_PRUNE_MAX)
+    if type(prune_max) is not int:  # the schema lets 2.0 through
+        raise UsageError(f"pruneMax: give a whole number of tags, such as 10, not {prune_max!r}")
     return ImageEntry(index=index, source=source, target=_target(raw.get("target")), selector=selector,
                       platforms=platforms, written=raw["source"], referrers=referrers, verify=verify,
-                      immutable_tags=immutable)
+                      immutable_tags=immutable, prune=prune.get("prune", False), prune_max=prune_max)
 
 
 def _target(text: str | None) -> str | None:

@@ -73,6 +73,9 @@ class Plan:
     source_requests: dict[str, int] = field(default_factory=dict)
     #: Jobs held back by a pull budget (queued with `not_before`).
     deferred: int = 0
+    #: Entry index → (target repository, the tags selected upstream), for the entries
+    #: whose selection is known (their tag listing worked): what `prune` keeps.
+    selections: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
 
     @property
     def planned(self) -> int:
@@ -103,7 +106,9 @@ def build_plan(config: MirrorConfig, mirror: Mirror) -> Plan:
     plan = Plan(errors=[e.as_dict() for e in config.errors])
     with ThreadPoolExecutor(ENTRY_CONCURRENCY) as pool:
         results = list(pool.map(lambda e: _plan_entry(e, config, mirror), config.images))
-    for jobs, unchanged, pinned, errors in results:
+    for entry, (jobs, unchanged, pinned, errors, selection) in zip(config.images, results, strict=True):
+        if selection is not None:
+            plan.selections[entry.index] = selection
         plan.jobs += jobs
         plan.unchanged += unchanged
         plan.pinned += pinned
@@ -127,7 +132,9 @@ def spread_by_repository(jobs: list[Job]) -> list[Job]:
 
 
 def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
-                ) -> tuple[list[Job], list[dict], list[dict], list[dict]]:
+                ) -> tuple[list[Job], list[dict], list[dict], list[dict], tuple[str, list[str]] | None]:
+    """(jobs, unchanged, pinned, errors, selection): the selection is the target
+    repository and every tag selected (pinned ones too), for `prune`."""
     jobs: list[Job] = []
     unchanged: list[dict] = []
     errors: list[dict] = []
@@ -146,9 +153,10 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
     except SetupError:
         raise  # no AWS credentials: said once, not once per image
     except MirrorError as exc:
-        return [], [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}]
+        return [], [], [], [{"entry": entry.label, "message": f"{exc.kind}: {exc}"}], None
     if not tags:
         errors.append({"entry": entry.label, "message": "no source tag matches the selection"})
+    selection = (target_repo, list(tags)) if tags else None  # nothing selected: an error, not "prune all"
     # Immutable tags ECR holds: no HEAD, no referrer check (with exact names, no request at all).
     held, tags = split_pinned(tags, current, entry.immutable_tags)
     pinned = [{"source": str(entry.source.with_tag(tag)), "target": f"{target_repo}:{tag}",
@@ -185,7 +193,7 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
                             platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
                             cost=cost + missing, referrers=entry.referrers, verify=entry.verify))
-    return jobs, unchanged, pinned, errors
+    return jobs, unchanged, pinned, errors, selection
 
 
 def _missing_referrers(walk: ReferrerWalk | None, subjects: list[str]) -> tuple[int, int]:
@@ -295,3 +303,7 @@ def _default_target(source: Reference, config: MirrorConfig, mirror: Mirror) -> 
 
     prefix = config.target_prefix if config.target_prefix is not None else mirror.settings.prefix
     return default_repository(source, prefix)
+
+
+#: The target repository an entry without `target` gets (prune needs it too).
+default_target = _default_target
