@@ -182,3 +182,12 @@ def test_when_another_entry_of_the_repository_failed_its_listing_nothing_is_prun
     assert answer["pruned"] == [] and answer["errors"] == 1, answer
     assert "absent-upstream" in answer["errorDetails"][0]["entry"]
     assert set(mirrored.tags()) == set(TAGS)
+
+
+def test_a_pinned_tag_is_still_selected_so_it_is_never_pruned(mirrored):
+    """Immutable tags ECR holds are not asked about upstream (pinned), but they are
+    still the entry's selection: prune must not take "not HEADed" for "not selected"."""
+    mirrored.configure(tags=TAGS, immutableTags=["1.0.*", "1.1.*"], prune=True)
+    answer = mirrored.sync()
+    assert answer["pinned"] == 2 and answer["unchanged"] == 2 and answer["pruned"] == [], answer
+    assert mirrored.tags() == mirrored.digests
