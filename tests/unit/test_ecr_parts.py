@@ -1,6 +1,8 @@
 """The spliced UploadLayerPart body is the body botocore would have sent."""
 
+import base64
 import json
+import threading
 
 import boto3
 import pytest
@@ -37,3 +39,49 @@ def test_same_json_and_length_as_botocore(size, monkeypatch):
     theirs = serialized_body(False, blob)
     assert json.loads(ours) == json.loads(theirs)
     assert len(ours) == len(theirs)
+
+
+def spliced(part: bytes) -> memoryview:
+    """The body `splice_part` makes for `part`, as botocore would send it."""
+    params = {"body": json.dumps({"repositoryName": "mirror/x", "uploadId": "u",
+                                  "partFirstByte": 0, "partLastByte": len(part) - 1,
+                                  "layerPartBlob": ""}).encode()}
+    context = {}
+    parts.take_part({"layerPartBlob": part}, context)
+    parts.splice_part(params, context)
+    return memoryview(params["body"])
+
+
+def decoded(body) -> bytes:
+    return base64.b64decode(json.loads(bytes(body))["layerPartBlob"])
+
+
+def test_one_body_buffer_per_thread_reused_from_part_to_part():
+    big, short = bytes(range(256)) * 4096, b"tail of the blob"  # 1 MiB, then a short final part
+    first = spliced(big)
+    assert decoded(first) == big
+    second = spliced(short)  # shorter: nothing of the first part's body follows it
+    assert decoded(second) == short and len(second) == len(bytes(second))
+    assert second.obj is first.obj, "a fresh body buffer was allocated for the second part"
+    third = spliced(big + b"x")  # longer than any before: a bigger buffer, still correct
+    assert decoded(third) == big + b"x"
+    assert spliced(big).obj is third.obj
+
+
+def test_threads_never_share_a_body_buffer():
+    bodies = {}
+    barrier = threading.Barrier(2)
+
+    def upload(name, part):
+        body = spliced(part)
+        barrier.wait()  # both bodies exist at once, as with two upload threads
+        bodies[name] = (body, part)
+
+    threads = [threading.Thread(target=upload, args=(n, bytes([n]) * (300_000 + n))) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bodies[1][0].obj is not bodies[2][0].obj
+    for body, part in bodies.values():  # read after both threads wrote theirs
+        assert decoded(body) == part
