@@ -41,10 +41,10 @@ def test_same_json_and_length_as_botocore(size, monkeypatch):
     assert len(ours) == len(theirs)
 
 
-def spliced(part: bytes) -> memoryview:
+def spliced(part: bytes, first: int = 0) -> memoryview:
     """The body `splice_part` makes for `part`, as botocore would send it."""
     params = {"body": json.dumps({"repositoryName": "mirror/x", "uploadId": "u",
-                                  "partFirstByte": 0, "partLastByte": len(part) - 1,
+                                  "partFirstByte": first, "partLastByte": first + len(part) - 1,
                                   "layerPartBlob": ""}).encode()}
     context = {}
     parts.take_part({"layerPartBlob": part}, context)
@@ -85,3 +85,34 @@ def test_threads_never_share_a_body_buffer():
     assert bodies[1][0].obj is not bodies[2][0].obj
     for body, part in bodies.values():  # read after both threads wrote theirs
         assert decoded(body) == part
+
+
+def in_new_thread(test):
+    """Run `test` on a thread of its own (no body buffer yet), raising what it raises."""
+    errors = []
+    thread = threading.Thread(target=lambda: errors.extend(catch(test)))
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def catch(test):
+    try:
+        test()
+    except BaseException as exc:
+        return [exc]
+    return []
+
+
+def test_later_parts_reuse_the_buffer_though_their_offsets_have_more_digits():
+    part = bytes(range(256)) * 4096
+
+    def upload_parts():
+        buffer = spliced(part, first=0).obj  # the first part of a blob
+        for first in (len(part), 10 * len(part), 1000 * len(part), 10**12):  # 7 to 13 digits
+            body = spliced(part, first=first)
+            assert body.obj is buffer, f"a new body buffer was allocated for the part at byte {first}"
+            assert decoded(body) == part and json.loads(bytes(body))["partFirstByte"] == first
+
+    in_new_thread(upload_parts)

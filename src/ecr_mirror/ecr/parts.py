@@ -28,11 +28,15 @@ _B64_PIECE = 3 * 64 * 1024  # a multiple of 3, so pieces encode without padding
 _local = threading.local()
 
 
+_HEAD_ROOM = 4096  # the JSON head grows as partFirstByte/partLastByte gain digits
+
+
 def _body_buffer(size: int) -> bytearray:
     """This thread's body buffer, at least `size` bytes (grown, never per part)."""
     buffer: bytearray | None = getattr(_local, "body", None)
     if buffer is None or len(buffer) < size:
-        buffer = _local.body = bytearray(size)
+        _local.body = buffer = None  # never two of them alive at once
+        buffer = _local.body = bytearray(size + _HEAD_ROOM)
     return buffer
 
 
