@@ -8,6 +8,7 @@ import time
 import boto3
 import pytest
 
+from ecr_mirror import aws
 from ecr_mirror.errors import UsageError
 from ecr_mirror.handlers import common, config_s3
 from tests.integration.test_schedule import CONFIG, EXPECTED, app, queued_targets, scheduled_run, seed  # noqa: F401
@@ -78,3 +79,19 @@ def test_a_bad_entry_is_reported_alone_as_from_ssm(store):
     assert result["queued"] == 0 and result["errors"] == 1
     message = result["errorDetails"][0]["message"]
     assert '"other/x"' in message and '"mirror/"' in message and "\n" not in message
+
+
+def test_an_unchanged_config_is_not_transferred_again(store):
+    """The scheduler reads fresh on every run: S3 answers 304 to the ETag it has."""
+    upload(store, realistic_config(300))
+    statuses = []
+    client = aws.client("s3")
+    record = lambda http_response, **_: statuses.append(http_response.status_code)  # noqa: E731
+    client.meta.events.register("after-call.s3.GetObject", record)
+    try:
+        first = common.read_config(fresh=True)
+        again = common.read_config(fresh=True)
+    finally:
+        client.meta.events.unregister("after-call.s3.GetObject", record)
+    assert statuses == [200, 304]
+    assert len(again.images) == len(first.images) == 300
