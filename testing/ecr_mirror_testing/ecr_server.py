@@ -31,7 +31,7 @@ import urllib.request
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from . import strict_ecr
+from . import strict_ecr, strict_ssm
 
 __all__ = ["reset", "start_server"]
 
@@ -45,6 +45,7 @@ def start_server(
     Returns the server (call ``stop()``) and its endpoint URL.
     """
     strict_ecr.enable()
+    strict_ssm.enable()
     if quiet:  # werkzeug logs every request at INFO unless a level is set
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

@@ -291,6 +291,10 @@ def _ssm_parameter(t: Target) -> str:
     return t.arn("ssm", "parameter" + (name if name.startswith("/") else "/" + name))
 
 
+def _s3_object(t: Target) -> str:
+    return f"arn:{t.partition}:s3:::{t.params['Bucket']}/{t.params['Key']}"  # no region, no account
+
+
 def _secret(t: Target) -> str:
     secret_id = t.params["SecretId"]
     if secret_id.startswith("arn:"):
@@ -339,6 +343,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[Target], list[tuple[str, str]]]] = {
     ("sqs", "ChangeMessageVisibility"): _one("sqs:ChangeMessageVisibility", _sqs_queue),
     ("sqs", "GetQueueAttributes"): _one("sqs:GetQueueAttributes", _sqs_queue),
     ("ssm", "GetParameter"): _one("ssm:GetParameter", _ssm_parameter),
+    ("s3", "GetObject"): _one("s3:GetObject", _s3_object),
     ("secretsmanager", "GetSecretValue"): _one("secretsmanager:GetSecretValue", _secret),
     ("dynamodb", "PutItem"): _one("dynamodb:PutItem", _dynamodb_table),
     ("dynamodb", "DeleteItem"): _one("dynamodb:DeleteItem", _dynamodb_table),

@@ -23,7 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ecr_mirror import cli, queue
-from ecr_mirror.handlers import common, scheduler, warm, worker
+from ecr_mirror.handlers import common, config_s3, scheduler, warm, worker
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror_testing.iam import ACCOUNT, IamEnforcer, StackRoles, decide
 from ecr_mirror_testing.images import layer_bytes, make_image
@@ -156,6 +156,51 @@ def test_the_scheduler_plans_and_queues_with_its_role(stack, nginx, iam):
     assert iam.actions_used("SchedulerFunction") == {
         "ssm:GetParameter", "secretsmanager:GetSecretValue", "ecr:BatchGetImage", "sqs:SendMessage",
         "dynamodb:GetItem", "ecr:BatchDeleteImage", "dynamodb:UpdateItem"}
+
+
+CONFIG_BUCKET = "ecr-mirror-configobjectbucket-9q8r7s"  # as CloudFormation names it
+
+
+@pytest.fixture
+def s3_stack(stack, monkeypatch):
+    """The stack deployed with ConfigStore=s3: the config uploaded to the bucket it
+    creates, and no SSM parameter at all."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=CONFIG_BUCKET)
+    s3.put_object(Bucket=CONFIG_BUCKET, Key="mirror.yaml", Body=CONFIG.encode())
+    boto3.client("ssm").delete_parameter(Name=PARAMETER)
+    monkeypatch.setattr(config_s3, "_cache", {})
+    stack.roles = StackRoles({**stack.roles.resources,
+                              "ConfigObjectBucket": {"Ref": CONFIG_BUCKET}}, {"ConfigStore": "s3"})
+    return stack
+
+
+def test_the_scheduler_reads_the_config_from_s3_with_its_role(s3_stack, nginx, iam):
+    answer = scheduled_run(s3_stack)
+    iam.assert_clean()
+    assert (answer["planned"], answer["queued"], answer["errors"]) == (1, 1, 0), answer
+    used = iam.actions_used("SchedulerFunction")
+    assert "s3:GetObject" in used and "ssm:GetParameter" not in used
+    # and the role grants no read of an SSM config it does not use
+    granted = {a for s in s3_stack.roles.statements("SchedulerFunction") for a in s["Action"]}
+    assert "ssm:GetParameter" not in granted
+
+
+def test_the_worker_reads_the_config_from_s3_with_its_role(s3_stack, nginx, ecr, iam):
+    messages, failed = worker_poll(s3_stack)
+    iam.assert_clean()
+    assert len(messages) == 3 and len(failed) == 1
+    assert "s3:GetObject" in iam.actions_used("WorkerFunction")
+
+
+def test_without_s3_getobject_the_config_read_is_refused_exactly(s3_stack, nginx, iam):
+    statements = _without(s3_stack.roles.statements("SchedulerFunction"), "s3:GetObject")
+    answer = scheduled_run(s3_stack, statements)
+    assert [(d.action, d.resource) for d in iam.denials] == [
+        ("s3:GetObject", f"arn:aws:s3:::{CONFIG_BUCKET}/mirror.yaml")]
+    assert answer["errors"] == 1 and answer["queued"] == 0
+    assert f"cannot read the config from s3://{CONFIG_BUCKET}/mirror.yaml: AccessDenied" in (
+        answer["errorDetails"][0]["message"])
 
 
 def test_a_dry_run_with_the_schedulers_role(stack, nginx, iam):

@@ -23,7 +23,7 @@ from .cfn import (
 )
 
 PREFIX_ARN = "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${RepositoryPrefix}/*"
-COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SCAN_ON_PUSH",
+COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_CONFIG_OBJECT", "ECR_MIRROR_PREFIX", "ECR_MIRROR_SCAN_ON_PUSH",
               "ECR_MIRROR_TAG_MUTABILITY", "ECR_MIRROR_KMS_KEY", "ECR_MIRROR_CONCURRENCY",
               "ECR_MIRROR_UNTAGGED_EXPIRY_DAYS",
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
@@ -104,9 +104,14 @@ def test_worker_writes_exactly_the_copy_actions(template):
 
 @pytest.mark.parametrize("function", ["SchedulerFunction", "WorkerFunction"])
 def test_config_and_secrets_are_scoped(template, function):
-    ssm = _sid_statement(template, function, "ReadMirrorConfig")
+    # ConfigStore chooses one of two statements: the parameter, or the object.
+    ssm, s3 = sorted((st for _, st in iam_statements(template["Resources"][function]["Properties"]
+                                                     ["Policies"]) if st.get("Sid") == "ReadMirrorConfig"),
+                     key=lambda st: st["Action"], reverse=True)
     assert ssm["Action"] == "ssm:GetParameter"
     assert ssm["Resource"]["Fn::Sub"].endswith(":parameter${ConfigParameterName}")
+    assert s3["Action"] == "s3:GetObject"  # that one object, no listing, no versions
+    assert s3["Resource"]["Fn::Sub"][0] == "arn:${AWS::Partition}:s3:::${Bucket}/${ConfigObjectKey}"
     secrets = _sid_statement(template, function, "ReadSourceRegistryCredentials")
     assert secrets["Action"] == "secretsmanager:GetSecretValue"
     assert secrets["Resource"]["Fn::Sub"].endswith(":secret:${SecretNamePrefix}*")
@@ -415,7 +420,24 @@ def test_no_function_hard_codes_a_setting(template):
     for function in ("SchedulerFunction", "WorkerFunction"):
         for name, value in function_environment(template, function).items():
             if name.startswith("ECR_MIRROR_"):
-                assert isinstance(value, dict) and set(value) <= {"Ref", "Fn::GetAtt"}, (function, name)
+                assert _from_the_stack(value), (function, name)
+
+
+def _from_the_stack(value) -> bool:
+    """A parameter or resource of the stack, possibly chosen by a condition
+    (Fn::If) or spelled into a URL (Fn::Sub of such values); "" for none."""
+    if value == "":
+        return True
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (key, arg), = value.items()
+    if key in ("Ref", "Fn::GetAtt"):
+        return True
+    if key == "Fn::If":
+        return all(_from_the_stack(branch) for branch in arg[1:])
+    if key == "Fn::Sub" and isinstance(arg, list):
+        return all(_from_the_stack(v) for v in arg[1].values())
+    return False
 
 
 def test_untagged_expiry_is_a_number_of_days_zero_meaning_none(template):

@@ -1,4 +1,4 @@
-"""What the handlers share: Powertools objects, the config from SSM, metrics."""
+"""What the handlers share: Powertools objects, the config (SSM or S3), metrics."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from ..manifest import Platform
 from ..memory import limit_malloc_arenas
 from ..mirror import Mirror
 from ..sync.config import MirrorConfig, load_config
+from . import config_s3
 
 limit_malloc_arenas()  # at import, before any copy starts its threads
 
@@ -40,8 +41,12 @@ STATUS_METRICS = {"copied": "ImagesCopied", "unchanged": "ImagesUnchanged",
 
 
 def read_config(*, fresh: bool = False) -> MirrorConfig | None:
-    """The mirror config from its SSM parameter (ECR_MIRROR_CONFIG_PARAMETER),
-    cached for CONFIG_TTL_SECONDS; `fresh` reads it again."""
+    """The mirror config from its S3 object (ECR_MIRROR_CONFIG_OBJECT) or else its
+    SSM parameter (ECR_MIRROR_CONFIG_PARAMETER), cached for CONFIG_TTL_SECONDS;
+    `fresh` reads it again."""
+    url = os.environ.get(config_s3.ENV)
+    if url:
+        return _parsed(config_s3.read(url, max_age=CONFIG_TTL_SECONDS, fresh=fresh), url)
     name = os.environ.get("ECR_MIRROR_CONFIG_PARAMETER")
     if not name:
         return None
