@@ -16,7 +16,7 @@ PY313_BIN  ?= $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin)),$(pa
 export PY313_BIN
 SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-referrers bench-import python313 python-venv apt-check \
+.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-referrers bench-plan bench-import python313 python-venv apt-check \
         setup-check sam-validate sam-build deploy sandbox sandbox-stop clean \
         build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
@@ -124,6 +124,10 @@ bench-referrers: $(STAMP) registry
 # Memory and CPU of copying one big layer (1 and 2 GiB).
 bench-layer: $(STAMP) registry
 	$(PY) bench/copy_big_layer.py
+
+# Wall and CPU of a warm plan: 1,000 tags in 1 repository and in 1,000, 30 ms per registry request.
+bench-plan: $(STAMP) registry
+	$(PY) bench/plan_scale.py
 
 bench-import: sam-build
 	$(PY) bench/cold_import.py --without-bytecode

@@ -67,7 +67,7 @@ class Mirror:
         region = region or self.settings.region
         if self._ecr is not None and region == self.settings.region:
             return self._ecr
-        return aws.client("ecr", region, concurrency=self.settings.concurrency)
+        return aws.client("ecr", region, concurrency=self.settings.connections)
 
     def _secrets_client(self) -> Any:
         return self._secrets or aws.client("secretsmanager", self.settings.region)
@@ -86,7 +86,7 @@ class Mirror:
                 self._sources[key] = RegistryClient(
                     ref.registry, api_host=api_host, credentials=self._credentials(ref.registry),
                     reserve=registry.reserve, insecure=insecure, scheme=scheme,
-                    retry=self.settings.retry, pool_size=2 * self.settings.concurrency)
+                    retry=self.settings.retry, pool_size=2 * self.settings.connections)
             return self._sources[key]
 
     def pull_budgets(self) -> dict:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 DEFAULT_PREFIX = "mirror"
 #: Blobs (and index children) copied in parallel per image.
 DEFAULT_CONCURRENCY = 4
+#: HEADs in flight per source registry while planning (shared by every entry).
+DEFAULT_PLAN_CONCURRENCY = 16
 #: Seconds before a Lambda's timeout at which a copy stops (defers).
 DEFAULT_STOP_MARGIN_SECONDS = 60
 #: Repositories made by ecr-mirror scan images on push.
@@ -115,6 +117,8 @@ class MirrorSettings:
     enforce_prefix: bool = False
     #: Blobs copied in parallel per image; also sizes the ECR connection pool.
     concurrency: int = DEFAULT_CONCURRENCY
+    #: HEADs in flight per source registry while planning; also sizes the pools.
+    plan_concurrency: int = DEFAULT_PLAN_CONCURRENCY
     #: Source registry host -> how to reach it.
     registries: Mapping[str, SourceRegistry] = field(default_factory=dict)
     #: How missing repositories are created.
@@ -133,6 +137,8 @@ class MirrorSettings:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.plan_concurrency < 1:
+            raise UsageError(f"plan concurrency must be at least 1, got {self.plan_concurrency}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MirrorSettings:
@@ -152,6 +158,8 @@ class MirrorSettings:
                                      what="ECR_MIRROR_PREFIX"),
             enforce_prefix=True,
             concurrency=_env_number(env, "ECR_MIRROR_CONCURRENCY", DEFAULT_CONCURRENCY, int),
+            plan_concurrency=_env_number(env, "ECR_MIRROR_PLAN_CONCURRENCY",
+                                         DEFAULT_PLAN_CONCURRENCY, int),
             registries=registries,
             stop_margin=_env_number(env, "ECR_MIRROR_STOP_MARGIN_SECONDS",
                                     DEFAULT_STOP_MARGIN_SECONDS, float),
@@ -184,6 +192,11 @@ class MirrorSettings:
                    # The stack's table, when given: leases shared with its workers, and the
                    # record of the tags ecr-mirror moved (what `prune: true` may untag).
                    lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None)
+
+    @property
+    def connections(self) -> int:
+        """Threads that may use one client at once: a copy's or a plan's."""
+        return max(self.concurrency, self.plan_concurrency)
 
     def merged_with(self, config: MirrorConfig) -> MirrorSettings:
         """These settings with the config's registries and repository defaults merged in."""

@@ -31,6 +31,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -116,7 +117,15 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
     def do_GET(self) -> None:  # http.server naming
-        self._forward()
+        proxy = self.server.proxy
+        key = f"{self.command} {classify(self.path)[0]}"
+        proxy._enter(key)
+        try:
+            if proxy.delay:
+                time.sleep(proxy.delay)  # injected latency, not a timing assertion
+            self._forward()
+        finally:
+            proxy._leave(key)
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
@@ -310,6 +319,12 @@ class SourceProxy:
         self._drops: dict[str, int] = {}
         self._failures: dict[str, list[tuple[int, dict, bytes]]] = {}
         self._connections: set[socket.socket] = set()
+        #: Seconds each request waits before it is forwarded (a registry's latency).
+        self.delay = 0.0
+        #: ``"<METHOD> <kind>"`` -> requests in the proxy now, and the most at once.
+        self.in_flight: collections.Counter[str] = collections.Counter()
+        self.peak: collections.Counter[str] = collections.Counter()
+        self._gates: dict[str, tuple[int, threading.Event]] = {}
         self._server = _Server(("127.0.0.1", 0), self.handler_class)
         self._server.proxy = self
         self.port: int = self._server.server_address[1]
@@ -373,6 +388,31 @@ class SourceProxy:
             self.requests.clear()
             self.bytes_out.clear()
             self.bytes_in.clear()
+            self.peak.clear()
+
+    # -- concurrency --------------------------------------------------------
+    def hold_until(self, key: str, n: int, timeout: float = 5.0) -> None:
+        """Hold requests counted as ``key`` until ``n`` of them are in the proxy at
+        once (then release them all, once), or ``timeout`` passed: a client allowed
+        ``n`` at once shows ``peak[key] == n`` however fast the upstream answers."""
+        with self._lock:
+            self._gates[key] = (n, threading.Event())
+        self._gate_timeout = timeout
+
+    def _enter(self, key: str) -> None:
+        with self._lock:
+            self.in_flight[key] += 1
+            self.peak[key] = max(self.peak[key], self.in_flight[key])
+            n, gate = self._gates.get(key, (0, None))
+            if gate is not None and self.in_flight[key] >= n:
+                gate.set()
+        if gate is not None:
+            gate.wait(self._gate_timeout)
+            gate.set()  # once: after a timeout, nothing more is held
+
+    def _leave(self, key: str) -> None:
+        with self._lock:
+            self.in_flight[key] -= 1
 
     # -- fault injection --------------------------------------------------
     def drop_blob_once(self, digest: str, after_bytes: int) -> None:

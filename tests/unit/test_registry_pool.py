@@ -26,3 +26,12 @@ def test_the_mirror_sizes_each_source_pool_from_its_concurrency(concurrency, mon
                     ecr_client=object())
     client = mirror.source_client(parse("registry.example/team/app:1"))
     assert pool_size(client) >= concurrency
+
+
+def test_the_source_pool_holds_every_planning_head(monkeypatch):
+    """Planning's HEADs (plan_concurrency at once) never open a connection the pool discards."""
+    monkeypatch.setenv("DOCKER_CONFIG", "/nonexistent-docker-config")
+    monkeypatch.delenv("ECR_MIRROR_SOURCE_SECRET_ARN", raising=False)
+    mirror = Mirror(MirrorSettings(prefix="mirror", concurrency=4, plan_concurrency=24,
+                                   region="us-east-1"), ecr_client=object())
+    assert pool_size(mirror.source_client(parse("registry.example/team/app:1"))) >= 24

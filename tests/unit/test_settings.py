@@ -53,3 +53,11 @@ def test_settings_are_frozen_and_checked():
         MirrorSettings().region = "eu-west-1"  # type: ignore[misc]
     with pytest.raises(UsageError, match="concurrency"):
         MirrorSettings.from_env({"ECR_MIRROR_CONCURRENCY": "0"})
+
+
+def test_the_plan_concurrency_comes_from_the_environment_and_sizes_the_pools():
+    settings = MirrorSettings.from_env({"ECR_MIRROR_PLAN_CONCURRENCY": "24", "ECR_MIRROR_CONCURRENCY": "4"})
+    assert (settings.plan_concurrency, settings.connections) == (24, 24)
+    assert MirrorSettings(concurrency=32, plan_concurrency=8).connections == 32
+    with pytest.raises(UsageError, match="plan concurrency must be at least 1"):
+        MirrorSettings.from_env({"ECR_MIRROR_PLAN_CONCURRENCY": "0"})

@@ -26,9 +26,9 @@ from ..mirror import Mirror
 from ..mirrored import already_mirrored
 from ..queue import Message, options_body
 from ..reference import Reference
-from ..registry.client import ManifestHead
 from .config import ImageEntry, MirrorConfig
-from .pinned import split_pinned
+from .heads import HeadPools
+from .pinned import is_immutable, split_pinned
 
 log = logging.getLogger(__name__)
 
@@ -93,19 +93,20 @@ class Plan:
                 "sourceRequests": camel_keys(self.source_requests)}
 
 
-#: Entries planned at once, and HEADs at once within an entry: a few hundred
-#: tags plan in seconds without hammering the registry (HEADs are not pulls,
-#: but an abuse limit still exists).
-ENTRY_CONCURRENCY = 4
-HEAD_CONCURRENCY = 4
-
-
 def build_plan(config: MirrorConfig, mirror: Mirror) -> Plan:
     """The mirror's settings say whether targets must lie under its prefix (the
-    functions) or not (the CLI): each target goes through `Mirror.target_for`."""
+    functions) or not (the CLI): each target goes through `Mirror.target_for`.
+
+    Entries are planned `plan_concurrency` at once, and their HEADs go to one pool
+    per source registry of that size, shared by every entry: as many HEADs in
+    flight whether one repository holds all the tags or each repository one."""
     plan = Plan(errors=[e.as_dict() for e in config.errors])
-    with ThreadPoolExecutor(ENTRY_CONCURRENCY) as pool:
-        results = list(pool.map(lambda e: _plan_entry(e, config, mirror), config.images))
+    heads = HeadPools(mirror.settings.plan_concurrency)
+    try:
+        with ThreadPoolExecutor(mirror.settings.plan_concurrency) as pool:
+            results = list(pool.map(lambda e: _plan_entry(e, config, mirror, heads), config.images))
+    finally:
+        heads.close()
     for entry, (jobs, unchanged, pinned, errors, selection) in zip(config.images, results, strict=True):
         if selection is not None:
             plan.selections[entry.index] = selection
@@ -131,7 +132,7 @@ def spread_by_repository(jobs: list[Job]) -> list[Job]:
     return [q[i] for i in range(len(queues[0]) if queues else 0) for q in queues if i < len(q)]
 
 
-def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
+def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror, heads: HeadPools,
                 ) -> tuple[list[Job], list[dict], list[dict], list[dict], tuple[str, list[str]] | None]:
     """(jobs, unchanged, pinned, errors, selection): the selection is the target
     repository and every tag selected (pinned ones too), for `prune`."""
@@ -146,6 +147,10 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
         target = mirror.repository(target_repo)
+        # HEADs start before ECR is read, so the two overlap; a tag that may be
+        # pinned waits for what ECR holds (a pinned tag costs no HEAD).
+        asked = {tag: heads.head(client, entry.source, tag) for tag in tags
+                 if not is_immutable(tag, entry.immutable_tags)}
         current = target.tagged_many(tags)
         # One walk for the entry: the fallback tags are listed once, a subject looked at once.
         walk = ReferrerWalk(client, entry.source.repository, target, entry.referrers, fetch=False,
@@ -162,15 +167,11 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror,
     pinned = [{"source": str(entry.source.with_tag(tag)), "target": f"{target_repo}:{tag}",
                "digest": image.digest} for tag, image in held.items()]
 
-    def head(tag: str) -> ManifestHead | MirrorError:
-        try:
-            return client.head_manifest(entry.source.repository, tag)
-        except MirrorError as exc:
-            return exc
-
-    with ThreadPoolExecutor(HEAD_CONCURRENCY) as pool:
-        heads = list(pool.map(head, tags))
-    for tag, answer in zip(tags, heads, strict=True):
+    for tag in tags:
+        if tag not in asked:
+            asked[tag] = heads.head(client, entry.source, tag)
+    for tag in tags:
+        answer = asked[tag].result()
         ref = entry.source.with_tag(tag)
         if isinstance(answer, MirrorError):
             errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{answer.kind}: {answer}"})
