@@ -50,6 +50,13 @@ def check(digest: object, what: str) -> str:
     return digest
 
 
+def fallback_tag(digest: str, suffix: str = "") -> str:
+    """The referrers tag schema's name for a digest: `sha256:<hex>` -> `sha256-<hex>`
+    (+ cosign's `.sig`, `.att`, `.sbom` for its legacy tags)."""
+    algorithm, _, hex_ = digest.partition(":")
+    return f"{algorithm}-{hex_}{suffix}"
+
+
 def is_digest(ref: str) -> bool:
     """Whether a manifest reference is a digest rather than a tag (tags have no ':')."""
     return ":" in ref

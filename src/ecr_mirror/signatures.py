@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from .digest import ALGORITHMS, check
+from .digest import ALGORITHMS, check, fallback_tag
 from .errors import MirrorError, UsageError
 from .manifest import Manifest
 from .registry.errors import NotFound
@@ -210,12 +210,6 @@ def _short(value: Any) -> str:
 
 
 # -- finding them ----------------------------------------------------------------------
-
-
-def fallback_tag(digest: str, suffix: str = "") -> str:
-    """``sha256-<hex>`` (the referrers tag schema), + ``.sig`` for cosign's legacy tag."""
-    algorithm, _, hex_ = digest.partition(":")
-    return f"{algorithm}-{hex_}{suffix}"
 
 
 @dataclass

@@ -41,11 +41,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..digest import fallback_tag
 from ..ecr.target import EcrRepository, TaggedImage
 from ..errors import TagConflict
 from ..manifest import Manifest
 from ..registry.client import RegistryClient
 from ..registry.errors import NotFound
+from ..signatures import SIGNATURE_ARTIFACT
 from .options import ReferrerPolicy
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 #: types cosign gives the same artifacts when it attaches them as OCI 1.1
 #: referrers, so one `artifactTypes` entry selects a signature either way.
 COSIGN_TAGS = {
-    ".sig": "application/vnd.dev.cosign.artifact.sig.v1+json",
+    ".sig": SIGNATURE_ARTIFACT,
     ".att": "application/vnd.dev.cosign.artifact.att.v1+json",
     ".sbom": "application/vnd.dev.cosign.artifact.sbom.v1+json",
 }
@@ -63,12 +65,6 @@ MAX_DEPTH = 8
 
 #: Puts a fetched manifest (its blobs first) into ECR, under a tag or by digest.
 PutManifest = Callable[[Manifest, "str | None"], None]
-
-
-def fallback_tag(digest: str, suffix: str = "") -> str:
-    """`sha256:<hex>` -> `sha256-<hex>` (+ cosign's `.sig`, `.att`, `.sbom`)."""
-    algorithm, _, hex_ = digest.partition(":")
-    return f"{algorithm}-{hex_}{suffix}"
 
 
 @dataclass
