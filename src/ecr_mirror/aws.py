@@ -38,6 +38,13 @@ def error_code(exc: Any) -> str:
 def error_message(exc: Any) -> str:
     """The AWS error message of a botocore `ClientError`."""
     return str(exc.response.get("Error", {}).get("Message", ""))
+
+
+#: Error codes of a Secrets Manager or SSM read worth trying again later
+#: (Secrets Manager says InternalServiceError, SSM InternalServerError).
+TEMPORARY_READ_CODES = frozenset({
+    "ThrottlingException", "InternalServerError", "InternalServiceError", "ServiceUnavailable",
+    "TooManyRequestsException", "RequestTimeout"})
 _sessions: dict[tuple[tuple[str, str], ...], Any] = {}
 
 

@@ -28,9 +28,6 @@ SSM, SECRETS = "ssm:", "secretsmanager:"
 PEM_START = "-----BEGIN "
 #: A key changed in SSM or Secrets Manager reaches a warm function within this many seconds.
 KEY_TTL_SECONDS = 300
-#: AWS error codes worth trying again later.
-_TEMPORARY_CODES = {"ThrottlingException", "InternalServerError", "InternalServiceError",
-                    "ServiceUnavailable", "TooManyRequestsException", "RequestTimeout"}
 SPEC_SHAPE = "a PEM public key, ssm:/parameter-name or secretsmanager:secret-name"
 
 _lock = threading.Lock()
@@ -112,7 +109,7 @@ def _read_aws(spec: str, region: str | None) -> str:
         code = aws.error_code(exc) or "ClientError"
         hint = _HINTS.get(code, "check it and the role's access to it")
         raise CosignKeyError(f"cannot read the cosign key {spec}: {code}: {aws.error_message(exc)}; "
-                             f"{hint}", temporary=code in _TEMPORARY_CODES) from None
+                             f"{hint}", temporary=code in aws.TEMPORARY_READ_CODES) from None
     except BotoCoreError as exc:
         aws.raise_setup_error(exc)
         raise CosignKeyError(f"cannot read the cosign key {spec}: "

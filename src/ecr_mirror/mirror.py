@@ -179,11 +179,6 @@ class Mirror:
         return report
 
 
-#: Secrets Manager error codes worth trying again later.
-_TEMPORARY_SECRET_CODES = {"ThrottlingException", "InternalServiceError", "RequestTimeout",
-                           "ServiceUnavailable", "TooManyRequestsException"}
-
-
 def credentials_from_secret(secret_id: str, client: Any) -> Credentials:
     """A Secrets Manager secret holding {"username": ..., "password": ...}; `SecretError`
     (naming the secret, never its value) when it cannot be read or used."""
@@ -199,7 +194,7 @@ def credentials_from_secret(secret_id: str, client: Any) -> Credentials:
                 }.get(code, "check the secret and the role's access to it")
         raise SecretError(f"cannot read secret {secret_id}: {code}: "
                           f"{aws.error_message(exc)}; {hint}",
-                          temporary=code in _TEMPORARY_SECRET_CODES) from None
+                          temporary=code in aws.TEMPORARY_READ_CODES) from None
     except BotoCoreError as exc:
         aws.raise_setup_error(exc)
         raise SecretError(f"cannot read secret {secret_id}: {aws.explain(exc, 'secrets-manager')}",
