@@ -110,6 +110,16 @@ def ecr_image(ecr, repository: str, *, tag: str | None = None, digest: str | Non
     return answer["images"][0]
 
 
+def tags_in_ecr(ecr, repository: str) -> dict[str, str]:
+    """Tag → digest of every tag in an ECR repository ({} when it does not exist)."""
+    try:
+        pages = ecr.get_paginator("describe_images").paginate(repositoryName=repository)
+        return {t: i["imageDigest"] for page in pages for i in page["imageDetails"]
+                for t in i.get("imageTags", [])}
+    except ecr.exceptions.RepositoryNotFoundException:
+        return {}
+
+
 @pytest.fixture(autouse=True)
 def _outputs_match_the_schema(monkeypatch):
     """Every JSON object the CLI prints and every handler answer a test causes, in

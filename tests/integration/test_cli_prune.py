@@ -13,6 +13,7 @@ import pytest
 
 from ecr_mirror import cli
 from ecr_mirror_testing.images import layer_bytes, make_image
+from tests.integration.conftest import tags_in_ecr
 
 pytestmark = pytest.mark.integration
 TABLE = "ecr-mirror-LeaseTable-cli"
@@ -37,8 +38,7 @@ def sync(source, tmp_path, capsys, repo: str, *flags: str, **entry) -> tuple[int
 
 
 def tags(ecr) -> set[str]:
-    ids = ecr.list_images(repositoryName="mirror/cli-prune")["imageIds"]
-    return {i["imageTag"] for i in ids if "imageTag" in i}
+    return set(tags_in_ecr(ecr, "mirror/cli-prune"))
 
 
 def test_sync_prunes_with_the_stacks_table_and_its_dry_run_lists_first(

@@ -17,7 +17,7 @@ import pytest
 from ecr_mirror.handlers import scheduler, worker
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver
-from tests.integration.conftest import ecr_image
+from tests.integration.conftest import ecr_image, tags_in_ecr
 from tests.integration.test_schedule import PARAMETER, app, scheduled_run  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -52,9 +52,7 @@ class Mirrored:
 
     def tags(self) -> dict[str, str]:
         """Tag → digest of every tag in the ECR repository."""
-        pages = self.ecr.get_paginator("list_images").paginate(repositoryName=self.repository)
-        return {i["imageTag"]: i["imageDigest"] for page in pages for i in page["imageIds"]
-                if "imageTag" in i}
+        return tags_in_ecr(self.ecr, self.repository)
 
     def tag_by_hand(self, tag: str, like: str) -> None:
         image = ecr_image(self.ecr, self.repository, tag=like)

@@ -20,7 +20,7 @@ from ecr_mirror.handlers import common, copy_one, scheduler, warm, worker
 from ecr_mirror_testing.dockerhub import DockerHubSimulator
 from ecr_mirror_testing.images import layer_bytes, make_image, make_index
 from ecr_mirror_testing.lambdas import FakeContext, deliver
-from tests.integration.conftest import MiB, ecr_image
+from tests.integration.conftest import MiB, ecr_image, tags_in_ecr
 
 pytestmark = pytest.mark.integration
 PARAMETER = "/ecr-mirror/config"
@@ -90,14 +90,6 @@ def drain(sqs, queue_url, clock) -> dict[str, int]:
         if not due:  # empty, or everything left waits for the window: the next run's job
             return {"failed": failures}
     raise AssertionError("the queue never drained")
-
-
-def tags_in_ecr(ecr, repository: str) -> dict[str, str]:
-    try:
-        images = ecr.describe_images(repositoryName=repository)["imageDetails"]
-    except ecr.exceptions.RepositoryNotFoundException:
-        return {}
-    return {t: i["imageDigest"] for i in images for t in i.get("imageTags", [])}
 
 
 def test_fifty_unchanged_tags_cost_no_counted_pull(stack, hub, registry, ecr, clock):
