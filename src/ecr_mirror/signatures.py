@@ -51,6 +51,11 @@ MAX_SIGNATURE_BYTES = 256 * 1024
 #: Signature manifests fetched for one image at most (each a counted pull).
 MAX_SIGNATURE_MANIFESTS = 10
 
+#: Counted pulls the gate is reserved for a changed image: the `.sig` tag's manifest,
+#: the fallback referrers index and one signature referrer, the most it takes to
+#: find a signature in each place it looks (a HEAD and the referrers API are free).
+GATE_PULLS = 3
+
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.S)
 
 
@@ -68,6 +73,12 @@ class BadSignature(Exception):
     def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason, self.detail = reason, detail
+
+
+def gate_pulls(verify: object) -> int:
+    """Counted pulls to reserve for the gate of a changed image: `GATE_PULLS` when
+    `verify` (key specs or a policy) turns it on, else none."""
+    return GATE_PULLS if verify else 0
 
 
 # -- keys ----------------------------------------------------------------------------
