@@ -98,28 +98,14 @@ def _read_file(path: str) -> bytes:
 
 
 def _read_aws(spec: str, region: str | None) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    ssm = spec.startswith(SSM)
-    name = spec[len(SSM if ssm else SECRETS):]
-    try:
-        if ssm:
-            return str(aws.client("ssm", region).get_parameter(
-                Name=name, WithDecryption=True)["Parameter"]["Value"])
-        answer = aws.client("secretsmanager", region).get_secret_value(SecretId=name)
-    except ClientError as exc:
-        code = aws.error_code(exc) or "ClientError"
-        hint = _HINTS.get(code, "check it and the role's access to it")
-        raise CosignKeyError(f"cannot read the cosign key {spec}: {code}: {aws.error_message(exc)}; "
-                             f"{hint}", temporary=code in aws.TEMPORARY_READ_CODES) from None
-    except BotoCoreError as exc:
-        aws.raise_setup_error(exc)
-        raise CosignKeyError(f"cannot read the cosign key {spec}: "
-                             f"{aws.explain(exc, 'ssm' if ssm else 'secrets-manager')}",
-                             temporary=True) from None
-    if "SecretString" not in answer:
-        raise CosignKeyError(f"secret {name} has no SecretString; store the PEM public key as text")
-    return str(answer["SecretString"])
+    what, hint = f"the cosign key {spec}", "check it and the role's access to it"
+    if spec.startswith(SSM):
+        answer = aws.read(lambda: aws.client("ssm", region).get_parameter(
+            Name=spec[len(SSM):], WithDecryption=True), what=what, service="ssm",
+            error=CosignKeyError, hints=_HINTS, other=hint)
+        return str(answer["Parameter"]["Value"])
+    return aws.secret_string(aws.client("secretsmanager", region), spec[len(SECRETS):], what=what,
+                             store="the PEM public key", error=CosignKeyError, hints=_HINTS, other=hint)
 
 
 _HINTS = {
