@@ -134,6 +134,7 @@ def test_a_flat_list_is_counted_to_the_last_value():
     ("images: [\n", "is not valid YAML: line 2"),
     ("registries:\n  ? [a]\n  : {}\nimages: []", "line 2"),
     ("a: *nowhere\n", "found undefined alias"),
+    ("a: \ud800\n", "unacceptable character #xd800"),                   # libyaml cannot even take it
 ])
 def test_what_the_fast_path_refuses_is_said_as_the_python_loader_says_it(text, words, monkeypatch):
     assert yamlload._load_fast(text) is yamlload._REFUSED  # nothing constructed

@@ -142,19 +142,23 @@ _REFUSED = object()
 
 
 def _load_fast(text: str) -> Any:
-    """The document through libyaml, or `_REFUSED` for the bounded loader to say why."""
-    loader = _FastLoader(text)
+    """The document through libyaml, or `_REFUSED` for the bounded loader to say why.
+    It never decides a failure: whatever goes wrong here (a YAML error, a bound, a
+    string libyaml cannot take, such as a lone surrogate) is the bounded loader's to say."""
+    loader = None
     try:
+        loader = _FastLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None
         if not _within_bounds(node):
             return _REFUSED
         return loader.construct_document(node)
-    except (yaml.YAMLError, RecursionError):
+    except Exception:  # see above
         return _REFUSED
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _where(exc: yaml.YAMLError) -> str:
