@@ -19,15 +19,7 @@ import time
 
 from ecr_mirror.sync.config import load_config
 from ecr_mirror.sync.yamlload import load_yaml
-
-
-def realistic_config(entries: int, tags_per_entry: int) -> str:
-    """As tests/integration/test_strict_ssm.realistic_config writes it."""
-    lines = ["defaults:", "  targetPrefix: mirror", "images:"]
-    for n in range(entries):
-        tags = ", ".join(f'"{n % 7}.{t}"' for t in range(tags_per_entry))
-        lines += [f"  - source: team{n % 40}/service-{n:05d}", f"    tags: [{tags}]"]
-    return "\n".join(lines) + "\n"
+from ecr_mirror_testing.configs import realistic_config
 
 
 def measure(call, runs: int) -> dict[str, float]:
@@ -44,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    text = realistic_config(2000, 25)
+    text = realistic_config(2000, tags_per_entry=25)
     config = load_config(text, origin="bench")
     assert sum(len(e.selector.names) for e in config.images) == 50_000 and not config.errors
     print(json.dumps({"bytes": len(text), "runs": args.runs,

@@ -9,32 +9,10 @@ import datetime
 
 import pytest
 
-from ecr_mirror.errors import UsageError
 from ecr_mirror.sync import yamlload
 from ecr_mirror.sync.yamlload import MAX_DEPTH, MAX_NODES, load_yaml
-
-
-def big_config(entries: int = 2000, tags: int = 25) -> str:
-    """As tests/integration/test_strict_ssm.realistic_config writes it: 50,000 tags."""
-    lines = ["defaults:", "  targetPrefix: mirror", "images:"]
-    for n in range(entries):
-        lines += [f"  - source: team{n % 40}/service-{n:05d}",
-                  f"    tags: [{', '.join(f'{chr(34)}{n % 7}.{t}{chr(34)}' for t in range(tags))}]"]
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture
-def python_only(monkeypatch):
-    """load_yaml as it is without libyaml: the bounded Python loader alone."""
-    monkeypatch.setattr(yamlload, "fast", lambda: False)
-
-
-def refusal(text: str) -> str:
-    with pytest.raises(UsageError) as err:
-        load_yaml(text, origin="mirror.yaml")
-    message = str(err.value)
-    assert "\n" not in message and message.startswith("mirror.yaml")
-    return message
+from ecr_mirror_testing.configs import realistic_config
+from tests.unit.test_malformed_config import config_error  # load_config's one-line refusal
 
 
 def test_the_pyyaml_here_has_a_bounded_libyaml():
@@ -48,7 +26,7 @@ def test_a_50000_tag_config_is_composed_by_libyaml_not_in_python(monkeypatch):
         raise AssertionError("composed in Python")
 
     monkeypatch.setattr(yamlload._BoundedLoader, "compose_node", python_composer)
-    data = load_yaml(big_config(), origin="mirror.yaml")
+    data = load_yaml(realistic_config(2000, tags_per_entry=25), origin="mirror.yaml")
     assert len(data["images"]) == 2000 and sum(len(i["tags"]) for i in data["images"]) == 50_000
     assert data["images"][1999] == {"source": "team39/service-01999", "tags": [f"4.{t}" for t in range(25)]}
 
@@ -108,10 +86,10 @@ def test_each_bound_is_where_the_python_loader_puts_it(text, words, monkeypatch)
         assert load_yaml(text, origin="x") == fast
     else:
         assert fast is yamlload._REFUSED
-        message = refusal(text)
+        message = config_error(text)
         assert words in message and "line" in message and "column" in message
         monkeypatch.setattr(yamlload, "fast", lambda: False)
-        assert refusal(text) == message
+        assert config_error(text) == message
 
 
 def test_a_flat_list_is_counted_to_the_last_value():
@@ -138,7 +116,7 @@ def test_a_flat_list_is_counted_to_the_last_value():
 ])
 def test_what_the_fast_path_refuses_is_said_as_the_python_loader_says_it(text, words, monkeypatch):
     assert yamlload._load_fast(text) is yamlload._REFUSED  # nothing constructed
-    message = refusal(text)
+    message = config_error(text)
     assert words in message, message
     monkeypatch.setattr(yamlload, "fast", lambda: False)
-    assert refusal(text) == message
+    assert config_error(text) == message
