@@ -138,8 +138,6 @@ def raise_setup_error(exc: Exception) -> None:
                          "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run `aws configure`") from None
 
 
-
-
 def read(call: Callable[[], Any], *, what: str, service: str, error: Callable[..., Exception],
          hints: Mapping[str, str], other: str) -> Any:
     """`call()`: one read of SSM or Secrets Manager. A refusal is `error` (given

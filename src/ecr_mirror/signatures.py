@@ -85,7 +85,7 @@ def gate_pulls(verify: object) -> int:
 
 
 #: The key types cosign signs with, as a message says what to give instead.
-KEY_TYPES = ("ECDSA (P-256, as `cosign generate-key-pair` makes), RSA or Ed25519")
+KEY_TYPES = "ECDSA (P-256, as `cosign generate-key-pair` makes), RSA or Ed25519"
 
 
 def parse_keys(pem: bytes, where: str) -> tuple[Any, ...]:
