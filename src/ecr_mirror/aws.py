@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import SetupError, UsageError
@@ -137,3 +138,31 @@ def raise_setup_error(exc: Exception) -> None:
                          "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run `aws configure`") from None
 
 
+def read(call: Callable[[], Any], *, what: str, service: str, error: Callable[..., Exception],
+         hints: Mapping[str, str], other: str) -> Any:
+    """`call()`: one read of SSM or Secrets Manager. A refusal is `error` (given
+    `temporary=`) saying `cannot read <what>: <code>: <AWS message>; <hint>`, the hint
+    the caller's for that code (else `other`); an endpoint that cannot be reached is
+    a temporary `error`, missing credentials a SetupError. Never shows what was read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        code = error_code(exc) or "ClientError"
+        raise error(f"cannot read {what}: {code}: {error_message(exc)}; {hints.get(code, other)}",
+                    temporary=code in TEMPORARY_READ_CODES) from None
+    except BotoCoreError as exc:
+        raise_setup_error(exc)
+        raise error(f"cannot read {what}: {explain(exc, service)}", temporary=True) from None
+
+
+def secret_string(secrets: Any, secret_id: str, *, what: str, store: str, error: Callable[..., Exception],
+                  hints: Mapping[str, str], other: str) -> str:
+    """The SecretString of `secret_id` through the `secrets` client (failures as `read`
+    says); a secret without one is `error`, asking for `store` as text."""
+    answer = read(lambda: secrets.get_secret_value(SecretId=secret_id), what=what,
+                  service="secrets-manager", error=error, hints=hints, other=other)
+    if "SecretString" not in answer:
+        raise error(f"secret {secret_id} has no SecretString; store {store} as text")
+    return str(answer["SecretString"])

@@ -6,7 +6,8 @@ A key spec is one of:
 - `secretsmanager:<name or ARN>`: a secret whose SecretString is the PEM;
 - a file name (the CLI's `--cosign-key cosign.pub` only: `files=True`).
 
-`load_keys` turns specs into a `VerifyPolicy`. A key read from AWS is cached
+`load_keys` turns specs into a `VerifyPolicy`, each key checked when it is read by
+the rules the gate applies (`signatures.parse_keys`). A key read from AWS is cached
 per process for KEY_TTL_SECONDS, so a warm Lambda reads it once in a while and
 a rotated key applies within minutes. Every error names the spec, never the
 content of what was read: a secret may hold something that is not meant to be
@@ -23,6 +24,7 @@ from typing import Any
 from . import aws
 from .copy.options import VerifyPolicy
 from .errors import CosignKeyError, UsageError
+from .signatures import parse_keys
 
 SSM, SECRETS = "ssm:", "secretsmanager:"
 PEM_START = "-----BEGIN "
@@ -96,28 +98,14 @@ def _read_file(path: str) -> bytes:
 
 
 def _read_aws(spec: str, region: str | None) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    ssm = spec.startswith(SSM)
-    name = spec[len(SSM if ssm else SECRETS):]
-    try:
-        if ssm:
-            return str(aws.client("ssm", region).get_parameter(
-                Name=name, WithDecryption=True)["Parameter"]["Value"])
-        answer = aws.client("secretsmanager", region).get_secret_value(SecretId=name)
-    except ClientError as exc:
-        code = aws.error_code(exc) or "ClientError"
-        hint = _HINTS.get(code, "check it and the role's access to it")
-        raise CosignKeyError(f"cannot read the cosign key {spec}: {code}: {aws.error_message(exc)}; "
-                             f"{hint}", temporary=code in aws.TEMPORARY_READ_CODES) from None
-    except BotoCoreError as exc:
-        aws.raise_setup_error(exc)
-        raise CosignKeyError(f"cannot read the cosign key {spec}: "
-                             f"{aws.explain(exc, 'ssm' if ssm else 'secrets-manager')}",
-                             temporary=True) from None
-    if "SecretString" not in answer:
-        raise CosignKeyError(f"secret {name} has no SecretString; store the PEM public key as text")
-    return str(answer["SecretString"])
+    what, hint = f"the cosign key {spec}", "check it and the role's access to it"
+    if spec.startswith(SSM):
+        answer = aws.read(lambda: aws.client("ssm", region).get_parameter(
+            Name=spec[len(SSM):], WithDecryption=True), what=what, service="ssm",
+            error=CosignKeyError, hints=_HINTS, other=hint)
+        return str(answer["Parameter"]["Value"])
+    return aws.secret_string(aws.client("secretsmanager", region), spec[len(SECRETS):], what=what,
+                             store="the PEM public key", error=CosignKeyError, hints=_HINTS, other=hint)
 
 
 _HINTS = {
@@ -129,17 +117,7 @@ _HINTS = {
 
 
 def public_key(pem: bytes, where: str) -> bytes:
-    """`pem` if it is a PEM public key cryptography can load; else CosignKeyError
-    naming `where` (and never echoing the content)."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    if b"PRIVATE KEY" in pem:
-        raise CosignKeyError(f"{where} holds a private key; give the public key (cosign.pub), "
-                             "and keep the private key out of the mirror")
-    try:
-        load_pem_public_key(pem.strip())
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise CosignKeyError(f"{where} is not a PEM public key (-----BEGIN PUBLIC KEY-----, "
-                             "as `cosign generate-key-pair` writes cosign.pub)") from None
+    """`pem` if it holds only public keys the gate can use (`signatures.parse_keys`:
+    the same rules the gate applies); else CosignKeyError naming `where`."""
+    parse_keys(pem, where)
     return pem

@@ -179,29 +179,18 @@ class Mirror:
         return report
 
 
+_SECRET_HINTS = {
+    "AccessDeniedException": "grant secretsmanager:GetSecretValue on it (and kms:Decrypt on its key)",
+    "ResourceNotFoundException": "create it, or fix the name in the config",
+}
+
+
 def credentials_from_secret(secret_id: str, client: Any) -> Credentials:
     """A Secrets Manager secret holding {"username": ..., "password": ...}; `SecretError`
     (naming the secret, never its value) when it cannot be read or used."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        value = client.get_secret_value(SecretId=secret_id)["SecretString"]
-    except ClientError as exc:
-        code = aws.error_code(exc) or "ClientError"
-        hint = {"AccessDeniedException": "grant secretsmanager:GetSecretValue on it (and "
-                                         "kms:Decrypt on its key)",
-                "ResourceNotFoundException": "create it, or fix the name in the config"
-                }.get(code, "check the secret and the role's access to it")
-        raise SecretError(f"cannot read secret {secret_id}: {code}: "
-                          f"{aws.error_message(exc)}; {hint}",
-                          temporary=code in aws.TEMPORARY_READ_CODES) from None
-    except BotoCoreError as exc:
-        aws.raise_setup_error(exc)
-        raise SecretError(f"cannot read secret {secret_id}: {aws.explain(exc, 'secrets-manager')}",
-                          temporary=True) from None
-    except KeyError:
-        raise SecretError(f"secret {secret_id} has no SecretString; store "
-                          '{"username": ..., "password": ...} as text') from None
+    value = aws.secret_string(client, secret_id, what=f"secret {secret_id}", error=SecretError,
+                              store='{"username": ..., "password": ...}', hints=_SECRET_HINTS,
+                              other="check the secret and the role's access to it")
     try:
         data = json.loads(value)
         return Credentials(str(data["username"]), str(data["password"]))

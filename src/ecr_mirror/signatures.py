@@ -31,7 +31,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from .digest import ALGORITHMS, check, fallback_tag
-from .errors import MirrorError, UsageError
+from .errors import CosignKeyError, MirrorError
 from .manifest import Manifest
 from .registry.errors import NotFound
 
@@ -50,6 +50,11 @@ IN_TOTO = "application/vnd.in-toto+json"
 MAX_SIGNATURE_BYTES = 256 * 1024
 #: Signature manifests fetched for one image at most (each a counted pull).
 MAX_SIGNATURE_MANIFESTS = 10
+
+#: Counted pulls the gate is reserved for a changed image: the `.sig` tag's manifest,
+#: the fallback referrers index and one signature referrer, the most it takes to
+#: find a signature in each place it looks (a HEAD and the referrers API are free).
+GATE_PULLS = 3
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.+?-----END \1-----", re.S)
 
@@ -70,38 +75,59 @@ class BadSignature(Exception):
         self.reason, self.detail = reason, detail
 
 
+def gate_pulls(verify: object) -> int:
+    """Counted pulls to reserve for the gate of a changed image: `GATE_PULLS` when
+    `verify` (key specs or a policy) turns it on, else none."""
+    return GATE_PULLS if verify else 0
+
+
 # -- keys ----------------------------------------------------------------------------
+
+
+#: The key types cosign signs with, as a message says what to give instead.
+KEY_TYPES = "ECDSA (P-256, as `cosign generate-key-pair` makes), RSA or Ed25519"
+
+
+def parse_keys(pem: bytes, where: str) -> tuple[Any, ...]:
+    """The public keys in `pem` (one or more PEM blocks: a key rotation in one file),
+    each of a type cosign signs with. The one rule set for keys: `keys` applies it
+    when a key is read, the gate when it runs. `CosignKeyError` naming `where`,
+    never the content (a secret may hold what must not be shown)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    if b"PRIVATE KEY" in pem:
+        raise CosignKeyError(f"{where} holds a private key; give the public key (cosign.pub), "
+                             "and keep the private key out of the mirror")
+    keys = []
+    for block in _PEM_BLOCK.finditer(pem):
+        label = block.group(1).decode()
+        try:
+            key = load_pem_public_key(block.group(0))
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise CosignKeyError(f"{where} is not a PEM public key: a {label} block is not a readable "
+                                 f"public key; give {KEY_TYPES}") from None
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+            kind = type(key).__name__.removesuffix("PublicKey").lstrip("_") or "another"
+            raise CosignKeyError(f"{where} holds a {kind} public key, which is not a cosign key type; "
+                                 f"give {KEY_TYPES}")
+        keys.append(key)
+    if not keys:
+        raise CosignKeyError(f"{where} is not a PEM public key (-----BEGIN PUBLIC KEY-----, "
+                             "as `cosign generate-key-pair` writes cosign.pub)")
+    return tuple(keys)
 
 
 @functools.lru_cache(maxsize=8)
 def load_keys(pems: tuple[bytes, ...], origin: str) -> tuple[Any, ...]:
-    """The public keys in `pems` (each may hold several PEM blocks: key rotation).
-    `UsageError` naming `origin`, never the key, when one is not a usable public key."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    keys = []
-    for pem in pems:
-        found = False
-        for block in _PEM_BLOCK.finditer(pem.encode() if isinstance(pem, str) else pem):
-            found = True
-            label = block.group(1).decode()
-            if "PRIVATE" in label:
-                raise UsageError(f"{origin} holds a private key ({label}); give the public key "
-                                 "(cosign.pub), never the private one")
-            try:
-                key = load_pem_public_key(block.group(0))
-            except (ValueError, TypeError):
-                raise UsageError(f"{origin}: a {label} block is not a readable public key") from None
-            if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-                raise UsageError(f"{origin}: a {type(key).__name__} is not a cosign key type "
-                                 "(ECDSA, RSA or Ed25519)")
-            keys.append(key)
-        if not found:
-            raise UsageError(f"{origin} is not a PEM public key (-----BEGIN PUBLIC KEY-----)")
-    if not keys:
-        raise UsageError(f"{origin}: no public key given for the signature gate")
-    return tuple(keys)
+    """The public keys of a `VerifyPolicy` for the gate (read and checked by `keys`
+    already; a policy built otherwise meets the same rules): `CosignKeyError`
+    naming `origin`, never the key, when one is not a usable public key."""
+    if not pems:
+        raise CosignKeyError(f"{origin}: no public key given for the signature gate")
+    return tuple(key for pem in pems
+                 for key in parse_keys(pem.encode() if isinstance(pem, str) else pem, origin))
 
 
 def verifies(keys: tuple[Any, ...], signature: bytes, message: bytes) -> bool:

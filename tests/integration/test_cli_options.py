@@ -16,7 +16,7 @@ from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.images import layer_bytes, make_image
 from tests.integration.test_cli_errors import one_line_usage_error, run_cli
 from tests.integration.test_handler_options import engine  # noqa: F401
-from tests.unit.test_keys import key_pair
+from tests.unit.test_keys import dsa_public, key_pair
 
 pytestmark = pytest.mark.integration
 SBOM = "application/spdx+json"
@@ -102,12 +102,14 @@ def test_a_rejected_image_exits_3_with_its_reason(source, image, repo_name, ecr,
     (["--cosign-key", "ssm:"], "'ssm:' names no ssm resource"),
     (["--cosign-key", "PRIVATE"], "holds a private key"),
     (["--cosign-key", "NOT-A-KEY"], "is not a PEM public key"),
+    (["--cosign-key", "DSA"], "holds a DSA public key, which is not a cosign key type; give ECDSA"),
 ])
 def test_a_bad_flag_value_is_one_line_exit_2_and_touches_nothing(ecr, tmp_path, args, needle):
-    private, junk = tmp_path / "cosign.key", tmp_path / "junk.pub"
+    private, junk, dsa = tmp_path / "cosign.key", tmp_path / "junk.pub", tmp_path / "dsa.pub"
     private.write_bytes(PRIVATE)
     junk.write_text("hunter2")
-    args = [{"PRIVATE": str(private), "NOT-A-KEY": str(junk)}.get(a, a) for a in args]
+    dsa.write_bytes(dsa_public())
+    args = [{"PRIVATE": str(private), "NOT-A-KEY": str(junk), "DSA": str(dsa)}.get(a, a) for a in args]
     result = run_cli("copy", "localhost:1/x:1", "mirror/x", *args,
                      env={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "us-east-1"})
     one_line_usage_error(result, needle)

@@ -11,8 +11,8 @@ import pytest
 from ecr_mirror import aws
 from ecr_mirror.errors import UsageError
 from ecr_mirror.handlers import common, config_s3
+from ecr_mirror_testing.configs import realistic_config
 from tests.integration.test_schedule import CONFIG, EXPECTED, app, queued_targets, scheduled_run, seed  # noqa: F401
-from tests.integration.test_strict_ssm import realistic_config
 
 URL = "s3://mirror-config/mirror.yaml"
 

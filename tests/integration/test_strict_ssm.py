@@ -8,17 +8,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from ecr_mirror_testing.configs import realistic_config
 from ecr_mirror_testing.strict_ssm import strict_ssm
 from tests.template.cfn import load_template
-
-
-def realistic_config(entries: int, tags_per_entry: int = 2) -> str:
-    """A config as a user writes one: an entry per upstream repository."""
-    lines = ["defaults:", "  targetPrefix: mirror", "images:"]
-    for n in range(entries):
-        tags = ", ".join(f'"{n % 7}.{t}"' for t in range(tags_per_entry))
-        lines += [f"  - source: team{n % 40}/service-{n:05d}", f"    tags: [{tags}]"]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture

@@ -113,3 +113,42 @@ def test_a_key_file_for_the_cli(tmp_path):
 def test_bad_specs_are_usage_errors(spec, needle):
     with pytest.raises(UsageError, match=needle):
         keys.check_spec(spec)
+
+
+def dsa_public() -> bytes:
+    """A PEM public key cryptography reads but cosign never signs with."""
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    return dsa.generate_private_key(key_size=1024).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def assert_refused_as_not_cosign(message: str, spec: str) -> None:
+    assert f"{spec} holds a DSA public key" in message, message
+    assert "ECDSA" in message and "RSA" in message and "Ed25519" in message  # what works
+    assert "\n" not in message and "BEGIN" not in message
+
+
+def test_a_dsa_key_in_a_file_is_refused_when_it_is_read(tmp_path):
+    """One rule set: what the gate could not use is refused when the key is read,
+    not at copy time."""
+    path = tmp_path / "dsa.pub"
+    path.write_bytes(dsa_public())
+    with pytest.raises(CosignKeyError) as err:
+        keys.load_keys([str(path)], files=True)
+    assert_refused_as_not_cosign(str(err.value), str(path))
+    assert not err.value.temporary
+
+
+def test_a_dsa_key_in_ssm_is_refused_when_it_is_read(aws):
+    ssm, _ = aws
+    ssm.put_parameter(Name="/ecr-mirror/dsa.pub", Value=dsa_public().decode(), Type="String")
+    with pytest.raises(CosignKeyError) as err:
+        keys.load_keys(["ssm:/ecr-mirror/dsa.pub"])
+    assert_refused_as_not_cosign(str(err.value), "ssm:/ecr-mirror/dsa.pub")
+
+
+def test_an_inline_dsa_key_is_a_usage_error():
+    with pytest.raises(UsageError) as err:
+        keys.check_spec(dsa_public().decode())
+    assert_refused_as_not_cosign(str(err.value), "the inline key")

@@ -1,6 +1,6 @@
 """The signature checks on their own: cosign payloads, bundles and keys, well formed
 and malformed. A bad signature is a `BadSignature` with a precise reason, a bad key a
-one-line `UsageError`: never a traceback from a parser."""
+one-line `CosignKeyError`: never a traceback from a parser."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from ecr_mirror.errors import UsageError
+from ecr_mirror.errors import CosignKeyError
 from ecr_mirror.signatures import BadSignature, Reason, check_bundle, check_simple_signing, load_keys
 from ecr_mirror_testing.cosign import IN_TOTO, SIGN_PREDICATE, Signer, payload
 
@@ -126,15 +126,15 @@ def test_bundles_that_do_not_let_the_image_through(signer, make, reason, words):
     (b"ssh-ed25519 AAAA...", "is not a PEM public key"),
     (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "not a readable public key"),
 ])
-def test_keys_that_cannot_be_used_are_one_line_usage_errors(pem, words):
-    with pytest.raises(UsageError) as caught:
+def test_keys_that_cannot_be_used_are_one_line_key_errors(pem, words):
+    with pytest.raises(CosignKeyError) as caught:
         load_keys((pem,), "keys/cosign.pub")
     assert words in str(caught.value) and "keys/cosign.pub" in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def test_a_private_key_is_refused_without_echoing_it(signer):
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(CosignKeyError) as caught:
         load_keys((signer.private_pem,), "cosign.key")
     assert "private key" in str(caught.value)
     secret = b"".join(signer.private_pem.splitlines()[1:-1]).decode()
@@ -147,7 +147,7 @@ def test_a_dsa_key_is_not_a_cosign_key_type():
 
     pem = dsa.generate_private_key(key_size=1024).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    with pytest.raises(UsageError, match="not a cosign key type"):
+    with pytest.raises(CosignKeyError, match="not a cosign key type"):
         load_keys((pem,), "dsa.pub")
 
 

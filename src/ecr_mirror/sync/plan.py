@@ -26,6 +26,7 @@ from ..mirror import Mirror
 from ..mirrored import already_mirrored
 from ..queue import Message, options_body
 from ..reference import Reference
+from ..signatures import gate_pulls
 from .config import ImageEntry, MirrorConfig
 from .heads import HeadPools
 from .pinned import is_immutable, split_pinned
@@ -189,8 +190,8 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror, heads: 
         if same and not writes:
             unchanged.append(item)
         else:
-            cost = 0 if same else _pull_cost(answer.media_type, current.get(tag), entry.platforms,
-                                             target.manifests)
+            cost = 0 if same else (_pull_cost(answer.media_type, current.get(tag), entry.platforms,
+                                              target.manifests) + gate_pulls(entry.verify))
             jobs.append(Job(source=str(ref), target=f"{target_repo}:{tag}",
                             platforms=[str(p) for p in entry.platforms], source_digest=answer.digest,
                             cost=cost + missing, referrers=entry.referrers, verify=entry.verify))
