@@ -19,8 +19,8 @@ from .copy.options import ReferrerPolicy, VerifyPolicy
 from .copy.report import COPIED, FAILED
 from .deadline import Deadline
 from .ecr import EcrRepository, default_repository
-from .ecr.names import check_target
 from .ecr.mount import BlobMounts
+from .ecr.names import check_target
 from .errors import MirrorError, SecretError, UsageError
 from .landed import BlobHomes
 from .leases import DynamoLeases, Leases, NoLeases

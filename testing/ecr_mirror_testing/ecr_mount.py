@@ -55,7 +55,7 @@ def referenced(repo, digest: str) -> bool:
             manifest = json.loads(image.image_manifest)
         except ValueError:
             continue
-        descriptors = [manifest.get("config") or {}] + list(manifest.get("layers") or [])
+        descriptors = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
         if any(isinstance(d, dict) and d.get("digest") == digest for d in descriptors):
             return True
     return False

@@ -744,7 +744,7 @@ def _get_authorization_token(self: ECRResponse) -> Any:
     """moto's answer, but expiring in 12 hours as ECR's does (moto's expired in 2015)."""
     import datetime
 
-    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=TOKEN_HOURS)
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=TOKEN_HOURS)
     data = []
     for registry_id in self._get_param("registryIds") or [self.current_account]:
         token = base64.b64encode(f"AWS:{registry_password(registry_id)}".encode()).decode()

@@ -107,6 +107,8 @@ def test_where_a_mounted_blob_landed_is_recorded_so_a_third_repository_mounts_to
     third = m.copy(f"{source.host}/team/second:v1", "mirror/app-c:v1")
     assert third.status == "copied" and third.blobs_mounted == 3  # B's config and both layers
     assert third.bytes_uploaded == 0 and strict_ecr.uploaded_bytes["mirror/app-c"] == 0
+    # The account setting and the token are asked once, whatever the number of mounts.
+    assert strict_ecr.calls["GetAccountSetting"] == 1 and strict_ecr.calls["GetAuthorizationToken"] == 1
 
 
 def test_a_blob_only_uploaded_to_a_without_a_manifest_is_refused_and_uploaded(
