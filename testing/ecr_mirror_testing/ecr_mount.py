@@ -20,7 +20,8 @@ layer is in the target for BatchCheckLayerAvailability and PutImage. Otherwise
 `DELETE` cancels (`204`). `authorize` (IamEnforcer.authorize) sees the mount as
 ecr:InitiateLayerUpload on the target and ecr:GetDownloadUrlForLayer on the
 source (a denial: `403 DENIED`). `fault` makes it hostile: "wrong-digest" (a
-201 naming another blob), "500", or "redirect" (a 307 to `redirect_to`).
+201 naming another blob), "500", "redirect" (a 307 to `redirect_to`), or
+"foreign-location" (a 202 whose upload session is on `redirect_to`).
 
     with EcrMount() as endpoint:        # after start_server(); then
         monkeypatch.setenv("ECR_MIRROR_ECR_REGISTRY_ENDPOINT", endpoint.url)
@@ -114,6 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(500, "UNKNOWN")
         if server.fault == "redirect":
             return self._answer(307, {"Location": f"{server.redirect_to}{self.path}"})
+        if server.fault == "foreign-location":  # a 202 whose session lives elsewhere
+            return self._answer(202, {"Location": f"{server.redirect_to}/v2/{target}/blobs/uploads/x"})
         if server.fault == "wrong-digest":
             other = "sha256:" + "0" * 64
             return self._answer(201, {"Location": f"/v2/{target}/blobs/{other}",

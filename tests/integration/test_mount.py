@@ -9,6 +9,7 @@ a DynamoDB lease table on the same emulator.
 from __future__ import annotations
 
 import logging
+import time
 
 import boto3
 import pytest
@@ -109,6 +110,10 @@ def test_where_a_mounted_blob_landed_is_recorded_so_a_third_repository_mounts_to
     assert third.bytes_uploaded == 0 and strict_ecr.uploaded_bytes["mirror/app-c"] == 0
     # The account setting and the token are asked once, whatever the number of mounts.
     assert strict_ecr.calls["GetAccountSetting"] == 1 and strict_ecr.calls["GetAuthorizationToken"] == 1
+    # A token is asked for again shortly before it expires (ECR's last 12 hours).
+    m.mounts.clock = lambda: time.time() + 12 * 3600 - 60
+    assert m.copy(f"{source.host}/team/second:v1", "mirror/app-d:v1").blobs_mounted == 3
+    assert strict_ecr.calls["GetAuthorizationToken"] > 1 and strict_ecr.calls["GetAccountSetting"] == 1
 
 
 def test_a_blob_only_uploaded_to_a_without_a_manifest_is_refused_and_uploaded(
@@ -154,7 +159,7 @@ def test_mounting_off_is_todays_behaviour(source, ecr, table, endpoint, images, 
     assert sum(endpoint.server.requests.values()) == 0  # the registry endpoint never asked
 
 
-@pytest.mark.parametrize("fault", ["wrong-digest", "500", "redirect"])
+@pytest.mark.parametrize("fault", ["wrong-digest", "500", "redirect", "foreign-location"])
 def test_a_hostile_answer_falls_back_to_an_upload_and_leaks_no_token(
         source, ecr, table, endpoint, images, fault, caplog):
     digest = shared_digest(images)
@@ -165,7 +170,8 @@ def test_a_hostile_answer_falls_back_to_an_upload_and_leaks_no_token(
         source.reset_counts()
         with caplog.at_level(logging.DEBUG, logger="ecr_mirror"):
             report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1")
-        assert sum(elsewhere.server.requests.values()) == 0  # the redirect is not followed
+        # neither a redirect followed nor a session on another host cancelled (with the token)
+        assert sum(elsewhere.server.requests.values()) == 0 and elsewhere.server.authorizations == []
     assert report.status == "copied", report.error
     assert report.blobs_mounted == 0 and blob_gets(source, digest) == 1
     assert tags_in_ecr(ecr, B) == {"v1": report.target_digest}
