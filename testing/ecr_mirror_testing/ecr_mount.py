@@ -118,8 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         if server.fault == "foreign-location":  # a 202 whose session lives elsewhere
             return self._answer(202, {"Location": f"{server.redirect_to}/v2/{target}/blobs/uploads/x"})
         if server.fault == "wrong-digest":
-            other = "sha256:" + "0" * 64
-            return self._answer(201, {"Location": f"/v2/{target}/blobs/{other}",
+            other = "sha256:" + "0" * 64  # where it says the blob is, but another digest
+            return self._answer(201, {"Location": f"/v2/{target}/blobs/{digest}",
                                       "Docker-Content-Digest": other})
         source = backend.repositories.get(home) if home else None
         if source is not None and digest and self._mountable(repo, source, digest):
