@@ -36,13 +36,14 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecr.models import ecr_backends
 
 from . import strict_ecr
+from .loopback import LoopbackServer, QuietHandler
 
 _START = re.compile(r"^/v2/(?P<repo>.+)/blobs/uploads/?$")
 _SESSION = re.compile(r"^/v2/(?P<repo>.+)/blobs/uploads/(?P<id>[0-9a-f-]+)$")
@@ -62,19 +63,8 @@ def referenced(repo, digest: str) -> bool:
     return False
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format, *args) -> None:  # stdlib signature
-        pass
-
-    def _answer(self, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
-        self.send_response_only(status)
-        for name, value in {**(headers or {}), "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
 
     def _error(self, status: int, code: str) -> None:
         self._answer(status, {"Content-Type": "application/json"},
@@ -165,7 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+    """What the handler reads and the tests look at (set by EcrMount)."""
+
     region: str
     account: str
     lock: threading.Lock
@@ -179,29 +170,20 @@ class _Server(ThreadingHTTPServer):
     redirect_to: str
 
 
-class EcrMount:
+class EcrMount(LoopbackServer):
     """The emulated ECR registry endpoint's blob uploads, on 127.0.0.1:<free port>."""
+
+    _server: _Server
 
     def __init__(self, region: str = "us-east-1", account: str = DEFAULT_ACCOUNT_ID,
                  authorize: Authorize | None = None) -> None:
-        server = self._server = _Server(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
+        server = self._server
         server.region, server.account, server.authorize = region, account, authorize
         server.lock, server.requests, server.sessions = threading.Lock(), Counter(), {}
         server.cancelled, server.mounted, server.authorizations = 0, [], []
         server.fault, server.redirect_to = None, ""
-        self.host = f"127.0.0.1:{server.server_address[1]}"
-        self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.1})
 
     @property
     def server(self) -> _Server:
         return self._server
-
-    def __enter__(self) -> EcrMount:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._server.shutdown()
-        self._server.server_close()

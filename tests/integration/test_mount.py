@@ -190,3 +190,13 @@ def test_without_a_lease_table_nothing_is_mounted_nor_asked(source, ecr, endpoin
     report = copy_both(m, source)
     assert report.status == "copied" and report.blobs_mounted == 0
     assert sum(endpoint.server.requests.values()) == 0
+
+
+def test_without_dynamodb_nothing_is_mounted_and_the_copy_still_succeeds(source, ecr, endpoint, images,
+                                                                         monkeypatch, ecr_endpoint):
+    """Where blobs landed is unreadable (here: no such table): no mount, an upload, as leases degrade."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
+    report = copy_both(mirror(source, ecr, endpoint), source)
+    assert report.status == "copied" and report.blobs_mounted == 0, report.error
+    assert strict_ecr.uploaded_bytes[B] >= len(SHARED)
+    assert sum(endpoint.server.requests.values()) == 0
