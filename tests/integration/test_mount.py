@@ -157,6 +157,8 @@ def test_mounting_off_is_todays_behaviour(source, ecr, table, endpoint, images, 
     assert report.status == "copied" and report.blobs_mounted == 0
     assert blob_gets(source, digest) == 1 and strict_ecr.uploaded_bytes[B] >= len(SHARED)
     assert sum(endpoint.server.requests.values()) == 0  # the registry endpoint never asked
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    assert not [i for i in items if i["lease"]["S"].startswith("landed#")]  # nor any record written
 
 
 @pytest.mark.parametrize("fault", ["wrong-digest", "500", "redirect", "foreign-location"])

@@ -81,9 +81,10 @@ class BlobMounts:
         return {d: r for d, r in found.items() if r != target.repository and self._ours(r)}
 
     def record(self, target: EcrRepository, digests: Iterable[str]) -> None:
-        """The image is complete in `target`: its new blobs can be mounted from there."""
+        """The image is complete in `target`: its new blobs can be mounted from there
+        (nothing written while the account setting is off: today's calls exactly)."""
         digests = list(digests)
-        if digests and not target.registry_id and self._ours(target.repository):
+        if digests and not target.registry_id and self._ours(target.repository) and self.enabled(target):
             self.homes.record(_region(target), target.repository, digests)
 
     def _ours(self, repository: str) -> bool:
