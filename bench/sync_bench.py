@@ -64,6 +64,7 @@ PREFIX = "mirror"
 CONFIG_PARAMETER = "/ecr-mirror/config"
 QUEUE_NAME = "ecr-mirror-copy"
 LEASE_TABLE = "ecr-mirror-leases"
+MOUNTING_ROW = "ecr-mirror cold, mounting"
 #: template.yaml's defaults: WorkerReservedConcurrency and ECR_MIRROR_CONCURRENCY.
 DEFAULT_WORKERS, DEFAULT_CONCURRENCY = 2, 4
 PART = 10 * MiB
@@ -131,7 +132,8 @@ def aws_client(service: str, endpoint: str):
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def lambda_env(ecr_url: str, source_url: str, queue_url: str, concurrency: int, scratch: Path) -> dict:
+def lambda_env(ecr_url: str, source_url: str, queue_url: str, concurrency: int, scratch: Path,
+               mount_url: str = "") -> dict:
     """The functions' environment (template.yaml), pointed at the local stand-ins."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "ECR_MIRROR_", "POWERTOOLS_")) and not k.lower().endswith("_proxy")}
@@ -146,14 +148,20 @@ def lambda_env(ecr_url: str, source_url: str, queue_url: str, concurrency: int, 
         "POWERTOOLS_SERVICE_NAME": "ecr-mirror", "POWERTOOLS_LOG_LEVEL": "ERROR",
         "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true",
         "DOCKER_CONFIG": str(scratch / "none"), "NO_PROXY": "127.0.0.1,localhost",
+        # BlobMounting: the template's parameter; the emulator's registry endpoint
+        "ECR_MIRROR_BLOB_MOUNTING": "enabled" if mount_url else "disabled",
+        "ECR_MIRROR_ECR_REGISTRY_ENDPOINT": mount_url,
     })
     return env
 
 
 def ecr_mirror_sync(corpus: Corpus, ecr_url: str, proxy: SourceProxy, workers: int,
-                    concurrency: int, cold: bool, scratch: Path) -> dict:
+                    concurrency: int, cold: bool, scratch: Path, mount_url: str = "") -> dict:
+    """One sync; with `mount_url`, blob mounting on (the account setting ENABLED)."""
     if cold:
         reset_emulator(ecr_url)
+        aws_client("ecr", ecr_url).put_account_setting(
+            name="BLOB_MOUNTING", value="ENABLED" if mount_url else "DISABLED")
         aws_client("ssm", ecr_url).put_parameter(Name=CONFIG_PARAMETER, Type="String",
                                                  Value=corpus.mirror_config(PREFIX))
         aws_client("dynamodb", ecr_url).create_table(  # the stack's LeaseTable
@@ -161,7 +169,7 @@ def ecr_mirror_sync(corpus: Corpus, ecr_url: str, proxy: SourceProxy, workers: i
             KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}])
     queue_url = aws_client("sqs", ecr_url).create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
-    env = lambda_env(ecr_url, proxy.url, queue_url, concurrency, scratch)
+    env = lambda_env(ecr_url, proxy.url, queue_url, concurrency, scratch, mount_url)
     runner = str(REPO / "bench" / "lambda_runner.py")
     proxy.reset_counts()
     started = time.monotonic()
@@ -190,6 +198,8 @@ def ecr_mirror_sync(corpus: Corpus, ecr_url: str, proxy: SourceProxy, workers: i
                           for p in processes],
             "queued": plan.get("queued"), "images_copied": sum(r["status"] == "copied" for r in reports),
             "bytes_written": sum(r.get("bytesUploaded", 0) for r in reports),
+            "bytes_mounted": sum(r.get("bytesMounted", 0) for r in reports),
+            "blobs_mounted": sum(r.get("blobsMounted", 0) for r in reports),
             "api_calls": dict(sorted(sum((Counter(r.get("requests", {})) for r in reports), Counter()).items())),
             **source_counts(proxy)}
 
@@ -303,7 +313,7 @@ def machine() -> dict:
                                   capture_output=True, text=True).stdout.strip()}
 
 
-def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> dict:
+def bench(size: int, runs: int, workers: int, concurrency: int, seed: str, mounting: bool = True) -> dict:
     results: dict = {"machine": machine(), "size": size, "runs": runs, "workers": workers,
                      "concurrency": concurrency, "samples": {}}
     samples: dict[str, list[dict]] = results["samples"]
@@ -315,7 +325,8 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
         results["corpus"] = corpus.describe()
         log(f"corpus: {json.dumps(results['corpus'])}")
         proxy = stack.enter_context(SourceProxy(source.url))
-        _emulator, ecr_url = start_emulator(stack, str(scratch))
+        emulator, ecr_url = start_emulator(stack, str(scratch), "--mount")
+        mount_url = emulator.stdout.readline().strip()  # its registry endpoint (blob mounts)
         fetch_jobs, upload_jobs = floor_jobs(corpus, source)
         results["blob_repo_pairs"] = len(upload_jobs)
         # The work a copier into ECR cannot avoid: sha256 + base64 of the bytes it uploads.
@@ -330,6 +341,10 @@ def bench(size: int, runs: int, workers: int, concurrency: int, seed: str) -> di
 
             sample("ecr-mirror cold", ecr_mirror_sync(corpus, ecr_url, proxy, workers, concurrency, True, scratch))
             check_ecr(corpus, ecr_url)
+            if mounting:  # the same cold run with ECR blob mounting on (then the warm run on top)
+                sample(MOUNTING_ROW, ecr_mirror_sync(corpus, ecr_url, proxy, workers, concurrency, True,
+                                                     scratch, mount_url))
+                check_ecr(corpus, ecr_url)
             sample("ecr-mirror warm", ecr_mirror_sync(corpus, ecr_url, proxy, workers, concurrency, False, scratch))
             with LocalRegistry() as target_registry, SourceProxy(target_registry.url) as target:
                 sample("skopeo cold", skopeo_sync(corpus, proxy, target, scratch))
@@ -356,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help="blobs in flight per worker (ECR_MIRROR_CONCURRENCY)")
     parser.add_argument("--seed", default="ecr-mirror-bench")
+    parser.add_argument("--mounting", choices=["both", "off"], default="both",
+                        help="both: the cold run with ECR blob mounting off, then on (two rows); "
+                             "off: without the mounting row")
     parser.add_argument("--publish", action="store_true",
                         help="also write the table and chart into README.md and docs/bench/")
     args = parser.parse_args(argv)
@@ -368,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("skopeo"):
         parser.error("skopeo not found: `make bench` installs the Debian package skopeo")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up runs
-    results = bench(size, args.runs, args.workers, args.concurrency, args.seed)
+    results = bench(size, args.runs, args.workers, args.concurrency, args.seed,
+                    mounting=args.mounting == "both")
     from report import publish, render  # matplotlib only once measured
 
     stem = REPO / "bench" / "results" / ("sync-" + time.strftime("%Y%m%d-%H%M%S"))

@@ -19,8 +19,10 @@ from .copy.options import ReferrerPolicy, VerifyPolicy
 from .copy.report import COPIED, FAILED
 from .deadline import Deadline
 from .ecr import EcrRepository, default_repository
+from .ecr.mount import BlobMounts
 from .ecr.names import check_target
 from .errors import MirrorError, SecretError, UsageError
+from .landed import BlobHomes
 from .leases import DynamoLeases, Leases, NoLeases
 from .manifest import Platform
 from .ownership import DynamoOwnership, NoOwnership, Ownership
@@ -57,6 +59,10 @@ class Mirror:
         self.leases: Leases = leases or NoLeases()
         #: Which tags ecr-mirror moved (what `prune` may untag), in the same table.
         self.ownership: Ownership = DynamoOwnership(leases) if leases else NoOwnership()
+        #: ECR blob mounts, with where blobs landed kept in the same table.
+        self.mounts = BlobMounts(BlobHomes(leases), prefix=self.settings.prefix,
+                                 endpoint=self.settings.ecr_registry_endpoint
+                                 ) if leases and self.settings.blob_mounting else None
 
     @property
     def ecr(self) -> Any:
@@ -171,7 +177,8 @@ class Mirror:
             deadline = Deadline(time_left, self.settings.stop_margin)
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
                               progress=progress or Progress(), deadline=deadline,
-                              leases=self.leases, referrers=referrers, verify=verify)
+                              leases=self.leases, referrers=referrers, verify=verify,
+                              mounts=self.mounts)
         report = copy_image(client, ref, self.repository(repository, registry_id, region), tag,
                             options, target_name=target_name)
         if report.status == COPIED and tag and report.target_digest and not registry_id:

@@ -38,6 +38,8 @@ DEFAULT_TAG_MUTABILITY = "MUTABLE"
 DEFAULT_UNTAGGED_EXPIRY_DAYS = 14
 #: Tags one image entry with `prune: true` may untag per run (the config's `pruneMax`).
 DEFAULT_PRUNE_MAX = 10
+#: Mount a blob another mirrored repository holds instead of uploading it (ecr/mount.py).
+DEFAULT_BLOB_MOUNTING = True
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,11 @@ class MirrorSettings:
     lease_table: str | None = None
     #: EventBridge bus for `Image Mirrored` / `Image Failed` (events.py; None: no events).
     event_bus: str | None = None
+    #: Try ECR blob mounts before uploads (needs `lease_table`: where blobs landed).
+    blob_mounting: bool = DEFAULT_BLOB_MOUNTING
+    #: ECR's registry endpoint instead of the one GetAuthorizationToken names (tests:
+    #: the emulator's; plain http only on a loopback address).
+    ecr_registry_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -165,6 +172,7 @@ class MirrorSettings:
                                     DEFAULT_STOP_MARGIN_SECONDS, float),
             lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None,
             event_bus=_event_bus(env.get("ECR_MIRROR_EVENT_BUS"), "ECR_MIRROR_EVENT_BUS"),
+            **_mounting(env),
             repository=RepositorySettings.chosen(
                 scan_on_push=_env_bool(env, "ECR_MIRROR_SCAN_ON_PUSH", DEFAULT_SCAN_ON_PUSH),
                 tag_mutability=mutability, kms_key=env.get("ECR_MIRROR_KMS_KEY"),
@@ -191,7 +199,7 @@ class MirrorSettings:
                        "default" if getattr(args, "events", False) else None), "--event-bus"),
                    # The stack's table, when given: leases shared with its workers, and the
                    # record of the tags ecr-mirror moved (what `prune: true` may untag).
-                   lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None)
+                   lease_table=env.get("ECR_MIRROR_LEASE_TABLE") or None, **_mounting(env))
 
     @property
     def connections(self) -> int:
@@ -234,6 +242,24 @@ def _event_bus(name: str | None, what: str) -> str | None:
     from .events import check_bus
 
     return check_bus(name, what)
+
+
+def _mounting(env: Mapping[str, str]) -> dict[str, Any]:
+    """ECR_MIRROR_BLOB_MOUNTING (enabled or disabled; the template's BlobMounting) and
+    ECR_MIRROR_ECR_REGISTRY_ENDPOINT (https://..., or http://127.0.0.1:PORT for tests)."""
+    value = (env.get("ECR_MIRROR_BLOB_MOUNTING") or "enabled").lower()
+    if value not in ("enabled", "disabled"):
+        raise UsageError(f"ECR_MIRROR_BLOB_MOUNTING={value!r}: expected enabled or disabled")
+    endpoint = env.get("ECR_MIRROR_ECR_REGISTRY_ENDPOINT") or None
+    if endpoint:
+        parts = urlsplit(endpoint)
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not parts.netloc or parts.scheme not in ("http", "https") or (
+                parts.scheme == "http" and not loopback):
+            raise UsageError(f"ECR_MIRROR_ECR_REGISTRY_ENDPOINT={endpoint!r}: expected "
+                             "https://host[:port] (plain http only on 127.0.0.1)")
+        endpoint = f"{parts.scheme}://{parts.netloc}"
+    return {"blob_mounting": value == "enabled", "ecr_registry_endpoint": endpoint}
 
 
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -65,4 +65,17 @@ def goals(results: dict) -> list[dict]:
          "met": cpu_per_gib <= GOALS["cpu_ratio"] * floor_per_gib},
         {"goal": f"peak RSS <= {GOALS['rss_mib']} MiB per process",
          "measured": f"{rss:.0f} MiB", "met": rss <= GOALS["rss_mib"]},
+        *_mounting_goal(results),
     ]
+
+
+def _mounting_goal(results: dict) -> list[dict]:
+    """With blob mounting on, cold: the bytes uploaded are the distinct bytes (worst run)."""
+    samples = results["samples"].get("ecr-mirror cold, mounting")
+    if not samples:
+        return []
+    uploaded, distinct = max(v["bytes_written"] for v in samples), results["corpus"]["unique_bytes"]
+    return [{"goal": "cold sync with blob mounting: bytes uploaded = distinct bytes",
+             "measured": f"{uploaded / GiB:.2f} GiB uploaded for {distinct / GiB:.2f} GiB distinct "
+                         f"in the worst run ({uploaded / distinct:.2f}x)",
+             "met": uploaded <= distinct}]

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecr.models import ecr_backends
 
+from .loopback import QuietHandler
 from .referrers_api import describe, referrers_answer
 
 _PATH = re.compile(r"^/v2/(?P<repo>.+)/referrers/(?P<digest>[^/]+)$")
@@ -41,12 +42,8 @@ def referrers_in_ecr(repository: str, digest: str, *, region: str = "us-east-1",
     return found
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format, *args) -> None:  # stdlib signature
-        pass
 
     def do_GET(self) -> None:  # http.server naming
         parts = urlsplit(self.path)
@@ -57,11 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             status, headers, body = referrers_answer(found, parts.path, query, page_size=100)
-        self.send_response_only(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        self._answer(status, headers, body)
 
 
 class _Server(ThreadingHTTPServer):

@@ -13,8 +13,10 @@ As a separate process (benchmarks, the demo), from the repository root::
     python -m ecr_mirror_testing.ecr_server [--port N] [--part-size BYTES]
 
 prints the endpoint URL on one line (flushed) once it accepts requests and
-serves until SIGTERM/SIGINT. Nothing else is written to stdout, and request
-logging is off, so a parent may leave the pipes unread. Any fake credentials
+serves until SIGTERM/SIGINT. With ``--mount`` it also serves ECR's registry
+endpoint for blob mounts (ecr_mount.py) and prints its URL on a second line.
+Nothing else is written to stdout, and request logging is off, so a parent
+may leave the pipes unread. Any fake credentials
 work; the account is moto's default 123456789012. ``reset(endpoint_url)``
 empties every backend (moto's ``/moto-api/reset``). The strict rules stay
 enabled in this process after ``server.stop()``.
@@ -32,6 +34,7 @@ import urllib.request
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from . import strict_ecr, strict_ssm
+from .ecr_mount import EcrMount
 
 __all__ = ["reset", "start_server"]
 
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"partSize advertised by InitiateLayerUpload "
         f"(default: ${strict_ecr.PART_SIZE_ENV} or 10 MiB)",
     )
+    parser.add_argument("--mount", action="store_true",
+                        help="also serve ECR's blob mount endpoint; its URL is a second line")
     args = parser.parse_args(argv)
     if args.part_size is not None:
         strict_ecr.PART_SIZE = args.part_size
@@ -83,9 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     server, endpoint_url = start_server(args.port, host=args.host)
+    mount = EcrMount().__enter__() if args.mount else None
     print(endpoint_url, flush=True)
+    if mount is not None:
+        print(mount.url, flush=True)
     while not stop.wait(0.5):
         pass
+    if mount is not None:
+        mount.__exit__(None, None, None)
     server.stop()
     return 0
 

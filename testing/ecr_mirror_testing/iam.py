@@ -351,6 +351,11 @@ OPERATIONS: dict[tuple[str, str], Callable[[Target], list[tuple[str, str]]]] = {
     ("dynamodb", "UpdateItem"): _one("dynamodb:UpdateItem", _dynamodb_table),
     ("dynamodb", "GetItem"): _one("dynamodb:GetItem", _dynamodb_table),
     ("ecr", "BatchDeleteImage"): _one("ecr:BatchDeleteImage", _ecr_repository),
+    # Account-level: IAM authorizes them on no resource ("*").
+    ("ecr", "GetAuthorizationToken"): lambda t: [("ecr:GetAuthorizationToken", "*")],
+    ("ecr", "GetAccountSetting"): lambda t: [("ecr:GetAccountSetting", "*")],
+    ("dynamodb", "BatchGetItem"): lambda t: [("dynamodb:BatchGetItem", t.arn("dynamodb", f"table/{name}"))
+                                             for name in t.params["RequestItems"]],
 }
 
 #: The error code each service answers a denied call with.
@@ -446,6 +451,22 @@ class IamEnforcer:
                 error = {"Error": {"Code": code, "Message": message},
                          "ResponseMetadata": {"HTTPStatusCode": 400}}
                 raise client.exceptions.from_code(code)(error, operation)
+
+    def authorize(self, operation: str, needs: list[tuple[str, str]]) -> bool:
+        """A request that is no botocore call (ECR's registry endpoint: ecr_mount.py),
+        checked like one: True when the active role allows every (action, resource)."""
+        principal, statements = self.principal, self.statements
+        if principal is None:
+            return True
+        allowed = True
+        for action, resource in needs:
+            why = decide(statements, action, resource)
+            with self._lock:
+                self.calls.append((principal, operation, action, resource))
+                if why != "allowed":
+                    self.denials.append(Denial(principal, operation, action, resource, why))
+            allowed = allowed and why == "allowed"
+        return allowed
 
     def actions_used(self, principal: str) -> set[str]:
         return {action for p, _, action, _ in self.calls if p == principal}

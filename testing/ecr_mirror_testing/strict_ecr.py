@@ -25,6 +25,11 @@ Usage notes:
 * Uploaded bytes are never kept: each part is hashed as it arrives (sha256) and
   only sizes and digests are stored (``Repository.layers``: digest -> size, what
   ``BatchCheckLayerAvailability`` reads), so multi-GiB layers cost no memory.
+* :data:`uploaded_bytes` counts the bytes UploadLayerPart accepted, per repository.
+* ECR's account settings (moto has none): ``GetAccountSetting`` /
+  ``PutAccountSetting`` of ``BLOB_MOUNTING`` (default DISABLED, as ECR), read by
+  ecr_mount.py; ``GetAuthorizationToken`` tokens expire in 12 hours as ECR's do
+  (moto's expired in 2015). ``reset_calls()`` clears the settings too.
 * Two patches sit on ``ECRResponse`` instead: ``call_action`` (the counter) and
   ``upload_layer_part``, which decodes the JSON body once instead of moto's six
   times a part (a speed fix for server-mode benchmarks; same behaviour).
@@ -74,6 +79,7 @@ from moto.moto_api._internal import mock_random
 
 __all__ = [
     "PART_SIZE",
+    "account_setting",
     "calls",
     "current_part_size",
     "disable",
@@ -82,6 +88,7 @@ __all__ = [
     "lose_complete_answers",
     "reset_calls",
     "strict_ecr",
+    "uploaded_bytes",
 ]
 
 MiB = 1024 * 1024
@@ -180,6 +187,8 @@ class CallCounter(Counter):
 
 
 calls = CallCounter()
+#: Repository -> bytes UploadLayerPart accepted (what an upload cost; a mount adds none).
+uploaded_bytes: Counter = Counter()
 
 # Guards repository.images / uploads / layers across server threads. Hashing a
 # part happens outside it (under the upload's own lock) so uploads run in parallel.
@@ -239,10 +248,12 @@ def current_part_size() -> int:
 
 
 def reset_calls() -> None:
-    """Clear the call counter and any fault still pending."""
+    """Clear the call counter, any fault still pending and the account settings."""
     calls.reset()
     with _STATE_LOCK:
         _faults.clear()
+        account_settings.clear()
+        uploaded_bytes.clear()
 
 
 def lose_complete_answers(times: int = 1) -> None:
@@ -333,6 +344,8 @@ def _upload_layer_part(
             )
         upload.add(blob)
         last = upload.last_byte_received
+    with _STATE_LOCK:
+        uploaded_bytes[repo.name] += len(blob)
     return {
         "registryId": repo.registry_id,
         "repositoryName": repo.name,
@@ -692,6 +705,54 @@ def _upload_layer_part_response(self: ECRResponse) -> Any:
 
 
 
+# --------------------------------------------------------------------------
+# Account settings (moto has no Get/PutAccountSetting) and registry tokens.
+
+#: (account, region) -> setting name -> value; ECR's default for BLOB_MOUNTING is DISABLED.
+account_settings: dict[tuple[str, str], dict[str, str]] = {}
+SETTING_DEFAULTS = {"BLOB_MOUNTING": "DISABLED"}
+TOKEN_HOURS = 12  # how long ECR's registry tokens last
+
+
+def account_setting(account: str, region: str, name: str) -> str:
+    with _STATE_LOCK:
+        return account_settings.get((account, region), {}).get(name, SETTING_DEFAULTS.get(name, ""))
+
+
+def _get_account_setting(self: ECRResponse) -> Any:
+    name = self._get_param("name")
+    if name not in SETTING_DEFAULTS:
+        raise InvalidParameterException(f"Invalid parameter: unknown account setting {name!r}")
+    return ActionResult({"name": name, "value": account_setting(self.current_account, self.region, name)})
+
+
+def _put_account_setting(self: ECRResponse) -> Any:
+    name, value = self._get_param("name"), self._get_param("value")
+    if name != "BLOB_MOUNTING" or value not in ("ENABLED", "DISABLED"):
+        raise InvalidParameterException(f"Invalid parameter: {name}={value!r}")
+    with _STATE_LOCK:
+        account_settings.setdefault((self.current_account, self.region), {})[name] = value
+    return ActionResult({"name": name, "value": value})
+
+
+def registry_password(account: str) -> str:
+    """The password in moto's GetAuthorizationToken token (user AWS)."""
+    return f"{account}-auth-token"
+
+
+def _get_authorization_token(self: ECRResponse) -> Any:
+    """moto's answer, but expiring in 12 hours as ECR's does (moto's expired in 2015)."""
+    import datetime
+
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=TOKEN_HOURS)
+    data = []
+    for registry_id in self._get_param("registryIds") or [self.current_account]:
+        token = base64.b64encode(f"AWS:{registry_password(registry_id)}".encode()).decode()
+        data.append({"authorizationToken": token, "expiresAt": expires,
+                     "proxyEndpoint": f"https://{registry_id}.dkr.ecr.{self.region}.amazonaws.com"})
+    return ActionResult({"authorizationData": data})
+
+
 def _call_action(self: ECRResponse) -> Any:
     try:
         name = self._get_action() or "Unknown"
@@ -713,6 +774,9 @@ _PATCHES: tuple[tuple[type, str, Any], ...] = (
     (ECRBackend, "batch_get_image", _batch_get_image),
     (ECRResponse, "call_action", _call_action),
     (ECRResponse, "upload_layer_part", _upload_layer_part_response),
+    (ECRResponse, "get_account_setting", _get_account_setting),
+    (ECRResponse, "put_account_setting", _put_account_setting),
+    (ECRResponse, "get_authorization_token", _get_authorization_token),
 )
 _originals: dict[tuple[type, str], Any] = {}
 
@@ -734,7 +798,7 @@ def enable() -> None:
             return
         saved = []
         for owner, name, replacement in _PATCHES:
-            _originals[(owner, name)] = getattr(owner, name)
+            _originals[(owner, name)] = getattr(owner, name, None)
             saved.append((owner, name, owner.__dict__.get(name, _MISSING)))
             setattr(owner, name, replacement)
         setattr(ECRBackend, _STATE_ATTR, saved)

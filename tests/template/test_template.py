@@ -76,10 +76,21 @@ def test_ecr_writes_only_under_the_repository_prefix(template):
             assert as_list(statement["Resource"]) == [{"Fn::Sub": PREFIX_ARN}], where
 
 
-def test_no_ecr_authorization_token(template):
-    # The layer-upload API does not need a registry login token.
-    actions = [a for _, s in iam_statements(template) for a in as_list(s.get("Action", []))]
-    assert "ecr:GetAuthorizationToken" not in actions
+def test_the_registry_token_is_granted_for_blob_mounts_only(template):
+    # The layer-upload API needs no registry login token; only the worker's blob
+    # mounts (ECR's registry endpoint) do, and BlobMounting=disabled takes it away.
+    from ecr_mirror_testing.iam import StackRoles
+
+    holders = [where for where, s in iam_statements(template)
+               if "ecr:GetAuthorizationToken" in as_list(s.get("Action", []))]
+    assert holders and all(w.startswith("/Resources/WorkerFunction/") for w in holders), holders
+    mounting = _sid_statement(template, "WorkerFunction", "BlobMountsAccountLevel")
+    assert set(mounting["Action"]) == {"ecr:GetAuthorizationToken", "ecr:GetAccountSetting"}
+    for function in ("WorkerFunction", "SchedulerFunction"):
+        off = StackRoles(resources=None, parameters={"BlobMounting": "disabled"}).statements(function)
+        actions = {a for s in off for a in as_list(s["Action"])}
+        assert not actions & {"ecr:GetAuthorizationToken", "ecr:GetAccountSetting",
+                              "ecr:GetDownloadUrlForLayer", "dynamodb:BatchGetItem"}, function
 
 
 def test_scheduler_reads_ecr_and_writes_nothing_but_the_prunes_untagging(template):

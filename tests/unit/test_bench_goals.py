@@ -56,3 +56,16 @@ def test_medians_of_request_counts_by_kind():
     m = medians([{"wall_s": 1.0, "requests": {"GET blob": 3}}, {"wall_s": 3.0, "requests": {}},
                  {"wall_s": 2.0, "requests": {"GET blob": 5, "HEAD manifest": 1}}])
     assert m == {"wall_s": 2.0, "requests": {"GET blob": 3, "HEAD manifest": 0}}
+
+
+@pytest.mark.parametrize("uploaded, met", [(1000, True), (1030, False)])
+def test_the_mounting_goal_is_uploaded_bytes_equal_to_distinct_bytes(uploaded, met):
+    out = results([run()] * 3, [run()] * 3)
+    out["corpus"] = {"unique_bytes": 1000}
+    out["samples"]["ecr-mirror cold, mounting"] = [{"bytes_written": 900}, {"bytes_written": uploaded}]
+    (goal,) = [g for g in goals(out) if "mounting" in g["goal"]]
+    assert goal["met"] is met and f"({uploaded / 1000:.2f}x)" in goal["measured"]
+
+
+def test_without_the_mounting_row_there_is_no_mounting_goal():
+    assert not [g for g in goals(results([run()] * 3, [run()] * 3)) if "mounting" in g["goal"]]

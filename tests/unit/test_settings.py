@@ -61,3 +61,16 @@ def test_the_plan_concurrency_comes_from_the_environment_and_sizes_the_pools():
     assert MirrorSettings(concurrency=32, plan_concurrency=8).connections == 32
     with pytest.raises(UsageError, match="plan concurrency must be at least 1"):
         MirrorSettings.from_env({"ECR_MIRROR_PLAN_CONCURRENCY": "0"})
+
+
+def test_blob_mounting_comes_from_the_environment_and_a_plain_http_endpoint_only_on_loopback():
+    assert MirrorSettings.from_env({}).blob_mounting is True
+    off = MirrorSettings.from_env({"ECR_MIRROR_BLOB_MOUNTING": "disabled"})
+    assert off.blob_mounting is False and off.ecr_registry_endpoint is None
+    local = MirrorSettings.from_env({"ECR_MIRROR_ECR_REGISTRY_ENDPOINT": "http://127.0.0.1:5000/x"})
+    assert local.ecr_registry_endpoint == "http://127.0.0.1:5000"
+    for env in ({"ECR_MIRROR_BLOB_MOUNTING": "maybe"},
+                {"ECR_MIRROR_ECR_REGISTRY_ENDPOINT": "http://registry.example"},
+                {"ECR_MIRROR_ECR_REGISTRY_ENDPOINT": "ftp://127.0.0.1"}):
+        with pytest.raises(UsageError, match=next(iter(env))):
+            MirrorSettings.from_env(env)

@@ -50,6 +50,9 @@ class BlobCopier:
         self.options, self.report, self._lock = options, report, lock
         self._futures: dict[str, Future] = {}
         self._declared: dict[str, int] = {}  # digest -> the size its first descriptor gave
+        self._homes: dict[str, str] = {}  # digest -> a mirrored repository that holds it
+        #: Blobs this copy put into the target (uploaded or mounted): where they landed.
+        self.placed: list[str] = []
         self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
@@ -86,6 +89,10 @@ class BlobCopier:
         held = self.target.available_layers(unknown) if unknown else {}
         self._check_sizes(blobs, held)
         missing = set(unknown) - set(held)
+        if missing and self.options.mounts is not None:
+            homes = self.options.mounts.homes_for(self.target, missing)
+            with self._lock:
+                self._homes.update(homes)
         futures = []
         with self._lock:
             for digest in sorted(blobs, key=lambda d: -blobs[d]):
@@ -124,7 +131,8 @@ class BlobCopier:
         if leased and not self._take_lease(digest, size):
             return
         try:
-            self._transfer(digest, size)
+            if not self._mount(digest, size):
+                self._transfer(digest, size)
         finally:
             if leased:
                 self.options.leases.release(blob_key(self.target.repository, digest))
@@ -150,6 +158,19 @@ class BlobCopier:
             self.report.bytes_skipped += size
         return False
 
+    def _mount(self, digest: str, size: int) -> bool:
+        """Under the blob's lease, as an upload: True when ECR mounted it from another
+        mirrored repository (nothing fetched, nothing uploaded)."""
+        home = self._homes.get(digest)
+        mounts = self.options.mounts
+        if home is None or mounts is None or not mounts.mount(self.target, digest, home):
+            return False
+        with self._lock:
+            self.report.blobs_mounted += 1
+            self.report.bytes_mounted += size
+            self.placed.append(digest)
+        return True
+
     def _transfer(self, digest: str, size: int) -> None:
         progress = self.options.progress
 
@@ -169,3 +190,4 @@ class BlobCopier:
         with self._lock:  # blob threads add to one report
             self.report.blobs_uploaded += 1
             self.report.bytes_uploaded += sent
+            self.placed.append(digest)

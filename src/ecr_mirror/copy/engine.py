@@ -158,6 +158,8 @@ class _Copy:
         self.report.target_digest = self.target.put_image(top.text, top.media_type, top.digest, self.tag)
         self.report.manifests_put += 1
         self.report.status = COPIED
+        if self.options.mounts is not None:  # complete: its new blobs can be mounted from here
+            self.options.mounts.record(self.target, self.blobs.placed)
 
     def _superseded(self, tag: str) -> bool:
         """Just before the tag moves: has upstream's tag moved to another image

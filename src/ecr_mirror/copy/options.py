@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..deadline import Deadline
 from ..leases import Leases, NoLeases
 from ..manifest import Platform
 from ..settings import DEFAULT_CONCURRENCY
+
+if TYPE_CHECKING:
+    from ..ecr.mount import BlobMounts
 
 
 class Progress:
@@ -55,3 +59,5 @@ class CopyOptions:
     referrers: ReferrerPolicy | None = None
     #: None: no signature gate.
     verify: VerifyPolicy | None = None
+    #: None: every missing blob is uploaded (no ECR blob mounts).
+    mounts: BlobMounts | None = None

@@ -53,6 +53,9 @@ class CopyReport:
     bytes_uploaded: int = 0
     blobs_skipped: int = 0
     bytes_skipped: int = 0
+    #: Blobs ECR mounted from another mirrored repository (not fetched, not uploaded).
+    blobs_mounted: int = 0
+    bytes_mounted: int = 0
     foreign_layers_skipped: int = 0
     manifests_put: int = 0
     #: Manifest GETs at the source: the pulls Docker Hub counts.

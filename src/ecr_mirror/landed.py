@@ -1,0 +1,76 @@
+"""Where blobs landed: which mirrored repository holds a blob, for ECR blob mounts.
+
+After an image is complete in repository R (its manifests put, so a manifest in
+R references each of its blobs, which ECR's mount rule requires), the worker
+records, for each blob it uploaded or mounted into R, that R holds it: one item
+per blob in the lease table, written once when the blob is new in R:
+
+    {lease: "landed#<region>#<digest>", repository: R, expires}
+
+Before uploading a blob another repository needs, one BatchGetItem per 100
+blobs says where they landed. The last repository written wins; an item
+expires after `LANDED_DAYS` (a record only saves work: a mount ECR refuses is
+an upload). Like leases (leases.py), a DynamoDB failure means "nowhere", never
+a failed copy. A repository name never holds '#', so these keys never meet a
+lease's or an ownership record's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .leases import DynamoLeases
+
+log = logging.getLogger(__name__)
+
+#: Days a record lasts (the table's TTL removes it afterwards).
+LANDED_DAYS = 30
+#: Keys per BatchGetItem (DynamoDB's limit).
+BATCH_GET = 100
+
+
+def landed_key(region: str, digest: str) -> str:
+    return f"landed#{region}#{digest}"
+
+
+class BlobHomes:
+    """The records in the lease table (see the module doc)."""
+
+    def __init__(self, leases: DynamoLeases) -> None:
+        self.leases = leases
+
+    def where(self, region: str, digests: Iterable[str]) -> dict[str, str]:
+        """Digest → a repository of `region` that holds it, for those recorded."""
+        keys = sorted({landed_key(region, d) for d in digests})
+        found: dict[str, str] = {}
+        table = self.leases.table
+        for i in range(0, len(keys), BATCH_GET):
+            request = {table: {"Keys": [{"lease": {"S": k}} for k in keys[i:i + BATCH_GET]]}}
+            try:
+                answer = self.leases.client.batch_get_item(RequestItems=request)
+            except (ClientError, BotoCoreError) as exc:  # no record: an upload, as before
+                log.warning("where blobs landed is unavailable; uploading",
+                            extra={"table": table, "error": str(exc)})
+                return found
+            now = self.leases.clock()
+            for item in answer.get("Responses", {}).get(table, []):
+                if float(item.get("expires", {}).get("N", "0")) > now and "repository" in item:
+                    found[item["lease"]["S"].rsplit("#", 1)[1]] = item["repository"]["S"]
+        return found
+
+    def record(self, region: str, repository: str, digests: Iterable[str]) -> None:
+        """Note that `repository` holds these blobs (never fails: logged)."""
+        expires = str(int(self.leases.clock()) + LANDED_DAYS * 86400)
+        for digest in sorted(set(digests)):
+            try:
+                self.leases.client.put_item(
+                    TableName=self.leases.table,
+                    Item={"lease": {"S": landed_key(region, digest)},
+                          "repository": {"S": repository}, "expires": {"N": expires}})
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("could not record where a blob landed; it will be uploaded again "
+                            "where needed", extra={"table": self.leases.table, "error": str(exc)})
+                return

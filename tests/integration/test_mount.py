@@ -1,0 +1,204 @@
+"""Shared layers uploaded once: ECR blob mounts (issue 14, acceptance 3).
+
+The real distribution registry behind the counting proxy is the source; the
+strict ECR emulator the target, with its registry endpoint's mount
+(ecr_mount.py) modelling ECR's documented rules. Where blobs landed is kept in
+a DynamoDB lease table on the same emulator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import boto3
+import pytest
+
+from ecr_mirror.ecr import RepositorySettings
+from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
+from ecr_mirror.reference import parse
+from ecr_mirror_testing import strict_ecr
+from ecr_mirror_testing.ecr_mount import EcrMount
+from ecr_mirror_testing.images import layer_bytes, make_image
+from ecr_mirror_testing.retry import FAST_RETRY
+from tests.integration.conftest import MiB, tags_in_ecr
+
+pytestmark = pytest.mark.integration
+TABLE = "mount-leases"
+SHARED = layer_bytes("mount-shared", 2 * MiB + 5)  # big enough to take a lease too
+A, B = "mirror/app-a", "mirror/app-b"
+
+
+@pytest.fixture
+def table(ecr, ecr_endpoint, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
+    dynamodb = boto3.client("dynamodb", endpoint_url=ecr_endpoint, region_name="us-east-1")
+    dynamodb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+    return TABLE
+
+
+@pytest.fixture
+def endpoint(ecr):
+    with EcrMount() as mount:
+        yield mount
+
+
+@pytest.fixture
+def images(registry):
+    """Two upstream images sharing a layer (and each with one of its own)."""
+    first = make_image(registry.url, "team/first", "v1", layers=[SHARED, layer_bytes("mount-a")])
+    second = make_image(registry.url, "team/second", "v1", layers=[SHARED, layer_bytes("mount-b")])
+    return first, second
+
+
+def shared_digest(images) -> str:
+    first, second = images
+    (digest,) = set(first.blobs[1:]) & set(second.blobs[1:])
+    return digest
+
+
+def mirror(source, ecr, endpoint, *, mounting: bool = True, kms_key: str | None = None,
+           setting: str | None = "ENABLED") -> Mirror:
+    if setting:
+        ecr.put_account_setting(name="BLOB_MOUNTING", value=setting)
+    settings = MirrorSettings(prefix="mirror", retry=FAST_RETRY, region="us-east-1",
+                              registries={source.host: SourceRegistry(insecure=True)},
+                              repository=RepositorySettings.chosen(kms_key=kms_key),
+                              lease_table=TABLE, blob_mounting=mounting,
+                              ecr_registry_endpoint=endpoint.url)
+    return Mirror(settings, ecr_client=ecr)
+
+
+def blob_gets(source, digest: str) -> int:
+    return sum(1 for method, path, _ in source.requests
+               if method == "GET" and path.split("?")[0].endswith(f"/blobs/{digest}"))
+
+
+def copy_both(m: Mirror, source, b_settings: Mirror | None = None):
+    """A into mirror/app-a, then (counts reset) B into mirror/app-b."""
+    first = m.copy(f"{source.host}/team/first:v1", f"{A}:v1")
+    assert first.status == "copied", first.error
+    source.reset_counts()
+    strict_ecr.uploaded_bytes.clear()
+    return (b_settings or m).copy(f"{source.host}/team/second:v1", f"{B}:v1")
+
+
+def test_a_blob_held_by_another_repository_is_mounted_not_fetched_nor_uploaded(
+        source, ecr, table, endpoint, images):
+    digest = shared_digest(images)
+    report = copy_both(mirror(source, ecr, endpoint), source)
+    assert report.status == "copied", report.error
+    assert (report.blobs_mounted, report.bytes_mounted) == (1, len(SHARED))
+    assert blob_gets(source, digest) == 0  # never fetched from the source
+    own = len(layer_bytes("mount-b"))
+    config = strict_ecr.uploaded_bytes[B] - own
+    assert 0 < config < 4096 and report.bytes_uploaded == strict_ecr.uploaded_bytes[B]
+    assert endpoint.server.mounted == [(A, B, digest)]
+    assert tags_in_ecr(ecr, B) == {"v1": report.target_digest}
+    layers = ecr.batch_check_layer_availability(repositoryName=B, layerDigests=[digest])["layers"]
+    assert layers[0]["layerAvailability"] == "AVAILABLE"
+
+
+def test_where_a_mounted_blob_landed_is_recorded_so_a_third_repository_mounts_too(
+        source, ecr, table, endpoint, images):
+    m = mirror(source, ecr, endpoint)
+    copy_both(m, source)
+    third = m.copy(f"{source.host}/team/second:v1", "mirror/app-c:v1")
+    assert third.status == "copied" and third.blobs_mounted == 3  # B's config and both layers
+    assert third.bytes_uploaded == 0 and strict_ecr.uploaded_bytes["mirror/app-c"] == 0
+    # The account setting and the token are asked once, whatever the number of mounts.
+    assert strict_ecr.calls["GetAccountSetting"] == 1 and strict_ecr.calls["GetAuthorizationToken"] == 1
+    # A token is asked for again shortly before it expires (ECR's last 12 hours).
+    m.mounts.clock = lambda: time.time() + 12 * 3600 - 60
+    assert m.copy(f"{source.host}/team/second:v1", "mirror/app-d:v1").blobs_mounted == 3
+    assert strict_ecr.calls["GetAuthorizationToken"] > 1 and strict_ecr.calls["GetAccountSetting"] == 1
+
+
+def test_a_blob_only_uploaded_to_a_without_a_manifest_is_refused_and_uploaded(
+        source, ecr, table, endpoint, images):
+    """ECR mounts only a blob a manifest of the source repository references:
+    the 202's upload session is cancelled and the blob uploaded as usual."""
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    m.repository(A).ensure_exists()
+    client = m.source_client(parse(f"{source.host}/team/first:v1"))
+    with client.open_blob("team/first", digest, len(SHARED)) as stream:
+        m.repository(A).upload_blob(stream)
+    assert m.mounts is not None
+    m.mounts.record(m.repository(A), [digest])  # a record, but no manifest in A names it
+    source.reset_counts()
+    report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1")
+    assert report.status == "copied", report.error
+    assert report.blobs_mounted == 0 and blob_gets(source, digest) == 1
+    assert strict_ecr.uploaded_bytes[B] == report.bytes_uploaded >= len(SHARED)
+    assert endpoint.server.requests["mount"] == 1
+    assert endpoint.server.cancelled == 1 and endpoint.server.sessions == {}
+
+
+def test_different_encryption_is_refused_and_uploaded(source, ecr, table, endpoint, images):
+    digest = shared_digest(images)
+    mirror(source, ecr, endpoint).copy(f"{source.host}/team/first:v1", f"{A}:v1")
+    source.reset_counts()
+    kms = mirror(source, ecr, endpoint, kms_key="alias/mirror")
+    report = kms.copy(f"{source.host}/team/second:v1", f"{B}:v1")
+    assert report.status == "copied", report.error
+    assert report.blobs_mounted == 0 and blob_gets(source, digest) == 1
+    assert endpoint.server.cancelled == 1
+
+
+@pytest.mark.parametrize("how", ["parameter", "account setting"])
+def test_mounting_off_is_todays_behaviour(source, ecr, table, endpoint, images, how):
+    digest = shared_digest(images)
+    m = (mirror(source, ecr, endpoint, mounting=False) if how == "parameter"
+         else mirror(source, ecr, endpoint, setting="DISABLED"))
+    report = copy_both(m, source)
+    assert report.status == "copied" and report.blobs_mounted == 0
+    assert blob_gets(source, digest) == 1 and strict_ecr.uploaded_bytes[B] >= len(SHARED)
+    assert sum(endpoint.server.requests.values()) == 0  # the registry endpoint never asked
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    assert not [i for i in items if i["lease"]["S"].startswith("landed#")]  # nor any record written
+
+
+@pytest.mark.parametrize("fault", ["wrong-digest", "500", "redirect", "foreign-location"])
+def test_a_hostile_answer_falls_back_to_an_upload_and_leaks_no_token(
+        source, ecr, table, endpoint, images, fault, caplog):
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    with EcrMount() as elsewhere:
+        endpoint.server.fault, endpoint.server.redirect_to = fault, elsewhere.url
+        m.copy(f"{source.host}/team/first:v1", f"{A}:v1")
+        source.reset_counts()
+        with caplog.at_level(logging.DEBUG, logger="ecr_mirror"):
+            report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1")
+        # neither a redirect followed nor a session on another host cancelled (with the token)
+        assert sum(elsewhere.server.requests.values()) == 0 and elsewhere.server.authorizations == []
+    assert report.status == "copied", report.error
+    assert report.blobs_mounted == 0 and blob_gets(source, digest) == 1
+    assert tags_in_ecr(ecr, B) == {"v1": report.target_digest}
+    token = endpoint.server.authorizations[-1].split()[-1]
+    assert token and token not in caplog.text and "auth-token" not in caplog.text
+    assert sum(1 for r in caplog.records if "blob mount not done" in r.getMessage()) == 1
+
+
+def test_without_a_lease_table_nothing_is_mounted_nor_asked(source, ecr, endpoint, images):
+    ecr.put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
+    settings = MirrorSettings(prefix="mirror", retry=FAST_RETRY, region="us-east-1",
+                              registries={source.host: SourceRegistry(insecure=True)},
+                              ecr_registry_endpoint=endpoint.url)
+    m = Mirror(settings, ecr_client=ecr)
+    assert m.mounts is None
+    report = copy_both(m, source)
+    assert report.status == "copied" and report.blobs_mounted == 0
+    assert sum(endpoint.server.requests.values()) == 0
+
+
+def test_without_dynamodb_nothing_is_mounted_and_the_copy_still_succeeds(source, ecr, endpoint, images,
+                                                                         monkeypatch, ecr_endpoint):
+    """Where blobs landed is unreadable (here: no such table): no mount, an upload, as leases degrade."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
+    report = copy_both(mirror(source, ecr, endpoint), source)
+    assert report.status == "copied" and report.blobs_mounted == 0, report.error
+    assert strict_ecr.uploaded_bytes[B] >= len(SHARED)
+    assert sum(endpoint.server.requests.values()) == 0
