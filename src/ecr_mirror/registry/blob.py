@@ -111,10 +111,11 @@ class BlobStream:
                 if n:
                     self._response_read += n
                     return n
-                if self._body_complete(response):
-                    if self.size is None or self.offset >= self.size:
-                        response.raw.release_conn()  # the connection serves the next request
-                        return 0
+                complete = self._body_complete(response)
+                if complete is not False and (self.size is None or self.offset >= self.size):
+                    response.raw.release_conn()  # the connection serves the next request
+                    return 0
+                if complete:
                     # Not a dropped connection: the registry sent the whole blob it has.
                     response.close()
                     raise self._size_mismatch(self.offset)
@@ -127,12 +128,18 @@ class BlobStream:
             log.warning("blob stream dropped; resuming", extra={
                 "digest": self.digest, "offset": self.offset, "error": type(error).__name__ if error else "EOF"})
 
-    def _body_complete(self, response: requests.Response) -> bool:
+    def _body_complete(self, response: requests.Response) -> bool | None:
         """At the end of this answer's body: did it deliver all it announced? A
         body cut short is a dropped connection, with or without a declared size
-        (urllib3, which is not reading, cannot tell: the bytes are counted here)."""
+        (urllib3, which is not reading, cannot tell: the bytes are counted here).
+        None when the body's end is the connection's (no Content-Length, not
+        chunked): a cut cannot be told from the end."""
         length = response.headers.get("Content-Length", "")
-        return not length.isdigit() or self._response_read >= int(length)
+        if length.isdigit():
+            return self._response_read >= int(length)
+        if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
+            return True  # a chunked body cut short raises IncompleteRead instead
+        return None
 
     def readinto(self, buffer: bytearray) -> int:
         """Fill `buffer` (less of it only at the end of the blob); return the bytes read.
