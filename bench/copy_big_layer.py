@@ -1,9 +1,10 @@
 """Benchmark: copy an image with one big layer into the ECR emulator.
 
 Measures the copier process (the real CLI, run as a subprocess) for each layer
-size: peak RSS (target: at most 300 MiB, whatever the size) and CPU seconds per
-GiB against a floor (sha256 + base64 of the same bytes in 10 MiB parts, the
-unavoidable work; target: at most 2x). Run from anywhere:
+size: peak RSS (target: at most 300 MiB, whatever the size) and marginal CPU
+seconds per GiB against the floor with SigV4 (sha256 + base64 of the same
+bytes in 10 MiB parts, and the sha256 SigV4 takes of each part's body: the
+unavoidable work; target: at most 1.5x, issue 14). Run from anywhere:
 
     .venv/bin/python bench/copy_big_layer.py [--sizes 1,2] [--concurrency 4] [--quick]
     make bench
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 MiB, GiB = 1 << 20, 1 << 30
 PART = 10 * MiB  # the partSize ECR's InitiateLayerUpload returns (and the emulator's default)
-RSS_TARGET_MIB, CPU_TARGET_RATIO = 300, 2.0
+RSS_TARGET_MIB, CPU_TARGET_RATIO = 300, 1.5  # the CPU target: net CPU / the floor with SigV4
 VENV_BIN = REPO / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 
@@ -202,6 +203,7 @@ def bench(sizes: list[int], concurrency: int) -> dict:
             check(run, expected)
             gib = size / GiB
             run.update(size_bytes=size, floor=floor, floor_s_per_gib=round(floor["total_s"] / gib, 3),
+                       sigv4_floor_s_per_gib=round((floor["total_s"] + floor["sigv4_sha256_s"]) / gib, 3),
                        cpu_s_per_gib=round(run["cpu_s"] / gib, 3),
                        net_cpu_s_per_gib=round((run["cpu_s"] - baseline["cpu_s"]) / gib, 3),
                        wall_mib_s=round(size / MiB / run["wall_s"], 1),
@@ -209,8 +211,9 @@ def bench(sizes: list[int], concurrency: int) -> dict:
                        emulator_s_per_gib=round(run["emulator_cpu_s"] / gib, 3))
             run["ratio"] = round(run["cpu_s_per_gib"] / run["floor_s_per_gib"], 2)
             run["net_ratio"] = round(run["net_cpu_s_per_gib"] / run["floor_s_per_gib"], 2)
+            run["sigv4_ratio"] = round(run["net_cpu_s_per_gib"] / run["sigv4_floor_s_per_gib"], 2)
             run["rss_ok"] = run["max_rss_mib"] <= RSS_TARGET_MIB
-            run["cpu_ok"] = run["net_ratio"] <= CPU_TARGET_RATIO
+            run["cpu_ok"] = run["sigv4_ratio"] <= CPU_TARGET_RATIO
             results["runs"].append(run)
     results["ok"] = all(r["rss_ok"] and r["cpu_ok"] for r in results["runs"])
     return results
@@ -223,20 +226,24 @@ def print_table(results: dict) -> None:
     cols = [("layer", "{}"), ("peak RSS MiB", "{:.0f}"), ("CPU s", "{:.1f}"), ("user+sys", "{}"),
             ("faults/MiB", "{:.0f}"), ("CPU s/GiB", "{:.2f}"), ("net s/GiB", "{:.2f}"),
             ("floor s/GiB", "{:.2f}"), ("ratio", "{:.2f}x"), ("net ratio", "{:.2f}x"),
+            ("+SigV4 floor", "{:.2f}"), ("net/SigV4 floor", "{:.2f}x"),
             ("MiB/s wall", "{:.0f}"), ("emulator s/GiB", "{:.2f}"), ("targets", "{}")]
     rows = [[size_label(r["size_bytes"]), r["max_rss_mib"], r["cpu_s"],
              f"{r['utime_s']:.1f}+{r['stime_s']:.1f}", r["minor_faults"] * MiB / r["size_bytes"],
              r["cpu_s_per_gib"], r["net_cpu_s_per_gib"], r["floor_s_per_gib"], r["ratio"],
-             r["net_ratio"], r["wall_mib_s"], r["emulator_s_per_gib"],
-             ("ok" if r["rss_ok"] else f"RSS>{RSS_TARGET_MIB}") + "/" + ("ok" if r["cpu_ok"] else "CPU>2x")]
+             r["net_ratio"], r["sigv4_floor_s_per_gib"], r["sigv4_ratio"], r["wall_mib_s"],
+             r["emulator_s_per_gib"],
+             ("ok" if r["rss_ok"] else f"RSS>{RSS_TARGET_MIB}") + "/"
+             + ("ok" if r["cpu_ok"] else f"CPU>{CPU_TARGET_RATIO:g}x")]
             for r in results["runs"]]
     cells = [[fmt.format(v) for (_, fmt), v in zip(cols, row, strict=True)] for row in rows]
     widths = [max(len(name), *(len(c[i]) for c in cells)) for i, (name, _) in enumerate(cols)]
     print("  ".join(name.rjust(w) for (name, _), w in zip(cols, widths, strict=True)))
     for c in cells:
         print("  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)))
-    print(f"targets: peak RSS <= {RSS_TARGET_MIB} MiB; net CPU <= {CPU_TARGET_RATIO:g}x the floor "
-          "(sha256 + base64 of the bytes). 'net' subtracts the tiny-image baseline.\n"
+    print(f"targets: peak RSS <= {RSS_TARGET_MIB} MiB; net CPU <= {CPU_TARGET_RATIO:g}x the floor with SigV4 "
+          "(sha256 + base64 of the bytes, + the sha256 SigV4 takes of each part's base64 body).\n"
+          "'net' subtracts the tiny-image baseline; 'floor' and 'net ratio' leave SigV4's hash out.\n"
           "note: the ECR emulator (moto, another process, not counted) decodes every part and is "
           "likely the wall-clock bottleneck; MiB/s wall is for information only.")
 

@@ -156,6 +156,7 @@ class HostileServer:
         self._routes: list[tuple[str, re.Pattern, str | None, Responder]] = []
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self.connections_opened = 0  # counted by proxy.py's handler
         self._server = proxy._Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self  # what proxy.py's handler and server call their owner
         if tls is not None:

@@ -109,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.proxy._lock:
             self.server.proxy._connections.add(self.connection)
+            self.server.proxy.connections_opened += 1
 
     def finish(self) -> None:
         with self.server.proxy._lock:
@@ -319,6 +320,8 @@ class SourceProxy:
         self._drops: dict[str, int] = {}
         self._failures: dict[str, list[tuple[int, dict, bytes]]] = {}
         self._connections: set[socket.socket] = set()
+        #: Client connections accepted so far (a kept-alive connection counts once).
+        self.connections_opened = 0
         #: Seconds each request waits before it is forwarded (a registry's latency).
         self.delay = 0.0
         #: ``"<METHOD> <kind>"`` -> requests in the proxy now, and the most at once.

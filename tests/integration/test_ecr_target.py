@@ -120,3 +120,26 @@ def test_the_next_part_is_read_while_the_current_one_uploads(ecr):
     repo.ensure_exists()
     repo.upload_blob(stream)
     assert read_ahead == [True, True, True, True]
+
+
+def test_a_part_ecr_received_in_part_is_resumed_mid_part(ecr, monkeypatch):
+    """ECR kept the first 6 MiB + 7 bytes of a 12 MiB part and the answer was lost:
+    the rest of the part is sent from there (a slice of the part buffer, at an
+    odd offset) and the layer is complete and intact."""
+    monkeypatch.setenv(strict_ecr.PART_SIZE_ENV, str(12 * MiB))  # the rest is >= 5 MiB, as ECR wants
+    data = bytes((i * 31) % 251 for i in range(256)) * (15 * MiB // 256)
+    cut, calls = 6 * MiB + 7, []
+
+    def upload_layer_part(**kwargs):
+        calls.append((kwargs["partFirstByte"], kwargs["partLastByte"]))
+        if len(calls) == 1:
+            ecr.upload_layer_part(**{**kwargs, "partLastByte": cut - 1,
+                                     "layerPartBlob": kwargs["layerPartBlob"][:cut]})
+        return ecr.upload_layer_part(**kwargs)
+
+    repo = EcrRepository(Wrapped(ecr, upload_layer_part=upload_layer_part), "mirror/midpart")
+    repo.ensure_exists()
+    stream = FakeStream(data)
+    assert repo.upload_blob(stream) == len(data)
+    assert calls == [(0, 12 * MiB - 1), (cut, 12 * MiB - 1), (12 * MiB, len(data) - 1)]
+    assert not repo.missing_layers([stream.digest])

@@ -257,7 +257,7 @@ class EcrRepository:
                         f"this part holds {first}-{end - 1}; restarting the blob",
                         code="InvalidLayerPartException", temporary=True) from exc
                 log.info("resuming a layer part", extra={"from_byte": next_byte})
-                start, data = next_byte, bytes(part[next_byte - first:])
+                start, data = next_byte, part[next_byte - first:]
         raise TargetError(f"ECR UploadLayerPart on {self.repository}: part {first}-{end - 1} "
                           "refused five times", code="InvalidLayerPartException", temporary=True)
 

@@ -8,6 +8,7 @@ At the end the digest and the size must match, or `DigestMismatch` is raised.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -25,8 +26,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
-_DROPPED = (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)
+#: A connection cut mid-body. http.client raises IncompleteRead (an HTTPException)
+#: when a chunked body stops short.
+_DROPPED = (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError,
+            http.client.HTTPException)
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def _raw_readinto(response: requests.Response, target: memoryview) -> int:
+    """Receive up to len(target) body bytes straight into `target`, undecoded.
+
+    Through the http.client response under urllib3's, which reads from the
+    socket into the buffer it is given; urllib3's own `readinto` reads into a
+    fresh bytes object and copies that."""
+    readinto = getattr(getattr(response.raw, "_fp", None), "readinto", None)
+    if readinto is None:  # not a socket-backed answer: the copy is harmless
+        data = response.raw.read(len(target), decode_content=False)
+        target[:len(data)] = data
+        return len(data)
+    n: int = readinto(target)
+    return n
 
 
 class BlobStream:
@@ -44,6 +63,7 @@ class BlobStream:
         self.resumes = 0
         self.max_resumes = max_resumes
         self._response: requests.Response | None = None
+        self._response_read = 0  # bytes of the current answer's body read so far
         self._eof = False
 
     @property
@@ -62,9 +82,10 @@ class BlobStream:
                 response.close()
                 raise RegistryError(f"{self.what}: resumed at byte {self.offset} but the registry "
                                     f"answered Content-Range {response.headers.get('Content-Range')!r}")
-        elif self.offset:
+        self._response_read = 0
+        if self.offset and response.status_code != 206:
             # No Range support: read again from the start and drop what we have.
-            skip = self.offset
+            self._response_read = skip = self.offset
             while skip:
                 data = response.raw.read(min(skip, READ_CHUNK), decode_content=False)
                 if not data:
@@ -75,20 +96,26 @@ class BlobStream:
         self._response = response
         return response
 
-    def _read_chunk(self, n: int) -> bytes:
-        """Up to `n` bytes, resuming after a dropped connection."""
+    def _read_into(self, target: memoryview) -> int:
+        """Fill some of `target` (the bytes go straight from the socket into it);
+        0 only at the end of the blob. Resumes after a dropped connection."""
         while True:
             response = self._response if self._response is not None else self._open()
             error: BaseException | None
             try:
-                data = response.raw.read(n, decode_content=False)
+                n = _raw_readinto(response, target)
             except _DROPPED as exc:
-                data, error = b"", exc
+                n, error = 0, exc
             else:
                 error = None
-                if data or self.size is None or self.offset >= self.size:
-                    return data
-                if self._announced(response) == self.offset:
+                if n:
+                    self._response_read += n
+                    return n
+                complete = self._body_complete(response)
+                if complete is not False and (self.size is None or self.offset >= self.size):
+                    response.raw.release_conn()  # the connection serves the next request
+                    return 0
+                if complete:
                     # Not a dropped connection: the registry sent the whole blob it has.
                     response.close()
                     raise self._size_mismatch(self.offset)
@@ -101,20 +128,35 @@ class BlobStream:
             log.warning("blob stream dropped; resuming", extra={
                 "digest": self.digest, "offset": self.offset, "error": type(error).__name__ if error else "EOF"})
 
+    def _body_complete(self, response: requests.Response) -> bool | None:
+        """At the end of this answer's body: did it deliver all it announced? A
+        body cut short is a dropped connection, with or without a declared size
+        (urllib3, which is not reading, cannot tell: the bytes are counted here).
+        None when the body's end is the connection's (no Content-Length, not
+        chunked): a cut cannot be told from the end."""
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit():
+            return self._response_read >= int(length)
+        if "chunked" in response.headers.get("Transfer-Encoding", "").lower():
+            return True  # a chunked body cut short raises IncompleteRead instead
+        return None
+
     def readinto(self, buffer: bytearray) -> int:
-        """Fill `buffer` (less of it only at the end of the blob); return the bytes read."""
+        """Fill `buffer` (less of it only at the end of the blob); return the bytes read.
+
+        The bytes are received straight into `buffer` and hashed there a chunk
+        at a time, while they are still in the CPU's cache: no copy in between."""
         view = memoryview(buffer)
         n, filled = len(view), 0
         try:
             while filled < n and not self._eof:
-                data = self._read_chunk(min(READ_CHUNK, n - filled))
-                if not data:
+                got = self._read_into(view[filled:filled + min(READ_CHUNK, n - filled)])
+                if not got:
                     self._eof = True
                     break
-                view[filled:filled + len(data)] = data
-                self._hash.update(data)
-                filled += len(data)
-                self.offset += len(data)
+                self._hash.update(view[filled:filled + got])
+                filled += got
+                self.offset += got
                 if self.size is not None and self.offset > self.size:
                     raise self._size_mismatch(self._announced(self._response))
         finally:
