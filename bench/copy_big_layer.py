@@ -56,9 +56,9 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_emulator(stack: ExitStack, logdir: str) -> tuple[subprocess.Popen, str]:
+def start_emulator(stack: ExitStack, logdir: str, *extra: str) -> tuple[subprocess.Popen, str]:
     log = stack.enter_context(open(os.path.join(logdir, "ecr_server.log"), "wb"))  # noqa: SIM115 - the stack closes it
-    proc = subprocess.Popen([PYTHON, "-m", "ecr_mirror_testing.ecr_server", "--port", "0"], cwd=REPO,
+    proc = subprocess.Popen([PYTHON, "-m", "ecr_mirror_testing.ecr_server", "--port", "0", *extra], cwd=REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True)
     stack.callback(stop_process, proc)
     url = proc.stdout.readline().strip()
