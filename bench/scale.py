@@ -131,11 +131,11 @@ def profiled(path: Path | None):
     original = threading.Thread.run
 
     def run(self) -> None:
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)  # CPU, not waits
         profiles.append(profile)
         profile.runcall(original, self)
 
-    main = cProfile.Profile()
+    main = cProfile.Profile(time.thread_time)
     threading.Thread.run = run  # type: ignore[method-assign]
     main.enable()
     try:

@@ -66,20 +66,32 @@ def make_session(check_peer: Callable[[str, str], None], pool_size: int) -> requ
 
 
 class Sender:
-    """One exchange over the session: counted, TLS-verified, connection errors typed."""
+    """One exchange over the session: counted, TLS-verified, connection errors typed.
+
+    With `direct` (the session is the transport's own, from `make_session`), a
+    request goes straight to the session's adapter: what `Session.request` adds
+    per call (merging settings, hooks, cookies, reading the environment) costs
+    more CPU than the exchange itself, and none of it is used here. The
+    environment (proxies, REQUESTS_CA_BUNDLE) is still honoured, read once per
+    origin; a session the caller made is used through `Session.request` as is."""
 
     def __init__(self, session: requests.Session, *, stats: RequestStats,
-                 timeout: tuple[float, float], verify: Callable[[str], bool | str]) -> None:
+                 timeout: tuple[float, float], verify: Callable[[str], bool | str],
+                 direct: bool = False) -> None:
         self.session = session
         self.session.headers["User-Agent"] = USER_AGENT
         self.stats = stats
         self.timeout = timeout
         self._verify = verify
+        self._direct = direct
+        self._settings: dict[tuple[str, str, bool | str], dict[str, Any]] = {}
 
     def send(self, request: Request) -> requests.Response:
         self.stats.count(request.kind if request.hop == 0 else "redirect")
         try:
-            response = self.session.request(
+            if self._direct:
+                return self._send_direct(request)
+            return self.session.request(
                 request.method, request.url, headers=request.headers, params=request.params,
                 stream=True, allow_redirects=False, timeout=self.timeout,
                 verify=self._verify(request.url))
@@ -88,7 +100,25 @@ class Sender:
             if refused is not None:
                 raise RedirectRefused(f"{request.what}: {refused}") from None
             raise connection_failed(exc, request) from exc
-        return response
+
+    def _send_direct(self, request: Request) -> requests.Response:
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=request.method, url=request.url,
+                         headers={**self.session.headers, **request.headers}, params=request.params)
+        url = prepared.url or request.url
+        adapter = self.session.get_adapter(url)
+        return adapter.send(prepared, stream=True, timeout=self.timeout, **self._settings_for(url))
+
+    def _settings_for(self, url: str) -> dict[str, Any]:
+        """verify, proxies and cert for `url`'s origin, the environment merged in
+        as `Session.request` does (once per origin: proxies depend on the host only)."""
+        verify = self._verify(url)
+        key = (*origin(url), verify)
+        settings = self._settings.get(key)
+        if settings is None:
+            merged = self.session.merge_environment_settings(url, {}, None, verify, None)
+            settings = self._settings[key] = {k: merged[k] for k in ("verify", "proxies", "cert")}
+        return settings
 
 
 def connection_failed(exc: requests.exceptions.RequestException, request: Request) -> ConnectionFailed:

@@ -88,7 +88,8 @@ class Transport:
         self._scheme: str | None = scheme or (None if insecure else "https")
         self._lock = threading.Lock()
         self._redirects: RedirectPolicy | None = None
-        self.sender = Sender(self.session, stats=self.stats, timeout=timeout, verify=self._verify)
+        self.sender = Sender(self.session, stats=self.stats, timeout=timeout, verify=self._verify,
+                             direct=session is None)
         reader = RateReader(self.sender, home=lambda: self.base_url, stats=self.stats,
                             budget=self.budget)
         self.auth = Authorizer(Follower(reader, lambda: self.redirects), registry=registry,
