@@ -8,6 +8,7 @@ any) is consulted before each sleep: a wait that would run past it raises
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,5 +84,14 @@ class RetryPolicy:
                  extra={"attempt": state.attempt_number, "error": error, "wait": wait})
 
     def call(self, attempt: Callable[[], T]) -> T:
-        """``attempt()``, tried again on a temporary error as this policy says."""
-        return self.retrying()(attempt)
+        """``attempt()``, tried again on a temporary error as this policy says.
+
+        The retrying is built once per policy and copied per call (a copy has its
+        own state, so calls may nest and run in many threads): building it costs
+        more than a request's own work in the layers."""
+        return _template(self).copy()(attempt)
+
+
+@functools.lru_cache(maxsize=16)
+def _template(policy: RetryPolicy) -> tenacity.Retrying:
+    return policy.retrying()
