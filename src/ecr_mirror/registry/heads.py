@@ -49,7 +49,7 @@ class LeanHeads:
         self._contexts: dict[bool | str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
-    def send(self, url: str, headers: dict[str, str], verify: bool | str) -> requests.Response:
+    def send(self, url: str, headers: dict[str, str | bytes], verify: bool | str) -> requests.Response:
         """HEAD `url`; a connection or TLS failure is raised as requests' `ConnectionError`
         (its cause kept, for `sender.connection_failed` and `redirects.refusal_in`)."""
         parts = urlsplit(url)
@@ -62,7 +62,8 @@ class LeanHeads:
             connection.request("HEAD", path, headers=headers)
             answer = connection.getresponse()
             answer.read()  # nothing: a HEAD's answer has no body
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a header
+            # value http.client refuses (a line break in a token): typed, as requests' InvalidHeader
             if connection is not None:
                 connection.close()
             raise requests.exceptions.ConnectionError(exc) from exc

@@ -110,17 +110,18 @@ class Sender:
 
     def _send_direct(self, request: Request, heads: LeanHeads) -> requests.Response:
         prepared = requests.PreparedRequest()
-        prepared.prepare(method=request.method, url=request.url,
-                         headers={**self.session.headers, **request.headers}, params=request.params)
+        prepared.prepare_url(request.url, request.params)
         url = prepared.url or request.url
         settings = self._settings_for(url)
         adapter = self.session.get_adapter(url)
+        headers = {**self.session.headers, **request.headers}
         # Lean only where the adapter would send it itself, the same way: no proxy,
         # no client certificate, and requests' own sending (not a mounted adapter or
         # a patched one, whose transport is theirs to choose).
         if (request.method == "HEAD" and type(adapter).send is _ADAPTER_SEND
                 and settings["cert"] is None and not select_proxy(url, settings["proxies"])):
-            return heads.send(url, dict(prepared.headers), settings["verify"])
+            return heads.send(url, headers, settings["verify"])
+        prepared.prepare(method=request.method, url=url, headers=headers)
         return adapter.send(prepared, stream=True, timeout=self.timeout, **settings)
 
     def _settings_for(self, url: str) -> dict[str, Any]:
