@@ -86,10 +86,23 @@ class RetryPolicy:
     def call(self, attempt: Callable[[], T]) -> T:
         """``attempt()``, tried again on a temporary error as this policy says.
 
-        The retrying is built once per policy and copied per call (a copy has its
-        own state, so calls may nest and run in many threads): building it costs
-        more than a request's own work in the layers."""
-        return _template(self).copy()(attempt)
+        The first try runs outside tenacity (most succeed, and tenacity's
+        bookkeeping cost more than the layers' own work); a failed one is handed
+        to tenacity as its first outcome, so what follows (the retries, their
+        waits and numbers, the logs) is as if tenacity had run it. The retrying is
+        built once per policy and copied per call (a copy has its own state, so
+        calls may nest and run in many threads)."""
+        try:
+            return attempt()
+        except Exception as exc:  # any error is tenacity's to judge, as before
+            failed: list[BaseException] = [exc]
+
+        def again() -> T:
+            if failed:
+                raise failed.pop()
+            return attempt()
+
+        return _template(self).copy()(again)
 
 
 @functools.lru_cache(maxsize=16)
