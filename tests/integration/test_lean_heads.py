@@ -1,4 +1,4 @@
-"""HEADs over registry/heads.py's own connections do what requests' adapter did:
+"""HEADs over registry/leanhead.py's own connections do what requests' adapter did:
 the environment's proxy, kept connections that the registry closed left alone."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from urllib3.exceptions import NameResolutionError
 from ..stats import RequestStats
 from .bodies import MAX_ERROR_BYTES, read_capped
 from .errors import ConnectionFailed, RedirectRefused, RegistryError, from_response
-from .heads import LeanHeads
+from .leanhead import LeanHeads
 from .redirects import GuardedAdapter, causes, refusal_in
 
 #: requests' own sending, as imported (see `Sender._send_direct`).

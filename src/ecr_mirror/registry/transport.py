@@ -43,7 +43,7 @@ from .authorize import Authorizer
 from .bodies import MAX_JSON_BYTES, read_capped
 from .budget import PullBudget
 from .follow import Follower
-from .heads import LeanHeads
+from .leanhead import LeanHeads
 from .limits import PullGate, RateReader
 from .redirects import RedirectPolicy
 from .retry import RetryPolicy

@@ -73,13 +73,6 @@ class LeanHeads:
             self._give(key, connection)
         return _response(url, answer)
 
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for connection in connections:
-                connection.close()
-
     def _take(self, key: _Key) -> http.client.HTTPConnection | None:
         while True:
             with self._lock:
