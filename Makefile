@@ -16,7 +16,7 @@ PY313_BIN  ?= $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/3.13*/bin)),$(pa
 export PY313_BIN
 SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-referrers bench-plan bench-import python313 python-venv apt-check \
+.PHONY: demo test test-fast lint registry skopeo bench bench-layer bench-referrers bench-plan bench-scale bench-import python313 python-venv apt-check \
         setup-check sam-validate sam-build deploy sandbox sandbox-stop clean \
         build-SchedulerFunction build-WorkerFunction build-DependenciesLayer
 
@@ -128,6 +128,11 @@ bench-layer: $(STAMP) registry
 # Wall and CPU of a warm plan: 1,000 tags in 1 repository and in 1,000, 30 ms per registry request.
 bench-plan: $(STAMP) registry
 	$(PY) bench/plan_scale.py
+
+# A warm plan at scale through the scheduler handler: 10,000 tags in 500 repositories and
+# 5,000 in one, 30 ms per registry request and 20 ms per ECR call (a few minutes).
+bench-scale: $(STAMP) registry
+	$(PY) bench/scale.py $(BENCH_ARGS)
 
 bench-import: sam-build
 	$(PY) bench/cold_import.py --without-bytecode

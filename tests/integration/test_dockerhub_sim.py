@@ -283,6 +283,24 @@ def test_client_anonymous_head_and_get_use_one_token(hub, image):
     assert hub.counts["token"] == 1
 
 
+def test_a_netrc_entry_never_replaces_the_clients_own_authorization(hub, image, tmp_path, monkeypatch):
+    """requests puts a ~/.netrc login on every request it prepares for that host,
+    over the Authorization header given: the token request and the Bearer token
+    became Basic with the netrc's password, so the registry saw a password the
+    mirror was never configured with, and refused the pull."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login mallory password from-netrc\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    client = RegistryClient("docker.io", api_host=hub.host, scheme="http", insecure=True,
+                            credentials=Credentials("alice", ACCOUNTS["alice"]), retry=FAST_RETRY)
+    assert client.head_manifest(REPO, "latest").digest == image.digest
+    assert client.get_manifest(REPO, "latest").raw == image.raw
+    assert hub.pulls("alice") == 1
+    sent = [h.get("Authorization", "") for _, _, _, h in hub.requests]
+    assert sent and not any(a.startswith("Basic ") and "bWFsbG9yeT" in a for a in sent)
+
+
 def test_client_reads_rate_limit_headers(make_hub, image):
     for style in ("", "x-"):
         hub = make_hub(header_style=style, window=3600)

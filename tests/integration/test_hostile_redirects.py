@@ -165,3 +165,14 @@ def test_a_name_rebound_to_loopback_after_the_check_gets_no_request(tls, local_c
         blob_redirected_to(tls, local_ca, f"http://rebind.test:{runtime.port}/x")
     assert runtime.requests == []
     assert len(tls.seen(path="/blobs/")) == 1
+
+
+def test_a_manifest_head_redirected_to_a_rebound_name_gets_no_request(tls, local_ca, runtime, fake_dns):
+    """HEADs have connections of their own (registry/leanhead.py): the peer guard checks them too."""
+    fake_dns({"rebind.test": ["93.184.215.14", "127.0.0.1"]})
+    runtime.route("HEAD", r".*", answer(200, headers=[("Docker-Content-Digest", "sha256:" + "0" * 64)]))
+    tls.route("HEAD", r"/v2/app/manifests/1", redirect(f"http://rebind.test:{runtime.port}/x"))
+    with pytest.raises(RedirectRefused, match="loopback"):
+        client_for(tls, local_ca.pem, timeout=(1.0, 5.0)).head_manifest("app", "1")
+    assert runtime.requests == []
+    assert len(tls.seen(path="/manifests/")) == 1

@@ -14,9 +14,7 @@ from ..stats import RateLimit
 _VALUE = re.compile(r"^\s*(\d+)\s*(?:;\s*w\s*=\s*(\d+))?")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # requests' headers are case-insensitive already; plain dicts are not.
-    lowered = {k.lower(): v for k, v in headers.items()}
+def _header(lowered: Mapping[str, str], name: str) -> str | None:
     return lowered.get(name) or lowered.get("x-" + name)
 
 
@@ -30,9 +28,11 @@ def _parse(value: str | None) -> tuple[int | None, int | None]:
 
 
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
-    limit, w1 = _parse(_header(headers, "ratelimit-limit"))
-    remaining, w2 = _parse(_header(headers, "ratelimit-remaining"))
+    # requests' headers are case-insensitive already; plain dicts are not. Once per answer.
+    lowered = {k.lower(): v for k, v in headers.items()}
+    limit, w1 = _parse(_header(lowered, "ratelimit-limit"))
+    remaining, w2 = _parse(_header(lowered, "ratelimit-remaining"))
     if limit is None and remaining is None:
         return None
-    source = _header(headers, "docker-ratelimit-source")
+    source = _header(lowered, "docker-ratelimit-source")
     return RateLimit(limit=limit, remaining=remaining, window_seconds=w2 or w1, source=source)

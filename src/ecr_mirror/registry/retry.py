@@ -8,6 +8,7 @@ any) is consulted before each sleep: a wait that would run past it raises
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,5 +84,27 @@ class RetryPolicy:
                  extra={"attempt": state.attempt_number, "error": error, "wait": wait})
 
     def call(self, attempt: Callable[[], T]) -> T:
-        """``attempt()``, tried again on a temporary error as this policy says."""
-        return self.retrying()(attempt)
+        """``attempt()``, tried again on a temporary error as this policy says.
+
+        The first try runs outside tenacity (most succeed, and tenacity's
+        bookkeeping cost more than the layers' own work); a failed one is handed
+        to tenacity as its first outcome, so what follows (the retries, their
+        waits and numbers, the logs) is as if tenacity had run it. The retrying is
+        built once per policy and copied per call (a copy has its own state, so
+        calls may nest and run in many threads)."""
+        try:
+            return attempt()
+        except Exception as exc:  # any error is tenacity's to judge, as before
+            failed: list[BaseException] = [exc]
+
+        def again() -> T:
+            if failed:
+                raise failed.pop()
+            return attempt()
+
+        return _template(self).copy()(again)
+
+
+@functools.lru_cache(maxsize=16)
+def _template(policy: RetryPolicy) -> tenacity.Retrying:
+    return policy.retrying()

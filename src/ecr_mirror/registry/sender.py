@@ -15,6 +15,7 @@ the answer comes back as a stream.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,13 +23,18 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
 from urllib3.exceptions import NameResolutionError
 
 from ..stats import RequestStats
 from .bodies import MAX_ERROR_BYTES, read_capped
 from .errors import ConnectionFailed, RedirectRefused, RegistryError, from_response
+from .leanhead import LeanHeads
 from .redirects import GuardedAdapter, causes, refusal_in
 
+#: requests' own sending, as imported (see `Sender._send_direct`).
+_ADAPTER_SEND = HTTPAdapter.send
 #: Connections kept per host: requests' own default, unless the caller runs more at once.
 DEFAULT_POOL_SIZE = 10
 USER_AGENT = "ecr-mirror/0.1 (+https://github.com/ecr-mirror)"
@@ -66,20 +72,33 @@ def make_session(check_peer: Callable[[str, str], None], pool_size: int) -> requ
 
 
 class Sender:
-    """One exchange over the session: counted, TLS-verified, connection errors typed."""
+    """One exchange over the session: counted, TLS-verified, connection errors typed.
+
+    With `heads` (the session is the transport's own, from `make_session`), a
+    request goes straight to the session's adapter, and a HEAD to `heads`: what
+    `Session.request` adds per call (merging settings, hooks, cookies, reading the
+    environment) costs more CPU than the exchange itself, and none of it is used
+    here. The environment (proxies, REQUESTS_CA_BUNDLE) is still honoured, read
+    once per origin; a HEAD through a proxy stays on the adapter; a session the
+    caller made is used through `Session.request` as is."""
 
     def __init__(self, session: requests.Session, *, stats: RequestStats,
-                 timeout: tuple[float, float], verify: Callable[[str], bool | str]) -> None:
+                 timeout: tuple[float, float], verify: Callable[[str], bool | str],
+                 heads: LeanHeads | None = None) -> None:
         self.session = session
         self.session.headers["User-Agent"] = USER_AGENT
         self.stats = stats
         self.timeout = timeout
         self._verify = verify
+        self._heads = heads
+        self._settings: dict[tuple[str, str, bool | str], dict[str, Any]] = {}
 
     def send(self, request: Request) -> requests.Response:
         self.stats.count(request.kind if request.hop == 0 else "redirect")
         try:
-            response = self.session.request(
+            if self._heads is not None:
+                return self._send_direct(request, self._heads)
+            return self.session.request(
                 request.method, request.url, headers=request.headers, params=request.params,
                 stream=True, allow_redirects=False, timeout=self.timeout,
                 verify=self._verify(request.url))
@@ -88,7 +107,33 @@ class Sender:
             if refused is not None:
                 raise RedirectRefused(f"{request.what}: {refused}") from None
             raise connection_failed(exc, request) from exc
-        return response
+
+    def _send_direct(self, request: Request, heads: LeanHeads) -> requests.Response:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(request.url, request.params)
+        url = prepared.url or request.url
+        settings = self._settings_for(url)
+        adapter = self.session.get_adapter(url)
+        headers = {**self.session.headers, **request.headers}
+        # Lean only where the adapter would send it itself, the same way: no proxy,
+        # no client certificate, and requests' own sending (not a mounted adapter or
+        # a patched one, whose transport is theirs to choose).
+        if (request.method == "HEAD" and type(adapter).send is _ADAPTER_SEND
+                and settings["cert"] is None and not select_proxy(url, settings["proxies"])):
+            return heads.send(url, headers, settings["verify"])
+        prepared.prepare(method=request.method, url=url, headers=headers)
+        return adapter.send(prepared, stream=True, timeout=self.timeout, **settings)
+
+    def _settings_for(self, url: str) -> dict[str, Any]:
+        """verify, proxies and cert for `url`'s origin, the environment merged in
+        as `Session.request` does (once per origin: proxies depend on the host only)."""
+        verify = self._verify(url)
+        key = (*origin(url), verify)
+        settings = self._settings.get(key)
+        if settings is None:
+            merged = self.session.merge_environment_settings(url, {}, None, verify, None)
+            settings = self._settings[key] = {k: merged[k] for k in ("verify", "proxies", "cert")}
+        return settings
 
 
 def connection_failed(exc: requests.exceptions.RequestException, request: Request) -> ConnectionFailed:
@@ -107,7 +152,7 @@ def connection_failed(exc: requests.exceptions.RequestException, request: Reques
         reason = getattr(tls, "reason", None) or type(tls).__name__
         return ConnectionFailed(f"{request.what}: TLS with {host} failed ({reason}); use "
                                 "--insecure if this registry speaks plain HTTP")
-    if any(isinstance(e, NameResolutionError) for e in found):
+    if any(isinstance(e, (NameResolutionError, socket.gaierror)) for e in found):
         return ConnectionFailed(f"{request.what}: cannot resolve {host.rsplit(':', 1)[0]}: "
                                 "check the registry's name", temporary=True, unreachable=True)
     if any(isinstance(e, ConnectionRefusedError) for e in found):

@@ -43,6 +43,7 @@ from .authorize import Authorizer
 from .bodies import MAX_JSON_BYTES, read_capped
 from .budget import PullBudget
 from .follow import Follower
+from .leanhead import LeanHeads
 from .limits import PullGate, RateReader
 from .redirects import RedirectPolicy
 from .retry import RetryPolicy
@@ -88,7 +89,9 @@ class Transport:
         self._scheme: str | None = scheme or (None if insecure else "https")
         self._lock = threading.Lock()
         self._redirects: RedirectPolicy | None = None
-        self.sender = Sender(self.session, stats=self.stats, timeout=timeout, verify=self._verify)
+        heads = None if session else LeanHeads(self._check_peer, timeout=timeout, size=pool_size)
+        self.sender = Sender(self.session, stats=self.stats, timeout=timeout, verify=self._verify,
+                             heads=heads)
         reader = RateReader(self.sender, home=lambda: self.base_url, stats=self.stats,
                             budget=self.budget)
         self.auth = Authorizer(Follower(reader, lambda: self.redirects), registry=registry,

@@ -182,7 +182,7 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror, heads: 
         try:
             # Referrers missing in ECR, found without a pull (the image's own
             # when it changed: its children's are only known once it is fetched).
-            missing, writes = _missing_referrers(
+            missing, writes = (0, 0) if walk is None else _missing_referrers(
                 walk, unchanged_subjects(answer.digest, current.get(tag)) if same else [answer.digest])
         except MirrorError as exc:
             errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{exc.kind}: {exc}"})

@@ -1,0 +1,149 @@
+"""HEADs over plain `http.client` connections: the bottom of the stack, made lean.
+
+A warm plan is one HEAD per tag, and requests' and urllib3's per-request work
+(preparing, pooling, wrapping the answer) costs about three times the exchange
+itself. A HEAD has no body either way, so `LeanHeads` sends it over a few kept-
+alive `http.client` connections per origin and hands back a `requests.Response`
+(status, headers, an empty body): every layer above (authorization, redirects,
+rate limits, the pull gate, retries, counting) sees what it saw before.
+
+What the session's adapter does for a connection, this does the same way: each
+new connection is checked by the peer guard once connected, before a byte (nor
+a TLS hello) is sent; TLS is verified with requests' CA bundle (or the one
+given), except where `verify` is False (the registry marked insecure); a kept
+connection the server closed is not reused. Requests that would go through a
+proxy are not sent here (`Sender` keeps them on the adapter).
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import requests
+from requests.structures import CaseInsensitiveDict
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.util.wait import wait_for_read
+
+from .errors import RedirectRefused
+from .redirects import PeerRefused
+
+_Key = tuple[str, str, bool | str]
+
+
+class LeanHeads:
+    """Kept-alive connections per (scheme, host, verify), at most `size` kept each."""
+
+    def __init__(self, check_peer: Callable[[str, str], None], *, timeout: tuple[float, float],
+                 size: int) -> None:
+        self._check_peer = check_peer
+        self.timeout = timeout
+        self.size = size
+        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._contexts: dict[bool | str, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def send(self, url: str, headers: dict[str, str | bytes], verify: bool | str) -> requests.Response:
+        """HEAD `url`; a connection or TLS failure is raised as requests' `ConnectionError`
+        (its cause kept, for `sender.connection_failed` and `redirects.refusal_in`)."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc.lower(), verify)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection = self._take(key)
+        try:
+            if connection is None:
+                connection = self._connect(parts.scheme, parts.hostname or "", parts.port, verify)
+            connection.request("HEAD", path, headers=headers)
+            answer = connection.getresponse()
+            answer.read()  # nothing: a HEAD's answer has no body
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a header
+            # value http.client refuses (a line break in a token): typed, as requests' InvalidHeader
+            if connection is not None:
+                connection.close()
+            raise requests.exceptions.ConnectionError(exc) from exc
+        if answer.will_close:
+            connection.close()
+        else:
+            self._give(key, connection)
+        return _response(url, answer)
+
+    def _take(self, key: _Key) -> http.client.HTTPConnection | None:
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                connection = idle.pop() if idle else None
+            if connection is None or connection.sock is None:
+                return None
+            if not wait_for_read(connection.sock, timeout=0.0):
+                return connection
+            connection.close()  # the server closed it (or sent what nobody asked for)
+
+    def _give(self, key: _Key, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.size:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _connect(self, scheme: str, host: str, port: int | None,
+                 verify: bool | str) -> http.client.HTTPConnection:
+        https = scheme == "https"
+        port = port or (443 if https else 80)
+        sock = socket.create_connection((host, port), timeout=self.timeout[0])
+        try:
+            self._check_peer(host, sock.getpeername()[0])
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if https:
+                sock = self._context(verify).wrap_socket(sock, server_hostname=host)
+        except RedirectRefused as exc:
+            sock.close()
+            raise PeerRefused(exc) from None
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(self.timeout[1])
+        connection = http.client.HTTPConnection(host, port)
+        connection.sock = sock
+        return connection
+
+    def _context(self, verify: bool | str) -> ssl.SSLContext:
+        with self._lock:
+            context = self._contexts.get(verify)
+            if context is None:
+                context = self._contexts[verify] = _tls_context(verify)
+            return context
+
+
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
+    """What requests verifies with: its CA bundle, the bundle or directory given, or nothing."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    where = DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
+    if os.path.isdir(where):
+        return ssl.create_default_context(capath=where)
+    return ssl.create_default_context(cafile=where)
+
+
+def _response(url: str, answer: http.client.HTTPResponse) -> requests.Response:
+    response = requests.Response()
+    response.status_code = answer.status
+    response.reason = answer.reason
+    response.url = url
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+    for name, value in answer.getheaders():  # repeated headers joined, as urllib3 does
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    response.headers = headers
+    response.raw = io.BytesIO(b"")
+    response._content = b""  # read already (and again, after a close, as urllib3 allows)
+    response._content_consumed = True  # type: ignore[attr-defined]  # requests' private flag
+    return response
