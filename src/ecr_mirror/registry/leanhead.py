@@ -110,6 +110,8 @@ class LeanHeads:
             raise
         sock.settimeout(self.timeout[1])
         connection = http.client.HTTPConnection(host, port)
+        if https:  # `Host: name`, not `name:443`, as urllib3 sends it
+            connection.default_port = 443
         connection.sock = sock
         return connection
 
