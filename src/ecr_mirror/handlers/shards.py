@@ -134,6 +134,7 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> dict[str, A
         ledger = Ledger(table, key) if table else None
         if ledger and not ledger.claim():
             logger.info("shard already planned", extra={"run": shard["run"], "shard": shard["shard"]})
+            metrics.add_metric(name="PlanShardsRepeated", unit=MetricUnit.Count, value=1)
             return {"status": "already planned", "shard": shard["shard"]}
         owner = ledger
         result = _plan(shard, table, last=queue.last_receive(record.raw_event.get("attributes") or {}))

@@ -1,0 +1,169 @@
+"""Acceptance 2: a config large enough to shard, planned through PlanQueue.
+
+The real scheduler handler splits the config; its shard messages come back to
+the same handler as Lambda's event source would deliver them (lambdas.deliver);
+the source is the Docker Hub simulator (pull budget headers) in front of the
+real distribution registry; ECR is the strict emulator; SQS, SSM and DynamoDB
+are moto's. A small PlanShardTags makes a small config shard.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from ecr_mirror import queue
+from ecr_mirror.handlers import common, config_s3, scheduler, warm
+from ecr_mirror_testing.dockerhub import DockerHubSimulator
+from ecr_mirror_testing.images import layer_bytes, make_image
+from ecr_mirror_testing.lambdas import FakeContext, deliver
+
+pytestmark = pytest.mark.integration
+PARAMETER = "/ecr-mirror/config"
+TABLE = "ecr-mirror-leases"
+#: Five entries, eleven tags; c and d write to one repository (they share a shard).
+CONFIG = """
+images:
+  - source: library/a
+    tags: ['1', '2', '3']
+  - source: library/b
+    tags: ['1', '2', '3']
+  - source: library/c
+    tags: [c1, c2]
+    target: mirror/shared
+  - source: library/e
+    tags: ['1', '2']
+  - source: library/d
+    tags: [d1]
+    target: mirror/shared
+"""
+IMAGES = {"a": ["1", "2", "3"], "b": ["1", "2", "3"], "c": ["c1", "c2"], "d": ["d1"], "e": ["1", "2"]}
+
+
+@pytest.fixture
+def hub(registry):
+    for name, tags in IMAGES.items():
+        for tag in tags:
+            make_image(registry.url, f"library/{name}", tag, layers=[layer_bytes(f"shard-{name}-{tag}", 256)])
+    with DockerHubSimulator(registry.url, limits={"anonymous": 100}, window=3600) as sim:
+        yield sim
+
+
+class Stack:
+    def __init__(self, monkeypatch, hub, ecr_endpoint) -> None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
+        self.sqs = boto3.client("sqs")
+        self.dynamodb = boto3.client("dynamodb")
+        dlq = self.sqs.create_queue(QueueName="plan-dlq")["QueueUrl"]
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.plan_dlq = dlq
+        self.plan_url = self.sqs.create_queue(QueueName="plan", Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
+        self.copy_url = self.sqs.create_queue(QueueName="copy")["QueueUrl"]
+        self.dynamodb.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+        boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG, Type="String", Overwrite=True)
+        for name, value in {"ECR_MIRROR_CONFIG_PARAMETER": PARAMETER, "ECR_MIRROR_QUEUE_URL": self.copy_url,
+                            "ECR_MIRROR_PLAN_QUEUE_URL": self.plan_url, "ECR_MIRROR_LEASE_TABLE": TABLE,
+                            "ECR_MIRROR_PLAN_SHARD_TAGS": "3", "ECR_MIRROR_PREFIX": "mirror",
+                            "ECR_MIRROR_REGISTRY_ENDPOINTS": f"docker.io={hub.url}",
+                            "POWERTOOLS_METRICS_NAMESPACE": "EcrMirrorTest"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv(config_s3.ENV, raising=False)
+        monkeypatch.setattr(warm, "_mirror", None)
+        monkeypatch.setattr(common, "_cache", {})
+        monkeypatch.setattr(queue, "MAX_SQS_DELAY", 0)  # SQS delays are real time
+        monkeypatch.setattr(queue, "RETRY_DELAY_SECONDS", 0)  # a failed shard is back at once
+
+    def drain(self, url: str) -> list[dict]:
+        bodies = []
+        while True:
+            got = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return bodies
+            for m in got:
+                bodies.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+    def plan_shards(self) -> tuple[list[dict], int]:
+        """Deliver PlanQueue to the scheduler handler until it is empty: (messages, failures)."""
+        delivered, failures = [], 0
+        for _ in range(50):
+            messages, failed = deliver(self.sqs, self.plan_url, scheduler.handler, batch_size=1)
+            if not messages:
+                return delivered, failures
+            delivered += messages
+            failures += len(failed)
+        raise AssertionError("PlanQueue never drained")
+
+
+@pytest.fixture
+def stack(monkeypatch, hub, ecr, ecr_endpoint):
+    return Stack(monkeypatch, hub, ecr_endpoint)
+
+
+def key(job: dict) -> tuple[str, str, str]:
+    return job["source"], job["target"], job["sourceDigest"]
+
+
+def test_a_sharded_plan_queues_what_one_planner_would_once_within_one_budget(stack, hub):
+    # One planner, in place (a dry run): the reference plan, and the shards a run would use.
+    hub.set_remaining("anonymous", 6)  # one planner spends 6 pulls now, defers 5
+    single = scheduler.handler({"dryRun": True}, FakeContext())
+    assert (single["toCopy"], single["deferred"], single["shards"]) == (11, 5, 4), single
+    assert single["queued"] == 0 and stack.drain(stack.plan_url) == []
+
+    answer = scheduler.handler({"source": "ecr-mirror.schedule"}, FakeContext())
+    assert (answer["shards"], answer["estimatedTags"], answer["errors"]) == (4, 11, 0), answer
+    assert stack.drain(stack.copy_url) == []  # the scheduler itself planned nothing
+
+    hub.fail_next("HEAD manifest", 404, times=1)  # the first shard fails once...
+    delivered, failures = stack.plan_shards()
+    assert failures == 1 and len(delivered) == 5  # ...and is retried: 4 shards, 5 deliveries
+    shards = [json.loads(m["Body"]) for m in delivered]
+    assert sorted({s["shard"] for s in shards}) == [0, 1, 2, 3]
+    assert sorted(len(s["entries"]) for s in shards[1:]) == [1, 1, 1, 2]
+    assert [2, 4] in [s["entries"] for s in shards]  # c and d (one repository) in one shard
+
+    copies = stack.drain(stack.copy_url)
+    assert len(copies) == len({c["target"] for c in copies}) == 11  # every tag planned once
+    assert sorted(map(key, copies)) == sorted(map(key, single["jobs"]))  # as one planner
+    # One budget: no more copies start now than one planner would have let start.
+    now = [c for c in copies if "notBefore" not in c]
+    assert len(now) == len([j for j in single["jobs"] if "notBefore" not in j]) == 6
+    assert "Messages" not in stack.sqs.receive_message(QueueUrl=stack.plan_dlq)
+
+    # A finished shard delivered again (SQS delivers at least once) queues nothing.
+    stack.sqs.send_message(QueueUrl=stack.plan_url, MessageBody=delivered[-1]["Body"])
+    again, failed = deliver(stack.sqs, stack.plan_url, scheduler.handler, batch_size=1)
+    assert len(again) == 1 and not failed
+    assert stack.drain(stack.copy_url) == []
+
+
+def test_a_shard_whose_config_version_is_gone_fails_loudly_and_reaches_the_dlq(stack, hub, monkeypatch):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="config-bucket")
+    s3.put_object(Bucket="config-bucket", Key="mirror.yaml", Body=CONFIG.encode())
+    monkeypatch.setenv(config_s3.ENV, "s3://config-bucket/mirror.yaml")
+    monkeypatch.setattr(config_s3, "_cache", {})
+    assert scheduler.handler({}, FakeContext())["shards"] == 4
+    # The config changes before the shards run: they must not plan the new one.
+    s3.put_object(Bucket="config-bucket", Key="mirror.yaml", Body=CONFIG.replace("[d1]", "[d1, d2]").encode())
+    delivered, failures = stack.plan_shards()
+    assert failures == len(delivered) == 12  # 4 shards x 3 receives
+    assert stack.drain(stack.copy_url) == []
+    assert len(stack.drain(stack.plan_dlq)) == 4  # on to the DLQ (and its alarm)
+
+
+def test_ssm_shards_plan_the_version_the_run_was_split_from(stack, hub):
+    assert scheduler.handler({}, FakeContext())["shards"] == 4
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG.replace("[d1]", "[d1, d2]"),
+                                      Type="String", Overwrite=True)
+    delivered, failures = stack.plan_shards()
+    assert (len(delivered), failures) == (4, 0)
+    assert sorted(c["target"] for c in stack.drain(stack.copy_url) if "shared" in c["target"]) == [
+        "mirror/shared:c1", "mirror/shared:c2", "mirror/shared:d1"]  # not d2: a later version
