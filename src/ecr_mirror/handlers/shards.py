@@ -64,7 +64,7 @@ def plan_queue_url() -> str | None:
 def fan_out(mirror: Mirror, limit: int, url: str) -> dict[str, Any]:
     """Split the config (read again, with its version) and queue one message per shard."""
     config, version = config_pin.read_versioned()
-    parts = split(config, limit, lambda entry: _target(entry, config, mirror))
+    parts = split(config, limit, lambda entry: target_repository(entry, config, mirror))
     run = uuid.uuid4().hex
     bodies = [json.dumps({"run": run, "shard": i, "shards": len(parts), "entries": entries,
                           "configVersion": version}) for i, entries in enumerate(parts)]
@@ -96,10 +96,10 @@ def shard_count(config: MirrorConfig, mirror: Mirror, limit: int) -> int:
     """Shards a real run would plan this config in (a dry run plans it in one place)."""
     if estimate(config) <= limit:
         return 1
-    return len(split(config, limit, lambda entry: _target(entry, config, mirror)))
+    return len(split(config, limit, lambda entry: target_repository(entry, config, mirror)))
 
 
-def _target(entry: ImageEntry, config: MirrorConfig, mirror: Mirror) -> str | None:
+def target_repository(entry: ImageEntry, config: MirrorConfig, mirror: Mirror) -> str | None:
     try:  # no request: the name alone, as planning and pruning compute it
         return mirror.target_for(entry.source, entry.target or default_target(entry.source, config, mirror))[0]
     except MirrorError:
