@@ -1,11 +1,13 @@
 """The config at one version: what every planning shard of a run plans.
 
 The scheduler reads the config with its version (`read_versioned`): the SSM
-parameter's Version, or the S3 object's ETag. Each shard reads that version
-again (`read_at`): SSM's `name:version`, S3's `If-Match` (only the current
-object can be read with GetObject alone; GetObjectVersion is not granted). A
-version that cannot be read any more fails the shard loudly (UsageError):
-a shard never plans a config other than the one that was split.
+parameter's Version, or the S3 object's ETag. Each shard reads the config again
+(`read_at`) and plans it only if it is still that version (S3: `If-Match`; SSM:
+the Version it answers). Reading an older version would take GetObjectVersion,
+or a `name:version` selector whose IAM resource AWS does not document: so a
+config changed during a run fails its remaining shards loudly (UsageError; to
+the DLQ and its alarm) and the next run plans the new one. A shard never plans
+a config other than the one that was split.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ def _read(version: str | None) -> tuple[MirrorConfig, str]:
                                                  **({"IfMatch": pinned} if pinned else {}))
             text, origin, found = answer["Body"].read().decode("utf-8"), url, "s3:" + answer.get("ETag", "")
         elif name and not url and store in ("", "ssm"):
-            answer = aws.client("ssm").get_parameter(
-                Name=f"{name}:{pinned}" if pinned else name, WithDecryption=True)["Parameter"]
+            answer = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]
             text, origin = answer["Value"], f"SSM parameter {name}"
             found = f"ssm:{answer['Version']}"
+            if pinned and found != version:
+                raise UsageError(f"the config in {origin} is version {answer['Version']}, not {pinned} "
+                                 "that this run was split from: this shard is not planned against "
+                                 "another config; the next run plans the new one")
         else:
             raise UsageError(f"config version {version!r} is not one this function's config store has "
                              f"({config_s3.ENV} or ECR_MIRROR_CONFIG_PARAMETER)")
