@@ -50,16 +50,13 @@ def fitting(costs: list[int], available: int) -> list[bool]:
 
 
 class PullCounter:
-    def __init__(self, table: str, run: str, *, client: Any = None, region: str | None = None,
+    def __init__(self, table: str, run: str, *, region: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.table, self.run, self.region, self.clock = table, run, region, clock
-        self._client = client
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb", self.region)
-        return self._client
+        return aws.client("dynamodb", self.region)  # the process's, cached
 
     def key(self, registry: str) -> dict[str, Any]:
         return {"lease": {"S": f"pulls#{self.run}#{registry}"}}
