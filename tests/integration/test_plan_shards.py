@@ -165,3 +165,28 @@ def test_shards_never_plan_a_config_changed_since_the_split(stack, hub, monkeypa
     assert len(stack.drain(stack.plan_dlq)) == 4  # on to the DLQ (and its alarm)
     # The next run splits and plans the new config.
     assert scheduler.handler({}, FakeContext())["estimatedTags"] == 12
+
+
+def test_a_config_within_the_limit_is_planned_in_place_as_before(stack, hub, monkeypatch):
+    monkeypatch.setenv("ECR_MIRROR_PLAN_SHARD_TAGS", "11")
+    answer = scheduler.handler({}, FakeContext())
+    assert (answer["planned"], answer["queued"], answer["shards"]) == (11, 11, 1), answer
+    assert stack.drain(stack.plan_url) == [] and len(stack.drain(stack.copy_url)) == 11
+
+
+def test_an_entry_error_retries_its_shard_and_its_last_receive_queues_the_rest(stack, hub):
+    boto3.client("ssm").put_parameter(Name=PARAMETER, Type="String", Overwrite=True, Value="""
+images:
+  - source: library/a
+    tags: ['1', '2', absent]
+  - source: library/b
+    tags: ['1']
+""")
+    assert scheduler.handler({}, FakeContext())["shards"] == 2
+    delivered, failures = stack.plan_shards()
+    # Shard a: two receives fail (nothing queued by them), the third queues a:1 and a:2
+    # and reports the absent tag, as one planner would; shard b plans at once.
+    assert (len(delivered), failures) == (4, 2)
+    assert sorted(c["target"] for c in stack.drain(stack.copy_url)) == [
+        "mirror/dockerhub/library/a:1", "mirror/dockerhub/library/a:2", "mirror/dockerhub/library/b:1"]
+    assert stack.drain(stack.plan_dlq) == []

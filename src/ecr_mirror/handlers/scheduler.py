@@ -50,15 +50,20 @@ def run(event: Any) -> dict[str, Any]:
         # here, as one, and says how many shards a real run would take.
         count = shards.shard_count(config, mirror, limit)
         plan_url = shards.plan_queue_url()
-        if count > 1 and not dry_run and plan_url:
-            return shards.fan_out(mirror, limit, plan_url)
+        if count > 1 and not dry_run:
+            if plan_url:
+                return shards.fan_out(mirror, limit, plan_url)
+            logger.warning("config above ECR_MIRROR_PLAN_SHARD_TAGS but ECR_MIRROR_PLAN_QUEUE_URL "
+                           "is not set: planned here, in one invocation", extra={"shards": count})
     except UsageError as exc:
         return _failed(dry_run, exc)
     try:
         plan = build_plan(config, mirror)
     except SetupError as exc:  # no AWS credentials: said once, not per image
         return _failed(dry_run, exc)
-    return finish(config, plan, mirror, url, dry_run=dry_run, budget=apply_budget, extra={"shards": count})
+    # A dry run: the shards a real run would take; a real run here: one.
+    return finish(config, plan, mirror, url, dry_run=dry_run, budget=apply_budget,
+                  extra={"shards": count if dry_run else 1})
 
 
 @logger.inject_lambda_context(clear_state=True)
