@@ -190,3 +190,32 @@ images:
     assert sorted(c["target"] for c in stack.drain(stack.copy_url)) == [
         "mirror/dockerhub/library/a:1", "mirror/dockerhub/library/a:2", "mirror/dockerhub/library/b:1"]
     assert stack.drain(stack.plan_dlq) == []
+
+
+def test_a_shard_another_invocation_is_planning_waits_for_it_and_then_plans_nothing(stack, hub):
+    import time
+
+    run = scheduler.handler({}, FakeContext())["run"]
+    got = stack.sqs.receive_message(QueueUrl=stack.plan_url, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(got[0]["Body"])
+    for m in got:  # only this one shard, delivered twice (SQS delivers at least once)
+        stack.sqs.delete_message(QueueUrl=stack.plan_url, ReceiptHandle=m["ReceiptHandle"])
+    key = {"lease": {"S": f"plan#{run}#{body['shard']}"}}
+    stack.dynamodb.put_item(TableName=TABLE, Item={**key, "owner": {"S": "the-other-invocation"},
+                                                   "state": {"S": "running"},
+                                                   "expires": {"N": str(int(time.time()) + 600)}})
+    stack.sqs.send_message(QueueUrl=stack.plan_url, MessageBody=got[0]["Body"])
+    messages, failed = deliver(stack.sqs, stack.plan_url, scheduler.handler, batch_size=1)
+    assert len(messages) == len(failed) == 1
+    # Not tried again in a minute but when the other's claim ends; meanwhile nothing queued.
+    assert deliver(stack.sqs, stack.plan_url, scheduler.handler)[0] == []
+    assert stack.drain(stack.copy_url) == []
+    # The other invocation finishes; the waiting delivery then plans nothing.
+    stack.dynamodb.update_item(TableName=TABLE, Key=key, UpdateExpression="SET #s = :d",
+                               ExpressionAttributeNames={"#s": "state"},
+                               ExpressionAttributeValues={":d": {"S": "done"}})
+    stack.sqs.change_message_visibility(QueueUrl=stack.plan_url, ReceiptHandle=messages[0]["ReceiptHandle"],
+                                        VisibilityTimeout=0)  # the delay's end, without waiting for it
+    again, failed = deliver(stack.sqs, stack.plan_url, scheduler.handler, batch_size=1)
+    assert len(again) == 1 and not failed
+    assert stack.drain(stack.copy_url) == []

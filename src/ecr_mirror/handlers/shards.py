@@ -56,6 +56,10 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 class ShardFailed(Exception):
     """The shard's message goes back to the queue (and at last to the DLQ)."""
 
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 def plan_queue_url() -> str | None:
     return os.environ.get(PLAN_QUEUE_ENV) or None
@@ -141,7 +145,7 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> dict[str, A
     except Exception as exc:
         if owner:
             owner.release()
-        _retry_sooner(record)
+        _retry_sooner(record, getattr(exc, "retry_after", None) or queue.RETRY_DELAY_SECONDS)
         logger.error("shard not planned", extra={"error": str(exc)})
         metrics.add_metric(name="PlanShardsFailed", unit=MetricUnit.Count, value=1)
         raise ShardFailed(str(exc)) from exc
@@ -169,13 +173,12 @@ def _plan(shard: dict[str, Any], table: str | None, *, last: bool) -> dict[str, 
     return result
 
 
-def _retry_sooner(record: SQSRecord) -> None:
+def _retry_sooner(record: SQSRecord, seconds: float) -> None:
     url = plan_queue_url()
     try:
         if url:
             aws.client("sqs").change_message_visibility(
-                QueueUrl=url, ReceiptHandle=record.receipt_handle,
-                VisibilityTimeout=queue.RETRY_DELAY_SECONDS)
+                QueueUrl=url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=int(seconds))
     except (ClientError, BotoCoreError) as exc:  # the full visibility timeout still applies
         logger.warning("could not shorten the retry delay", extra={"error": str(exc)})
 
@@ -207,7 +210,10 @@ class Ledger:
                 old: Any = exc.response.get("Item") or {}
                 if old.get("state", {}).get("S") == "done":
                     return False
-                raise ShardFailed("another invocation is planning this shard") from None
+                # Looked at again when that invocation must have finished (or died).
+                until = float(old.get("expires", {}).get("N", now + CLAIM_SECONDS))
+                raise ShardFailed("another invocation is planning this shard",
+                                  retry_after=min(max(until - now, 1), CLAIM_SECONDS)) from None
             self._unavailable(exc)
         except BotoCoreError as exc:
             self._unavailable(exc)
