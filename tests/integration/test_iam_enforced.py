@@ -146,8 +146,11 @@ def sharded_run(stack: Stack, statements=None) -> tuple[dict, list[dict], set[st
     nginx shard plans, queues and prunes; the busybox one fails (its tag is absent
     upstream) and its retry is brought forward."""
     mirrored_before(stack)
-    boto3.client("ssm").put_parameter(Name=PARAMETER, Value=SHARDED_CONFIG, Type="String", Overwrite=True)
-    roles = StackRoles(stack.roles.resources, {"PlanShardTags": "1"})
+    if stack.roles.parameters.get("ConfigStore") == "s3":
+        boto3.client("s3").put_object(Bucket=CONFIG_BUCKET, Key="mirror.yaml", Body=SHARDED_CONFIG.encode())
+    else:
+        boto3.client("ssm").put_parameter(Name=PARAMETER, Value=SHARDED_CONFIG, Type="String", Overwrite=True)
+    roles = StackRoles(stack.roles.resources, {**stack.roles.parameters, "PlanShardTags": "1"})
     with stack.function("SchedulerFunction", roles.statements("SchedulerFunction") if statements is None
                         else statements):
         stack.monkeypatch.setenv("ECR_MIRROR_PLAN_SHARD_TAGS", roles.environment("SchedulerFunction")[
@@ -232,6 +235,13 @@ def test_the_scheduler_reads_the_config_from_s3_with_its_role(s3_stack, nginx, i
     # and the role grants no read of an SSM config it does not use
     granted = {a for s in s3_stack.roles.statements("SchedulerFunction") for a in s["Action"]}
     assert "ssm:GetParameter" not in granted
+
+
+def test_the_scheduler_plans_in_shards_from_s3_with_its_role(s3_stack, nginx, iam):
+    answer, delivered, failed = sharded_run(s3_stack)
+    iam.assert_clean()  # the shards' pinned read (If-Match) needs GetObject alone
+    assert (answer["shards"], len(delivered), len(failed)) == (2, 2, 1), answer
+    assert [json.loads(m["Body"])["target"] for m in s3_stack.messages()] == [f"{NGINX}:stable"]
 
 
 def test_the_worker_reads_the_config_from_s3_with_its_role(s3_stack, nginx, ecr, iam):
