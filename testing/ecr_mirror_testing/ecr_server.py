@@ -31,7 +31,7 @@ import urllib.request
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from . import strict_ecr, strict_ssm
+from . import strict_dynamodb, strict_ecr, strict_ssm
 
 __all__ = ["reset", "start_server"]
 
@@ -46,6 +46,7 @@ def start_server(
     """
     strict_ecr.enable()
     strict_ssm.enable()
+    strict_dynamodb.enable()  # conditional writes atomic, as in DynamoDB
     if quiet:  # werkzeug logs every request at INFO unless a level is set
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
