@@ -28,6 +28,9 @@ DEFAULT_PREFIX = "mirror"
 DEFAULT_CONCURRENCY = 4
 #: HEADs in flight per source registry while planning (shared by every entry).
 DEFAULT_PLAN_CONCURRENCY = 16
+#: A config estimated above this many tags is planned in shards (sync/shards.py),
+#: each of at most about this many, by planner invocations fed through SQS.
+DEFAULT_PLAN_SHARD_TAGS = 2000
 #: Seconds before a Lambda's timeout at which a copy stops (defers).
 DEFAULT_STOP_MARGIN_SECONDS = 60
 #: Repositories made by ecr-mirror scan images on push.
@@ -278,6 +281,16 @@ def _env_number(env: Mapping[str, str], name: str, default: float, kind: type) -
         return kind(env.get(name) or default)
     except ValueError as exc:
         raise UsageError(f"{name}={env.get(name)!r}: expected a number") from exc
+
+
+def plan_shard_tags(env: Mapping[str, str] | None = None) -> int:
+    """ECR_MIRROR_PLAN_SHARD_TAGS: the scheduler shards a config estimated above it."""
+    env = os.environ if env is None else env
+    tags: int = _env_number(env, "ECR_MIRROR_PLAN_SHARD_TAGS", DEFAULT_PLAN_SHARD_TAGS, int)
+    if tags < 1:
+        raise UsageError(f"ECR_MIRROR_PLAN_SHARD_TAGS={env.get('ECR_MIRROR_PLAN_SHARD_TAGS')!r}: "
+                         "expected a number of tags of at least 1")
+    return tags
 
 
 def _env_days(env: Mapping[str, str], name: str) -> int:

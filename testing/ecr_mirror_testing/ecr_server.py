@@ -44,7 +44,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from . import strict_ecr, strict_ssm
+from . import strict_dynamodb, strict_ecr, strict_ssm
 from .ecr_mount import EcrMount
 
 __all__ = ["calls", "reset", "start_server"]
@@ -95,6 +95,7 @@ def start_server(
     """
     strict_ecr.enable()
     strict_ssm.enable()
+    strict_dynamodb.enable()  # conditional writes atomic, as in DynamoDB
     if quiet:  # werkzeug logs every request at INFO unless a level is set
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = _Server(ip_address=host, port=port, verbose=False, delay=delay)

@@ -37,6 +37,7 @@ EVENTS = REPO / "events"
 PARAMETER = "/ecr-mirror/config"  # the template's defaults
 SECRET = "ecr-mirror/dockerhub"
 QUEUE = "ecr-mirror-CopyQueue-1X2Y3Z4W"  # names as CloudFormation makes them
+PLAN_QUEUE = "ecr-mirror-PlanQueue-8A9B0C"
 TABLE = "ecr-mirror-LeaseTable-5V6U7T"
 CONFIG = f"""
 registries:
@@ -63,6 +64,9 @@ class Stack:
         self.queue_url = self.sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.plan_url = self.sqs.create_queue(QueueName=PLAN_QUEUE)["QueueUrl"]
+        plan_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.plan_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         table = boto3.client("dynamodb").create_table(
             TableName=TABLE, BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
@@ -73,6 +77,7 @@ class Stack:
         self.roles = StackRoles({
             "CopyQueue": {"Ref": self.queue_url, "Arn": queue_arn, "QueueName": QUEUE},
             "LeaseTable": {"Ref": TABLE, "Arn": table["TableArn"]},
+            "PlanQueue": {"Ref": self.plan_url, "Arn": plan_arn, "QueueName": PLAN_QUEUE},
         })
         self.source_url = source_url
         self.registry_url = source_url
@@ -147,6 +152,38 @@ def mounted_from(stack: Stack) -> None:
     assert Mirror(settings).copy("base:v1", f"{BASE}:v1").status == "copied"
 
 
+SHARDED_CONFIG = CONFIG + """
+  - source: busybox
+    tags: [absent]
+"""
+
+
+def sharded_run(stack: Stack, statements=None) -> tuple[dict, list[dict], set[str]]:
+    """A scheduled run of a config split in two shards (PlanShardTags 1), and the
+    shards delivered back to the function as its PlanQueue event source would: the
+    nginx shard plans, queues and prunes; the busybox one fails (its tag is absent
+    upstream) and its retry is brought forward."""
+    mirrored_before(stack)
+    if stack.roles.parameters.get("ConfigStore") == "s3":
+        boto3.client("s3").put_object(Bucket=CONFIG_BUCKET, Key="mirror.yaml", Body=SHARDED_CONFIG.encode())
+    else:
+        boto3.client("ssm").put_parameter(Name=PARAMETER, Value=SHARDED_CONFIG, Type="String", Overwrite=True)
+    roles = StackRoles(stack.roles.resources, {**stack.roles.parameters, "PlanShardTags": "1"})
+    with stack.function("SchedulerFunction", roles.statements("SchedulerFunction") if statements is None
+                        else statements):
+        stack.monkeypatch.setenv("ECR_MIRROR_PLAN_SHARD_TAGS", roles.environment("SchedulerFunction")[
+            "ECR_MIRROR_PLAN_SHARD_TAGS"])
+        answer = scheduler.handler(json.loads((EVENTS / "scheduled.json").read_text()), FakeContext())
+        sqs = boto3.client("sqs")  # the event source mapping, with the function's role
+        sqs.get_queue_attributes(QueueUrl=stack.plan_url, AttributeNames=["All"])
+        delivered, failed = [], set()
+        for _ in range(4):
+            messages, failures = deliver(sqs, stack.plan_url, scheduler.handler, batch_size=1)
+            delivered += messages
+            failed |= failures
+    return answer, delivered, failed
+
+
 def worker_poll(stack: Stack, statements=None) -> tuple[list[dict], set[str]]:
     """Three messages through the worker as Lambda's event source delivers them:
     one copied (its big layer mounted from another mirrored repository), one that
@@ -195,6 +232,20 @@ def s3_stack(stack, monkeypatch):
     return stack
 
 
+def test_the_scheduler_plans_in_shards_with_its_role(stack, nginx, iam):
+    answer, delivered, failed = sharded_run(stack)
+    iam.assert_clean()
+    assert (answer["shards"], answer["errors"]) == (2, 0), answer
+    assert len(delivered) == 2 and len(failed) == 1  # the busybox shard: back in a minute
+    assert [json.loads(m["Body"])["target"] for m in stack.messages()] == [f"{NGINX}:stable"]
+    # Every action the role grants is used, PlanQueue's by the scheduler and its poller.
+    assert iam.actions_used("SchedulerFunction") == set(_granted("SchedulerFunction"))
+    plan_arn = stack.roles.resources["PlanQueue"]["Arn"]
+    assert {c[2] for c in iam.calls if c[3] == plan_arn} == {
+        "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility"}
+
+
 def test_the_scheduler_reads_the_config_from_s3_with_its_role(s3_stack, nginx, iam):
     answer = scheduled_run(s3_stack)
     iam.assert_clean()
@@ -204,6 +255,13 @@ def test_the_scheduler_reads_the_config_from_s3_with_its_role(s3_stack, nginx, i
     # and the role grants no read of an SSM config it does not use
     granted = {a for s in s3_stack.roles.statements("SchedulerFunction") for a in s["Action"]}
     assert "ssm:GetParameter" not in granted
+
+
+def test_the_scheduler_plans_in_shards_from_s3_with_its_role(s3_stack, nginx, iam):
+    answer, delivered, failed = sharded_run(s3_stack)
+    iam.assert_clean()  # the shards' pinned read (If-Match) needs GetObject alone
+    assert (answer["shards"], len(delivered), len(failed)) == (2, 2, 1), answer
+    assert [json.loads(m["Body"])["target"] for m in s3_stack.messages()] == [f"{NGINX}:stable"]
 
 
 def test_the_worker_reads_the_config_from_s3_with_its_role(s3_stack, nginx, ecr, iam):
@@ -338,7 +396,7 @@ def _without(statements: list[dict], action: str) -> list[dict]:
     return out
 
 
-RUNS = {"SchedulerFunction": scheduled_run, "WorkerFunction": worker_poll}
+RUNS = {"SchedulerFunction": sharded_run, "WorkerFunction": worker_poll}
 
 
 #: Calls that keep storage in check: a refusal is logged, never a failed copy.

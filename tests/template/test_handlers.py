@@ -19,6 +19,7 @@ FUNCTIONS = sorted(resources(TEMPLATE, "AWS::Serverless::Function"))
 _PLACEHOLDERS = {
     "CopyQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/ecr-mirror-CopyQueue-x",
     "LeaseTable": "ecr-mirror-LeaseTable-x",
+    "PlanQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/ecr-mirror-PlanQueue-x",
 }
 
 IMPORT_HANDLER = """

@@ -1,7 +1,9 @@
 """Lambda handler: plan a sync and queue one SQS message per image to copy.
 
 Invoked by EventBridge Scheduler (any payload), or by hand with
-`{"dryRun": true}` to see the plan without queueing anything.
+`{"dryRun": true}` to see the plan without queueing anything. A config estimated
+above ECR_MIRROR_PLAN_SHARD_TAGS tags is split into planning shards sent to
+PlanQueue, whose messages come back to this function (handlers/shards.py).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from .. import queue
 from ..errors import SetupError, UsageError
 from ..mirror import Mirror
+from ..settings import plan_shard_tags
 from ..sync.plan import apply_budget, build_plan
-from ..sync.prune import prune, wanted
+from . import shards
 from .common import logger, metrics, read_config, tracer
+from .planning import finish
 from .warm import mirror_settings
 
 
@@ -41,46 +45,31 @@ def run(event: Any) -> dict[str, Any]:
         if not dry_run and not url:
             raise UsageError("ECR_MIRROR_QUEUE_URL is not set: nowhere to queue the images")
         mirror = Mirror(mirror_settings(config))
+        limit = plan_shard_tags()
+        # A large config is planned in shards (handlers/shards.py); a dry run plans it
+        # here, as one, and says how many shards a real run would take.
+        count = shards.shard_count(config, mirror, limit)
+        plan_url = shards.plan_queue_url()
+        if count > 1 and not dry_run:
+            if plan_url:
+                return shards.fan_out(mirror, limit, plan_url)
+            logger.warning("config above ECR_MIRROR_PLAN_SHARD_TAGS but ECR_MIRROR_PLAN_QUEUE_URL "
+                           "is not set: planned here, in one invocation", extra={"shards": count})
     except UsageError as exc:
         return _failed(dry_run, exc)
     try:
         plan = build_plan(config, mirror)
     except SetupError as exc:  # no AWS credentials: said once, not per image
         return _failed(dry_run, exc)
-    now = queue.clock()
-    apply_budget(plan, mirror, now)
-    queued, send_errors = (0, []) if dry_run or not url else queue.send_batch(
-        [job.message() for job in plan.jobs], url, now=now)
-    pruning = prune(config, plan, mirror, dry_run=dry_run)
-    errors = plan.errors + send_errors + pruning.errors
-    summary = {**plan.summary(), "queued": queued, "errors": len(errors), "dryRun": dry_run}
-    headroom = {r: b.headroom() for r, b in mirror.pull_budgets().items() if b.headroom() is not None}
-    if headroom:
-        summary["pullHeadroom"] = headroom  # pulls left above the reserve, per registry
-    for item in errors:
-        logger.warning("planning error", extra={"entry": item["entry"], "error": item["message"]})
-    logger.info("sync planned", extra=summary)
-    rate = min((s.rate_limit.remaining for s in mirror.source_request_stats()
-                if s.rate_limit and s.rate_limit.remaining is not None), default=None)
-    for name, value in (("ImagesPlanned", plan.planned), ("ImagesUnchanged", len(plan.unchanged)),
-                        ("ImagesPinned", len(plan.pinned)),
-                        ("ImagesQueued", queued), ("PlanErrors", len(errors)),
-                        ("ImagesDeferred", plan.deferred),
-                        ("SourcePulls", plan.source_requests.get("manifest_get", 0)),
-                        ("RateLimitRemaining", rate),
-                        ("TagsPrunable" if dry_run else "TagsPruned", len(pruning.pruned))):
-        if value is not None:
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    result = {**summary, "errorDetails": errors}
-    if wanted(config):
-        result.update(pruning.as_dict())
-    if dry_run:
-        result["jobs"] = [job.message().body() for job in plan.jobs]
-    return result
+    # A dry run: the shards a real run would take; a real run here: one.
+    return finish(config, plan, mirror, url, dry_run=dry_run, budget=apply_budget,
+                  extra={"shards": count if dry_run else 1})
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: Any, context: Any) -> dict[str, Any]:
+def handler(event: Any, context: Any) -> Any:
+    if isinstance(event, dict) and queue.is_sqs_batch(event.get("Records")):
+        return shards.handle(event, context)  # a planning shard, from PlanQueue
     return run(event)
