@@ -114,9 +114,10 @@ class BlobMounts:
             log.info("blob mounting off: the account setting is unreadable",
                      extra={"region": region, "error": str(exc), "temporary": temporary})
             value = None
+        on = bool(value == "ENABLED")
         with self._lock:
-            self._enabled[region] = (value == "ENABLED", until)
-            return value == "ENABLED"
+            self._enabled[region] = (on, until)
+        return on
 
     # -- the mount ----------------------------------------------------------------
 
