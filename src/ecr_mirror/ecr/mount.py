@@ -128,7 +128,7 @@ class BlobMounts:
             return False
         base = f"{token.endpoint}/v2/{target.repository}/blobs/uploads/"
         headers = {"Authorization": token.authorization}
-        target.stats.count("ecr-registry:mount")
+        target.stats.count("ecrMount")
         try:
             with self._session.post(base, params={"mount": digest, "from": home}, headers=headers,
                                     allow_redirects=False, timeout=TIMEOUT, stream=True) as answer:
@@ -156,7 +156,7 @@ class BlobMounts:
         if (there.scheme, there.netloc) != (here.scheme, here.netloc):
             self._once("foreign-location", target, "", "upload Location on another host: not cancelled")
             return
-        target.stats.count("ecr-registry:cancel")
+        target.stats.count("ecrMountCancel")
         try:
             with self._session.delete(url, headers=headers, allow_redirects=False, timeout=TIMEOUT):
                 pass
