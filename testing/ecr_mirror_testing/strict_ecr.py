@@ -252,6 +252,7 @@ def reset_calls() -> None:
     calls.reset()
     with _STATE_LOCK:
         _faults.clear()
+        _errors.clear()
         account_settings.clear()
         uploaded_bytes.clear()
 
@@ -261,6 +262,25 @@ def lose_complete_answers(times: int = 1) -> None:
     ``ServerException``: the work is done but the client never hears so."""
     with _STATE_LOCK:
         _faults["CompleteLayerUpload"] += times
+
+
+#: operation -> [error code, ...] its next calls answer (``fail_next``).
+_errors: dict[str, list[str]] = {}
+
+
+def fail_next(operation: str, code: str, times: int = 1) -> None:
+    """The next ``times`` calls of ``operation`` (GetAccountSetting only, for now)
+    answer the error ``code`` (ThrottlingException, ServerException, AccessDeniedException...)."""
+    with _STATE_LOCK:
+        _errors.setdefault(operation, []).extend([code] * times)
+
+
+def _injected_error(operation: str) -> None:
+    with _STATE_LOCK:
+        codes = _errors.get(operation)
+        code = codes.pop(0) if codes else None
+    if code:
+        raise type(code, (ServerException,), {"code": code})(f"injected by strict_ecr: {code}")
 
 
 def _lose_answer(operation: str) -> bool:
@@ -720,6 +740,7 @@ def account_setting(account: str, region: str, name: str) -> str:
 
 
 def _get_account_setting(self: ECRResponse) -> Any:
+    _injected_error("GetAccountSetting")
     name = self._get_param("name")
     if name not in SETTING_DEFAULTS:
         raise InvalidParameterException(f"Invalid parameter: unknown account setting {name!r}")

@@ -202,3 +202,39 @@ def test_without_dynamodb_nothing_is_mounted_and_the_copy_still_succeeds(source,
     assert report.status == "copied" and report.blobs_mounted == 0, report.error
     assert strict_ecr.uploaded_bytes[B] >= len(SHARED)
     assert sum(endpoint.server.requests.values()) == 0
+
+
+def one_try_client():
+    """An ECR client without botocore's retries: an injected error reaches the mirror at once."""
+    from botocore.config import Config
+
+    return boto3.client("ecr", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1}))
+
+
+@pytest.mark.parametrize("code", ["ThrottlingException", "ServerException"])
+def test_a_temporary_account_setting_failure_is_asked_again_after_a_while(
+        source, ecr, table, endpoint, images, code):
+    """Throttling or a 5xx while reading BLOB_MOUNTING turns mounting off for a few
+    minutes, not for the life of a warm Lambda."""
+    m = mirror(source, ecr, endpoint)
+    m = Mirror(m.settings, ecr_client=one_try_client())
+    strict_ecr.fail_next("GetAccountSetting", code)
+    assert copy_both(m, source).blobs_mounted == 0  # off: A was not recorded, B uploaded
+    assert strict_ecr.calls["GetAccountSetting"] == 1
+    assert m.copy(f"{source.host}/team/second:v1", "mirror/app-c:v1").blobs_mounted == 0
+    assert strict_ecr.calls["GetAccountSetting"] == 1  # not asked again at once
+    assert m.mounts is not None
+    m.mounts.clock = lambda: time.time() + 600
+    m.copy(f"{source.host}/team/second:v1", "mirror/app-x:v1")  # asked again: on; recorded
+    assert strict_ecr.calls["GetAccountSetting"] == 2
+    assert m.copy(f"{source.host}/team/second:v1", "mirror/app-d:v1").blobs_mounted == 3
+
+
+def test_access_denied_to_the_account_setting_keeps_mounting_off(source, ecr, table, endpoint, images):
+    m = Mirror(mirror(source, ecr, endpoint).settings, ecr_client=one_try_client())
+    strict_ecr.fail_next("GetAccountSetting", "AccessDeniedException")
+    assert copy_both(m, source).blobs_mounted == 0
+    assert m.mounts is not None
+    m.mounts.clock = lambda: time.time() + 24 * 3600
+    assert m.copy(f"{source.host}/team/second:v1", "mirror/app-c:v1").blobs_mounted == 0
+    assert strict_ecr.calls["GetAccountSetting"] == 1 and sum(endpoint.server.requests.values()) == 0

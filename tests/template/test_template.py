@@ -28,7 +28,7 @@ COMMON_ENV = {"ECR_MIRROR_CONFIG_PARAMETER", "ECR_MIRROR_CONFIG_OBJECT", "ECR_MI
               "ECR_MIRROR_UNTAGGED_EXPIRY_DAYS",
               "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 CUSTOM_METRICS = ["ImagesCopied", "ImagesUnchanged", "ImagesPinned", "ImagesFailed", "ImagesRejected", "BlobsUploaded",
-                  "BytesUploaded", "BlobsSkipped", "BytesSkipped", "SourcePulls",
+                  "BytesUploaded", "BlobsSkipped", "BytesSkipped", "BlobsMounted", "BytesMounted", "SourcePulls",
                   "RateLimitRemaining", "EventsSent", "EventsFailed", "TagsPruned"]
 
 

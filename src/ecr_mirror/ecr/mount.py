@@ -18,8 +18,9 @@ no .netrc or proxy settings read) and is never logged.
 
 Off: the `blob_mounting` setting (template parameter BlobMounting), the account
 setting not ENABLED (asked once per process and region; no answer counts as
-off), a target in another account, a repository outside the mirror's prefix
-(the mirror's own repositories are pushed to, never pull-through-cache ones).
+off, a temporary failure for SETTING_RETRY_SECONDS), a target in another
+account, a repository outside the mirror's prefix (the mirror's own
+repositories are pushed to, never pull-through-cache ones).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import aws
 from ..landed import BlobHomes
-from .target import EcrRepository
+from .target import TEMPORARY_CODES, EcrRepository
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ SETTING = "BLOB_MOUNTING"
 TOKEN_MARGIN_SECONDS = 300
 #: (connect, read) seconds for the registry endpoint: a mount is one small request.
 TIMEOUT = (5, 30)
+#: An account setting unreadable for a while (throttled, 5xx, timeout) is asked again after this.
+SETTING_RETRY_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class BlobMounts:
                  clock: Any = time.time) -> None:
         self.homes, self.prefix, self.endpoint, self.clock = homes, prefix, endpoint, clock
         self._lock = threading.Lock()
-        self._enabled: dict[str, bool] = {}
+        self._enabled: dict[str, tuple[bool, float]] = {}  # region -> (on, until when)
         self._tokens: dict[str, _Token] = {}
         self._logged: set[str] = set()
         self._session = requests.Session()
@@ -91,21 +95,29 @@ class BlobMounts:
         return not self.prefix or repository.startswith(self.prefix + "/")
 
     def enabled(self, target: EcrRepository) -> bool:
-        """The account setting BLOB_MOUNTING, asked once per region (no answer: off)."""
+        """The account setting BLOB_MOUNTING, asked once per region (no answer: off;
+        a temporary failure, throttling or a 5xx or a timeout, is asked again
+        SETTING_RETRY_SECONDS later, not left off for a warm process's life)."""
         region = _region(target)
         with self._lock:
-            if region in self._enabled:
-                return self._enabled[region]
+            known = self._enabled.get(region)
+            if known is not None and known[1] > self.clock():
+                return known[0]
         target.stats.count("ecr:GetAccountSetting")
+        until = float("inf")
         try:
             value = target.client.get_account_setting(name=SETTING).get("value")
         except (ClientError, BotoCoreError) as exc:
+            temporary = _temporary(exc)
+            if temporary:
+                until = self.clock() + SETTING_RETRY_SECONDS
             log.info("blob mounting off: the account setting is unreadable",
-                     extra={"region": region, "error": str(exc)})
+                     extra={"region": region, "error": str(exc), "temporary": temporary})
             value = None
+        on = bool(value == "ENABLED")
         with self._lock:
-            self._enabled[region] = value == "ENABLED"
-            return self._enabled[region]
+            self._enabled[region] = (on, until)
+        return on
 
     # -- the mount ----------------------------------------------------------------
 
@@ -116,7 +128,7 @@ class BlobMounts:
             return False
         base = f"{token.endpoint}/v2/{target.repository}/blobs/uploads/"
         headers = {"Authorization": token.authorization}
-        target.stats.count("ecr-registry:mount")
+        target.stats.count("ecrMount")
         try:
             with self._session.post(base, params={"mount": digest, "from": home}, headers=headers,
                                     allow_redirects=False, timeout=TIMEOUT, stream=True) as answer:
@@ -144,7 +156,7 @@ class BlobMounts:
         if (there.scheme, there.netloc) != (here.scheme, here.netloc):
             self._once("foreign-location", target, "", "upload Location on another host: not cancelled")
             return
-        target.stats.count("ecr-registry:cancel")
+        target.stats.count("ecrMountCancel")
         try:
             with self._session.delete(url, headers=headers, allow_redirects=False, timeout=TIMEOUT):
                 pass
@@ -190,6 +202,15 @@ def _mounted(headers: Any, repository: str, digest: str) -> bool:
         return False
     location = headers.get("Location")
     return not location or urlsplit(location).path.endswith(f"/v2/{repository}/blobs/{digest}")
+
+
+def _temporary(exc: Exception) -> bool:
+    """A failure worth asking again later: no answer, throttling, a server error
+    (AccessDenied, a validation error: an answer, mounting stays off)."""
+    if isinstance(exc, BotoCoreError):
+        return True
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)  # type: ignore[attr-defined]
+    return status >= 500 or aws.error_code(exc) in TEMPORARY_CODES | aws.TEMPORARY_READ_CODES
 
 
 def _region(target: EcrRepository) -> str:

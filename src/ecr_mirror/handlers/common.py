@@ -93,6 +93,8 @@ def record_copy_metrics(report: CopyReport) -> None:
             ("BytesUploaded", MetricUnit.Bytes, report.bytes_uploaded),
             ("BlobsSkipped", MetricUnit.Count, report.blobs_skipped),
             ("BytesSkipped", MetricUnit.Bytes, report.bytes_skipped),
+            ("BlobsMounted", MetricUnit.Count, report.blobs_mounted),
+            ("BytesMounted", MetricUnit.Bytes, report.bytes_mounted),
             ("SourcePulls", MetricUnit.Count, report.manifests_fetched),
             ("RateLimitRemaining", MetricUnit.Count, (report.rate_limit or {}).get("remaining"))):
         if value is not None:
