@@ -18,6 +18,7 @@ proxy are not sent here (`Sender` keeps them on the adapter).
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import io
 import os
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.util.wait import wait_for_read
@@ -151,15 +153,46 @@ def _tls_context(verify: bool | str) -> ssl.SSLContext:
 
 
 def _response(url: str, answer: Answer) -> requests.Response:
-    response = requests.Response()
-    response.status_code = answer.status
-    response.reason = answer.reason
-    response.url = url
-    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+    store: dict[str, tuple[str, str]] = {}
     for name, value in answer.headers:  # repeated headers joined, as urllib3 does
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    response.headers = headers
-    response.raw = io.BytesIO(b"")
-    response._content = b""  # read already (and again, after a close, as urllib3 allows)
-    response._content_consumed = True  # type: ignore[attr-defined]  # requests' private flag
-    return response
+        key = name.lower()
+        seen = store.get(key)
+        store[key] = (name, f"{seen[1]}, {value}") if seen else (name, value)
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+    headers._store = store  # type: ignore[attr-defined]  # what its __setitem__ fills, filled at once
+    return HeadResponse(url, answer.status, answer.reason, headers)
+
+
+class HeadResponse(requests.Response):
+    """A `requests.Response` with no body, made without `Response.__init__`'s cost
+    (most of it an empty cookie jar, made here only if asked for): every attribute
+    that `__init__` sets is set, so it is a Response to whoever reads it."""
+
+    def __init__(self, url: str, status: int, reason: str,  # no super().__init__: its cost is what is saved
+                 headers: CaseInsensitiveDict[str]) -> None:
+        self._content = b""  # read already (and again, after a close, as urllib3 allows)
+        self._content_consumed = True
+        self._next = None
+        self.status_code = status
+        self.headers = headers
+        self.raw = io.BytesIO(b"")
+        self.url = url
+        self.encoding = None
+        self.history = []
+        self.reason = reason
+        self.elapsed = _NO_TIME
+        self.request = None  # type: ignore[assignment]  # as Response() leaves it
+
+    @property
+    def cookies(self) -> RequestsCookieJar:
+        jar: RequestsCookieJar | None = self.__dict__.get("_cookies")
+        if jar is None:
+            jar = self.__dict__["_cookies"] = cookiejar_from_dict({})
+        return jar
+
+    @cookies.setter
+    def cookies(self, jar: RequestsCookieJar) -> None:
+        self.__dict__["_cookies"] = jar
+
+
+_NO_TIME = datetime.timedelta(0)
