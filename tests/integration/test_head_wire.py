@@ -113,6 +113,8 @@ def test_an_old_fashioned_answer_is_read_and_its_connection_not_kept(raw):
 
 @pytest.mark.parametrize("answer, connections", [
     (GOOD, 1),
+    (GOOD.replace("200 OK", "200"), 1),  # no reason phrase (HTTP/1.1 allows it)
+    (GOOD.replace("\r\n", "\n"), 1),  # bare line feeds, as http.client takes them
     (GOOD.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n"), 2),
     (GOOD.replace("HTTP/1.1", "HTTP/1.0").replace("\r\n\r\n", "\r\nConnection: keep-alive\r\n\r\n"), 1),
 ])

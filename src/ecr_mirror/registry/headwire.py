@@ -90,7 +90,7 @@ def _status_line(stream: BinaryIO) -> tuple[str, int, str]:
     line = _line(stream)
     if not line:
         raise http.client.RemoteDisconnected("the connection was closed without an answer")
-    text = line.decode("iso-8859-1")
+    text = line.decode("iso-8859-1").rstrip("\r\n")
     version, _, rest = text.partition(" ")
     code, _, reason = rest.partition(" ")
     if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit() \
