@@ -138,3 +138,13 @@ def test_the_request_is_written_as_http_client_wrote_it(raw):
         "Accept-Encoding: gzip, deflate"]
     assert any(line.startswith("Accept: ") for line in lines)
     assert any(line.startswith("User-Agent: ecr-mirror") for line in lines)
+
+
+def test_a_body_sent_after_a_head_answer_is_not_read_as_the_next_answer(raw):
+    """A registry that (wrongly) sends a body with its HEAD answer: the next HEAD on
+    that connection reads its own answer, not those bytes."""
+    server = raw(GOOD + "garbage")
+    client = server.client()
+    for _ in range(3):
+        assert client.head_manifest("app", "1").digest == DIGEST
+    assert client.stats.get("manifest_head") == 3

@@ -42,17 +42,15 @@ _Key = tuple[str, str, bool | str]
 
 
 class _Connection:
-    """A connected socket, its buffered reader, and the `Host` its requests carry."""
+    """A connected socket and the `Host` its requests carry."""
 
-    __slots__ = ("host", "reader", "sock")
+    __slots__ = ("host", "sock")
 
     def __init__(self, sock: socket.socket, host: str) -> None:
         self.sock = sock
-        self.reader = sock.makefile("rb")
         self.host = host
 
     def close(self) -> None:
-        self.reader.close()
         self.sock.close()
 
 
@@ -79,7 +77,11 @@ class LeanHeads:
             if connection is None:
                 connection = self._connect(parts.scheme, parts.hostname or "", parts.port, verify)
             connection.sock.sendall(request_bytes(path, connection.host, headers))
-            answer = read_answer(connection.reader)
+            # A reader per answer, as http.client makes one: whatever it read past the
+            # headers (a body a HEAD should not have) goes with it, and what is still
+            # to come makes `_take` drop the connection.
+            with connection.sock.makefile("rb") as reader:
+                answer = read_answer(reader)
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a header
             # value refused (a line break in a token): typed, as requests' InvalidHeader
             if connection is not None:
