@@ -1,9 +1,10 @@
-"""HEADs over plain `http.client` connections: the bottom of the stack, made lean.
+"""HEADs over plain kept-alive sockets: the bottom of the stack, made lean.
 
 A warm plan is one HEAD per tag, and requests' and urllib3's per-request work
 (preparing, pooling, wrapping the answer) costs about three times the exchange
 itself. A HEAD has no body either way, so `LeanHeads` sends it over a few kept-
-alive `http.client` connections per origin and hands back a `requests.Response`
+alive connections per origin (written and read by `headwire`, not `http.client`,
+whose `email`-based header parsing cost a third of it) and hands back a `requests.Response`
 (status, headers, an empty body): every layer above (authorization, redirects,
 rate limits, the pull gate, retries, counting) sees what it saw before.
 
@@ -17,6 +18,7 @@ proxy are not sent here (`Sender` keeps them on the adapter).
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import io
 import os
@@ -27,14 +29,29 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.util.wait import wait_for_read
 
 from .errors import RedirectRefused
+from .headwire import Answer, read_answer, request_bytes
 from .redirects import PeerRefused
 
 _Key = tuple[str, str, bool | str]
+
+
+class _Connection:
+    """A connected socket and the `Host` its requests carry."""
+
+    __slots__ = ("host", "sock")
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
+        self.sock = sock
+        self.host = host
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class LeanHeads:
@@ -45,7 +62,7 @@ class LeanHeads:
         self._check_peer = check_peer
         self.timeout = timeout
         self.size = size
-        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[_Key, list[_Connection]] = {}
         self._contexts: dict[bool | str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
@@ -59,11 +76,14 @@ class LeanHeads:
         try:
             if connection is None:
                 connection = self._connect(parts.scheme, parts.hostname or "", parts.port, verify)
-            connection.request("HEAD", path, headers=headers)
-            answer = connection.getresponse()
-            answer.read()  # nothing: a HEAD's answer has no body
+            connection.sock.sendall(request_bytes(path, connection.host, headers))
+            # A reader per answer, as http.client makes one: whatever it read past the
+            # headers (a body a HEAD should not have) goes with it, and what is still
+            # to come makes `_take` drop the connection.
+            with connection.sock.makefile("rb") as reader:
+                answer = read_answer(reader)
         except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a header
-            # value http.client refuses (a line break in a token): typed, as requests' InvalidHeader
+            # value refused (a line break in a token): typed, as requests' InvalidHeader
             if connection is not None:
                 connection.close()
             raise requests.exceptions.ConnectionError(exc) from exc
@@ -73,18 +93,18 @@ class LeanHeads:
             self._give(key, connection)
         return _response(url, answer)
 
-    def _take(self, key: _Key) -> http.client.HTTPConnection | None:
+    def _take(self, key: _Key) -> _Connection | None:
         while True:
             with self._lock:
                 idle = self._idle.get(key)
                 connection = idle.pop() if idle else None
-            if connection is None or connection.sock is None:
+            if connection is None:
                 return None
             if not wait_for_read(connection.sock, timeout=0.0):
                 return connection
             connection.close()  # the server closed it (or sent what nobody asked for)
 
-    def _give(self, key: _Key, connection: http.client.HTTPConnection) -> None:
+    def _give(self, key: _Key, connection: _Connection) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if len(idle) < self.size:
@@ -93,7 +113,7 @@ class LeanHeads:
         connection.close()
 
     def _connect(self, scheme: str, host: str, port: int | None,
-                 verify: bool | str) -> http.client.HTTPConnection:
+                 verify: bool | str) -> _Connection:
         https = scheme == "https"
         port = port or (443 if https else 80)
         sock = socket.create_connection((host, port), timeout=self.timeout[0])
@@ -109,11 +129,9 @@ class LeanHeads:
             sock.close()
             raise
         sock.settimeout(self.timeout[1])
-        connection = http.client.HTTPConnection(host, port)
-        if https:  # `Host: name`, not `name:443`, as urllib3 sends it
-            connection.default_port = 443
-        connection.sock = sock
-        return connection
+        name = f"[{host}]" if ":" in host else host
+        # `Host: name`, not `name:443` (nor `name:80`), as urllib3 sends it
+        return _Connection(sock, name if port == (443 if https else 80) else f"{name}:{port}")
 
     def _context(self, verify: bool | str) -> ssl.SSLContext:
         with self._lock:
@@ -136,16 +154,47 @@ def _tls_context(verify: bool | str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=where)
 
 
-def _response(url: str, answer: http.client.HTTPResponse) -> requests.Response:
-    response = requests.Response()
-    response.status_code = answer.status
-    response.reason = answer.reason
-    response.url = url
+def _response(url: str, answer: Answer) -> requests.Response:
+    store: dict[str, tuple[str, str]] = {}
+    for name, value in answer.headers:  # repeated headers joined, as urllib3 does
+        key = name.lower()
+        seen = store.get(key)
+        store[key] = (name, f"{seen[1]}, {value}") if seen else (name, value)
     headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-    for name, value in answer.getheaders():  # repeated headers joined, as urllib3 does
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    response.headers = headers
-    response.raw = io.BytesIO(b"")
-    response._content = b""  # read already (and again, after a close, as urllib3 allows)
-    response._content_consumed = True  # type: ignore[attr-defined]  # requests' private flag
-    return response
+    headers._store = store  # type: ignore[attr-defined]  # what its __setitem__ fills, filled at once
+    return HeadResponse(url, answer.status, answer.reason, headers)
+
+
+class HeadResponse(requests.Response):
+    """A `requests.Response` with no body, made without `Response.__init__`'s cost
+    (most of it an empty cookie jar, made here only if asked for): every attribute
+    that `__init__` sets is set, so it is a Response to whoever reads it."""
+
+    def __init__(self, url: str, status: int, reason: str,  # no super().__init__: its cost is what is saved
+                 headers: CaseInsensitiveDict[str]) -> None:
+        self._content = b""  # read already (and again, after a close, as urllib3 allows)
+        self._content_consumed = True
+        self._next = None
+        self.status_code = status
+        self.headers = headers
+        self.raw = io.BytesIO(b"")
+        self.url = url
+        self.encoding = None
+        self.history = []
+        self.reason = reason
+        self.elapsed = _NO_TIME
+        self.request = None  # type: ignore[assignment]  # as Response() leaves it
+
+    @property
+    def cookies(self) -> RequestsCookieJar:
+        jar: RequestsCookieJar | None = self.__dict__.get("_cookies")
+        if jar is None:
+            jar = self.__dict__["_cookies"] = cookiejar_from_dict({})
+        return jar
+
+    @cookies.setter
+    def cookies(self, jar: RequestsCookieJar) -> None:
+        self.__dict__["_cookies"] = jar
+
+
+_NO_TIME = datetime.timedelta(0)

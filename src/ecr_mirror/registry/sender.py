@@ -15,6 +15,7 @@ the answer comes back as a stream.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -110,19 +111,22 @@ class Sender:
 
     def _send_direct(self, request: Request, heads: LeanHeads) -> requests.Response:
         prepared = requests.PreparedRequest()
-        prepared.prepare_url(request.url, request.params)
-        url = prepared.url or request.url
+        if request.params is None and is_prepared_url(request.url):
+            url = prepared.url = request.url  # what prepare_url would make of it
+        else:
+            prepared.prepare_url(request.url, request.params)
+            url = prepared.url or request.url
         settings = self._settings_for(url)
         adapter = self.session.get_adapter(url)
         headers = {**self.session.headers, **request.headers}
         # Lean only where the adapter would send it itself, the same way: no proxy,
-        # no client certificate, and requests' own sending (not a mounted adapter or
-        # a patched one, whose transport is theirs to choose).
-        if (request.method == "HEAD" and type(adapter).send is _ADAPTER_SEND
-                and settings["cert"] is None and not select_proxy(url, settings["proxies"])):
+        # no client certificate (`direct`, per origin), and requests' own sending
+        # (not a mounted adapter or a patched one, whose transport is theirs to choose).
+        if request.method == "HEAD" and settings["direct"] and type(adapter).send is _ADAPTER_SEND:
             return heads.send(url, headers, settings["verify"])
         prepared.prepare(method=request.method, url=url, headers=headers)
-        return adapter.send(prepared, stream=True, timeout=self.timeout, **settings)
+        return adapter.send(prepared, stream=True, timeout=self.timeout, verify=settings["verify"],
+                            proxies=settings["proxies"], cert=settings["cert"])
 
     def _settings_for(self, url: str) -> dict[str, Any]:
         """verify, proxies and cert for `url`'s origin, the environment merged in
@@ -132,8 +136,21 @@ class Sender:
         settings = self._settings.get(key)
         if settings is None:
             merged = self.session.merge_environment_settings(url, {}, None, verify, None)
-            settings = self._settings[key] = {k: merged[k] for k in ("verify", "proxies", "cert")}
+            settings = {k: merged[k] for k in ("verify", "proxies", "cert")}
+            # select_proxy looks at the scheme and host only: the same for the whole origin
+            settings["direct"] = settings["cert"] is None and not select_proxy(url, settings["proxies"])
+            self._settings[key] = settings
         return settings
+
+
+#: A URL that `PreparedRequest.prepare_url` gives back unchanged: http(s), a lowercase
+#: ASCII host, a port (1 to 65535) without a leading zero, a path of unreserved characters with no
+#: empty or dot segment, no query. Registry API paths are all like this.
+is_prepared_url = re.compile(
+    r"https?://[a-z0-9-]+(?:\.[a-z0-9-]+)*"
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:/[A-Za-z0-9_~:@+-][A-Za-z0-9._~:@+-]*)+"
+).fullmatch
 
 
 def connection_failed(exc: requests.exceptions.RequestException, request: Request) -> ConnectionFailed:
