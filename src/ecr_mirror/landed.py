@@ -91,7 +91,7 @@ class BlobHomes:
         """Mark these blobs as being uploaded into `repository`, all or none: False
         (nothing held) when another repository's image marked one of them first.
         DynamoDB failing: True (an upload, as without markers)."""
-        leases, taken = self.leases, []
+        leases, taken = self.leases, list[str]()
         now = int(leases.clock())
         for digest in sorted(set(digests)):
             try:
