@@ -183,7 +183,11 @@ def ecr_mirror_sync(corpus: Corpus, ecr_url: str, proxy: SourceProxy, workers: i
                        env, scratch)
     wall = time.monotonic() - started
     outputs = [json.loads((scratch / f"worker{i}.json").read_text()) for i in range(instances)]
-    reports = [r for out in outputs for r in out["reports"]]
+    handled = [r for out in outputs for r in out["reports"]]
+    # A handed-back image (another repository was uploading a layer it needs) is
+    # deferred, then copied on a later delivery: its final report counts.
+    reports = [r for r in handled if r.get("status") != "deferred"]
+    handed_back = len(handled) - len(reports)
     failed = [body for out in outputs for body in out["failed"]]
     if (plan.get("errors") or failed or len(reports) != plan.get("queued")
             or any(r.get("status") not in ("copied", "unchanged") for r in reports)):
@@ -196,7 +200,8 @@ def ecr_mirror_sync(corpus: Corpus, ecr_url: str, proxy: SourceProxy, workers: i
             "max_rss_mib": max(p["max_rss_mib"] for p in processes),
             "processes": [{k: p[k] for k in ("name", "wall_s", "cpu_s", "user_s", "sys_s", "max_rss_mib")}
                           for p in processes],
-            "queued": plan.get("queued"), "images_copied": sum(r["status"] == "copied" for r in reports),
+            "queued": plan.get("queued"), "handed_back": handed_back,
+            "images_copied": sum(r["status"] == "copied" for r in reports),
             "bytes_written": sum(r.get("bytesUploaded", 0) for r in reports),
             "bytes_mounted": sum(r.get("bytesMounted", 0) for r in reports),
             "blobs_mounted": sum(r.get("blobsMounted", 0) for r in reports),

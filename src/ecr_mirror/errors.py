@@ -20,6 +20,8 @@ class DeferReason(Enum):
     PULL_BUDGET = "pull budget"
     #: Another worker is copying the same target tag.
     TAG_BUSY = "tag busy"
+    #: Another repository's image is uploading a blob this one could mount once it lands.
+    UPLOAD_BUSY = "upload busy"
 
 
 class MirrorError(Exception):
@@ -116,3 +118,10 @@ class TagBusy(Deferred):
     """Another worker is copying the same target tag; try again shortly."""
 
     reason = DeferReason.TAG_BUSY
+
+
+class UploadBusy(Deferred):
+    """Another repository's image is uploading a blob this image needs: handed back,
+    holding nothing, to mount the blob once that image is complete (copy/blobs.py)."""
+
+    reason = DeferReason.UPLOAD_BUSY

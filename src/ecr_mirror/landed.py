@@ -13,6 +13,13 @@ expires after `LANDED_DAYS` (a record only saves work: a mount ECR refuses is
 an upload). Like leases (leases.py), a DynamoDB failure means "nowhere", never
 a failed copy. A repository name never holds '#', so these keys never meet a
 lease's or an ownership record's.
+
+While an image uploads blobs that have no home yet, it holds a marker per blob,
+{lease: "uploading#<region>#<digest>", repository, owner, expires}, taken in
+digest order, all or nothing (`claim`): an image of another repository that
+needs one of them hands itself back instead of uploading the blob a second
+time, and mounts it once the first image is complete. Fixed order: of two
+contenders one gets all its markers, neither waits for the other.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import aws
 from .leases import DynamoLeases
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,10 @@ BATCH_GET = 100
 
 def landed_key(region: str, digest: str) -> str:
     return f"landed#{region}#{digest}"
+
+
+def uploading_key(region: str, digest: str) -> str:
+    return f"uploading#{region}#{digest}"
 
 
 class BlobHomes:
@@ -74,3 +86,33 @@ class BlobHomes:
                 log.warning("could not record where a blob landed; it will be uploaded again "
                             "where needed", extra={"table": self.leases.table, "error": str(exc)})
                 return
+
+    def claim(self, region: str, repository: str, digests: Iterable[str], seconds: float) -> bool:
+        """Mark these blobs as being uploaded into `repository`, all or none: False
+        (nothing held) when another repository's image marked one of them first.
+        DynamoDB failing: True (an upload, as without markers)."""
+        leases, taken = self.leases, list[str]()
+        now = int(leases.clock())
+        for digest in sorted(set(digests)):
+            try:
+                leases.client.put_item(
+                    TableName=leases.table,
+                    Item={"lease": {"S": uploading_key(region, digest)}, "repository": {"S": repository},
+                          "owner": {"S": leases.owner}, "expires": {"N": str(now + int(seconds))}},
+                    ConditionExpression="attribute_not_exists(lease) OR expires < :now OR #r = :repo",
+                    ExpressionAttributeNames={"#r": "repository"},
+                    ExpressionAttributeValues={":now": {"N": str(now)}, ":repo": {"S": repository}})
+            except (ClientError, BotoCoreError) as exc:
+                if isinstance(exc, ClientError) and aws.error_code(exc) == "ConditionalCheckFailedException":
+                    self.unclaim(region, taken)
+                    return False
+                log.warning("upload markers unavailable; uploading",
+                            extra={"table": leases.table, "error": str(exc)})
+                return True
+            taken.append(digest)
+        return True
+
+    def unclaim(self, region: str, digests: Iterable[str]) -> None:
+        """Drop this process's markers (never fails: a marker left behind expires)."""
+        for digest in digests:
+            self.leases.release(uploading_key(region, digest))

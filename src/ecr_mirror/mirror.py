@@ -161,10 +161,11 @@ class Mirror:
              insecure: bool = False, progress: Progress | None = None,
              time_left: Callable[[], float] | None = None,
              deadline: Deadline | None = None, referrers: ReferrerPolicy | None = None,
-             verify: VerifyPolicy | None = None) -> CopyReport:
+             verify: VerifyPolicy | None = None, hand_back: bool = False) -> CopyReport:
         """Copy one image. `time_left` (seconds, e.g. a Lambda's remaining time)
         makes the copy stop `settings.stop_margin` before it; or pass a `deadline`.
-        `referrers`: copy referrers too; `verify`: the signature gate."""
+        `referrers`: copy referrers too; `verify`: the signature gate; `hand_back`:
+        defer (UploadBusy) while another repository uploads a blob this image needs."""
         ref = parse(source)
         repository, tag, registry_id, region = self._target(ref, target)
         target_name = repository + (f":{tag}" if tag else "")
@@ -178,7 +179,7 @@ class Mirror:
         options = CopyOptions(platforms=platforms, concurrency=self.settings.concurrency,
                               progress=progress or Progress(), deadline=deadline,
                               leases=self.leases, referrers=referrers, verify=verify,
-                              mounts=self.mounts)
+                              mounts=self.mounts, hand_back=hand_back)
         report = copy_image(client, ref, self.repository(repository, registry_id, region), tag,
                             options, target_name=target_name)
         if report.status == COPIED and tag and report.target_digest and not registry_id:

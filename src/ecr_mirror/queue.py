@@ -38,7 +38,11 @@ MAX_TIMEOUTS = 10
 #: The CopyQueue's maxReceiveCount (template.yaml; a template test keeps them equal):
 #: a message failed on its last receive goes to the DLQ, its failure is final.
 MAX_RECEIVES = 3
-FIELDS = {"source", "target", "platforms", "sourceDigest", "notBefore", "timeouts", "referrers", "verify"}
+FIELDS = {"source", "target", "platforms", "sourceDigest", "notBefore", "timeouts", "referrers", "verify",
+          "handBacks"}
+#: Times an image is handed back while another repository uploads a blob it needs
+#: (copy/blobs.py); then it uploads the blob itself.
+MAX_HAND_BACKS = 3
 clock = time.time  # replaced in tests, to step past a rate-limit window
 
 
@@ -57,6 +61,12 @@ class Message:
     referrers: ReferrerPolicy | None = None
     #: The signature gate's key specs (keys.py), not the keys; (): no gate.
     verify: tuple[str, ...] = ()
+    #: Times handed back for a blob another repository was uploading (a new message each
+    #: time: SQS's receive count starts again, so the count travels in the body).
+    hand_backs: int = 0
+
+    def may_hand_back(self) -> bool:
+        return bool(queue_url()) and self.hand_backs < MAX_HAND_BACKS
 
     def body(self) -> dict[str, Any]:
         """The JSON body (the fields a message leaves out stay out)."""
@@ -69,6 +79,8 @@ class Message:
                 body[key] = value
         if self.timeouts:
             body["timeouts"] = self.timeouts
+        if self.hand_backs:
+            body["handBacks"] = self.hand_backs
         body.update(options_body(self.referrers, self.verify))
         return body
 
@@ -85,12 +97,14 @@ class Message:
         if not_before is not None and (isinstance(not_before, bool) or not isinstance(
                 not_before, (int, float)) or not math.isfinite(not_before)):
             raise UsageError(f'"notBefore" must be a time in epoch seconds, got {json.dumps(not_before)}')
-        if isinstance(timeouts, bool) or not isinstance(timeouts, int) or timeouts < 0:
-            raise UsageError(f'"timeouts" must be a whole number of at least 0, got {json.dumps(timeouts)}')
+        for name, count in (("timeouts", timeouts), ("handBacks", hand_backs := body.get("handBacks", 0))):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise UsageError(f'"{name}" must be a whole number of at least 0, got {json.dumps(count)}')
         digest = body.get("sourceDigest")
         referrers, verify = image_options(body)
         return cls(source, target, tuple(platforms), digest if isinstance(digest, str) else None,
-                   float(not_before) if not_before is not None else None, timeouts, referrers, verify)
+                   float(not_before) if not_before is not None else None, timeouts, referrers, verify,
+                   hand_backs)
 
 
 def options_body(referrers: ReferrerPolicy | None, verify: tuple[str, ...]) -> dict[str, Any]:
@@ -215,4 +229,6 @@ def requeue(message: Message, report: CopyReport) -> tuple[Message, float] | Non
         if message.timeouts > MAX_TIMEOUTS:
             raise ImageNotCopied(f"{message.source}: stopped for lack of time {MAX_TIMEOUTS} times; "
                                  "a single blob may be too large for one invocation")
+    elif report.defer_reason is DeferReason.UPLOAD_BUSY:
+        message = replace(message, hand_backs=message.hand_backs + 1)
     return message, clock() + (report.retry_after or RETRY_DELAY_SECONDS)

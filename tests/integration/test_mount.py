@@ -8,13 +8,16 @@ a DynamoDB lease table on the same emulator.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 
 import boto3
 import pytest
 
 from ecr_mirror.ecr import RepositorySettings
+from ecr_mirror.errors import DeferReason
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
 from ecr_mirror.reference import parse
 from ecr_mirror_testing import strict_ecr
@@ -238,3 +241,69 @@ def test_access_denied_to_the_account_setting_keeps_mounting_off(source, ecr, ta
     m.mounts.clock = lambda: time.time() + 24 * 3600
     assert m.copy(f"{source.host}/team/second:v1", "mirror/app-c:v1").blobs_mounted == 0
     assert strict_ecr.calls["GetAccountSetting"] == 1 and sum(endpoint.server.requests.values()) == 0
+
+
+def markers(repository: str | None = None) -> list[dict]:
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    return [i for i in items if i["lease"]["S"].startswith("uploading#")
+            and (repository is None or i["repository"]["S"] == repository)]
+
+
+@contextlib.contextmanager
+def a_uploading(m: Mirror, source):
+    """A's copy into mirror/app-a runs in a thread, held at the proxy inside its first
+    blob GET (so after it took its upload markers) until the block ends."""
+    source.hold_until("GET blob", 1000, timeout=60)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(
+        a=m.copy(f"{source.host}/team/first:v1", f"{A}:v1", hand_back=True)))
+    thread.start()
+    try:
+        for _ in range(6000):  # a wait for A to reach the proxy, not a timing assertion
+            if source.in_flight["GET blob"]:
+                break
+            time.sleep(0.01)
+        assert source.in_flight["GET blob"], "A never fetched a blob"
+        yield result
+    finally:
+        source._gates["GET blob"][1].set()
+        thread.join()
+
+
+def test_two_repositories_copying_a_shared_layer_at_once_upload_it_once(
+        source, ecr, table, endpoint, images):
+    """Issue 14, acceptance 4: B needs the layer A is uploading: B is handed back,
+    holding nothing, and mounts the layer from A once A is complete."""
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    with a_uploading(m, source) as result:
+        busy = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)
+        assert busy.status == "deferred" and busy.defer_reason is DeferReason.UPLOAD_BUSY, busy.error
+        assert busy.bytes_uploaded == 0 and strict_ecr.uploaded_bytes.get(B, 0) == 0
+        assert markers(B) == [] and {i["lease"]["S"] for i in markers(A)} >= {f"uploading#us-east-1#{digest}"}
+    assert result["a"].status == "copied", result["a"].error
+    assert markers() == []  # A complete: its markers gone, its homes recorded
+    again = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)
+    assert again.status == "copied", again.error
+    assert endpoint.server.mounted == [(A, B, digest)]
+    assert strict_ecr.uploaded_bytes[A] >= len(SHARED) > strict_ecr.uploaded_bytes[B]
+    assert blob_gets(source, digest) == 1  # fetched once, by A
+    assert tags_in_ecr(ecr, B) == {"v1": again.target_digest}
+
+
+def test_past_the_bound_or_without_a_queue_the_layer_is_uploaded_anyway(
+        source, ecr, table, endpoint, images):
+    m = mirror(source, ecr, endpoint)
+    with a_uploading(m, source):
+        report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1")  # hand_back=False: bound reached
+        assert report.status == "copied", report.error
+        assert strict_ecr.uploaded_bytes[B] >= len(SHARED) and markers(B) == []
+
+
+def test_mounting_off_takes_no_upload_markers(source, ecr, table, endpoint, images):
+    m = mirror(source, ecr, endpoint, mounting=False)
+    with a_uploading(m, source):
+        report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)
+        assert report.status == "copied", report.error
+        assert markers() == []
+    assert sum(endpoint.server.requests.values()) == 0

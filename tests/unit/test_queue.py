@@ -116,3 +116,18 @@ def test_malformed_options_are_usage_errors_naming_the_field(fields, needle):
     with pytest.raises(UsageError) as err:
         queue.Message.parse('{"source": "nginx:1", ' + fields + "}")
     assert needle in str(err.value), str(err.value)
+
+
+def test_an_upload_busy_image_is_handed_back_a_bounded_number_of_times(monkeypatch):
+    from ecr_mirror.errors import UploadBusy
+    from ecr_mirror.queue import MAX_HAND_BACKS, Message, requeue
+
+    monkeypatch.setenv("ECR_MIRROR_QUEUE_URL", "http://127.0.0.1:1/q")
+    message = Message("nginx:1")
+    for n in range(MAX_HAND_BACKS):
+        assert message.may_hand_back()
+        message, _ = requeue(message, deferred_by(UploadBusy("busy", retry_after=15)))
+        assert Message.parse(json.dumps(message.body())).hand_backs == n + 1
+    assert not message.may_hand_back()  # the bound: it uploads the blob itself
+    monkeypatch.delenv("ECR_MIRROR_QUEUE_URL")
+    assert not Message("nginx:1").may_hand_back()  # no queue (the CLI): never handed back

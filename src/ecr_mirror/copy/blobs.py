@@ -14,7 +14,7 @@ import tenacity
 from ..deadline import allow_wait, bounded_wait, propagate
 from ..deadline import sleep as deadline_sleep
 from ..ecr.target import EcrRepository
-from ..errors import Deferred, DigestMismatch
+from ..errors import Deferred, DigestMismatch, UploadBusy
 from ..leases import blob_key, lease_seconds
 from ..manifest import Manifest
 from ..reference import Reference
@@ -29,6 +29,8 @@ LEASE_POLL_SECONDS = 2.0
 #: look at ECR again, give it back), about as much CPU as copying a megabyte, and
 #: workers seldom want the same blob at once (the queue alternates repositories).
 LEASE_MIN_BYTES = 1 << 20
+#: Seconds an image waits, handed back, while another repository uploads a blob it needs.
+UPLOAD_BUSY_RETRY_SECONDS = 15
 
 _DONE: Future = Future()
 _DONE.set_result(None)  # a blob ECR already had
@@ -53,6 +55,7 @@ class BlobCopier:
         self._homes: dict[str, str] = {}  # digest -> a mirrored repository that holds it
         #: Blobs this copy put into the target (uploaded or mounted): where they landed.
         self.placed: list[str] = []
+        self._claimed: list[str] = []  # blobs marked as being uploaded by this image (landed.py)
         self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
@@ -93,6 +96,7 @@ class BlobCopier:
             homes = self.options.mounts.homes_for(self.target, missing)
             with self._lock:
                 self._homes.update(homes)
+            self._claim(sorted(d for d in missing if d not in homes), blobs)
         futures = []
         with self._lock:
             for digest in sorted(blobs, key=lambda d: -blobs[d]):
@@ -107,6 +111,27 @@ class BlobCopier:
                 futures.append(self._futures[digest])
         for future in futures:
             future.result()  # the first failure is raised here
+
+    def _claim(self, digests: list[str], sizes: dict[str, int]) -> None:
+        """Before uploading anything: mark the blobs no repository holds yet, all or
+        none, or hand the image back (`UploadBusy`, holding no marker) when another
+        repository's image is uploading one of them; it is mounted on the next try."""
+        mounts = self.options.mounts
+        if not digests or mounts is None or not self.options.hand_back or not self.options.leases.shared:
+            return
+        seconds = lease_seconds(sum(sizes[d] for d in digests))  # until all of them are uploaded
+        if not mounts.claim(self.target, digests, seconds):
+            raise UploadBusy(f"{self.ref}: another repository's image is uploading a blob this one "
+                             f"needs; handed back for {UPLOAD_BUSY_RETRY_SECONDS}s to mount it",
+                             retry_after=UPLOAD_BUSY_RETRY_SECONDS)
+        with self._lock:
+            self._claimed += digests
+
+    def release_markers(self) -> None:
+        """The image is complete (its homes recorded) or failed: others may mount or upload."""
+        if self._claimed and self.options.mounts is not None:
+            self.options.mounts.unclaim(self.target, self._claimed)
+        self._claimed = []
 
     def _check_declared(self, blobs: dict[str, int]) -> None:
         """One blob, two sizes in two descriptors of the image: one is wrong, and

@@ -114,7 +114,10 @@ class _Copy:
             return
         # One copy of a target tag at a time (across workers, with a lease table).
         with self._tag_lease():
-            self._copy(head.digest, current)
+            try:
+                self._copy(head.digest, current)
+            finally:  # complete (homes recorded) or not: its upload markers go
+                self.blobs.release_markers()
 
     def _tag_lease(self) -> contextlib.AbstractContextManager:
         if not self.tag or not self.options.leases.shared:

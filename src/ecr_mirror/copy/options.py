@@ -61,3 +61,7 @@ class CopyOptions:
     verify: VerifyPolicy | None = None
     #: None: every missing blob is uploaded (no ECR blob mounts).
     mounts: BlobMounts | None = None
+    #: True (a queued image, handed back fewer than MAX_HAND_BACKS times): while another
+    #: repository's image uploads a blob this one needs, hand the image back (UploadBusy)
+    #: to mount the blob later. False (the CLI, the bound reached): upload it anyway.
+    hand_back: bool = False

@@ -91,6 +91,17 @@ class BlobMounts:
         if digests and not target.registry_id and self._ours(target.repository) and self.enabled(target):
             self.homes.record(_region(target), target.repository, digests)
 
+    def claim(self, target: EcrRepository, digests: list[str], seconds: float) -> bool:
+        """Mark blobs without a home as being uploaded into `target` (landed.py);
+        False: another repository's image is uploading one of them."""
+        if not digests or target.registry_id or not self._ours(target.repository) or not self.enabled(target):
+            return True
+        return self.homes.claim(_region(target), target.repository, digests, seconds)
+
+    def unclaim(self, target: EcrRepository, digests: list[str]) -> None:
+        if digests:
+            self.homes.unclaim(_region(target), digests)
+
     def _ours(self, repository: str) -> bool:
         return not self.prefix or repository.startswith(self.prefix + "/")
 

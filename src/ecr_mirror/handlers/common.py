@@ -70,7 +70,7 @@ _parsed = functools.lru_cache(maxsize=4)(lambda text, origin: load_config(text, 
 
 def copy_with(mirror: Mirror, source: str, target: str | None, *, platforms: tuple[Platform, ...],
               referrers: ReferrerPolicy | None, verify: tuple[str, ...],
-              time_left: Callable[[], float] | None) -> CopyReport:
+              time_left: Callable[[], float] | None, hand_back: bool = False) -> CopyReport:
     """Copy with the event's or message's options: the gate's keys are read here
     (SSM, Secrets Manager; cached), a key that cannot be read fails the copy."""
     try:
@@ -81,7 +81,7 @@ def copy_with(mirror: Mirror, source: str, target: str | None, *, platforms: tup
         report.stopped_by(exc)
         return report
     return mirror.copy(source, target, platforms=platforms, time_left=time_left,
-                       referrers=referrers, verify=policy)
+                       referrers=referrers, verify=policy, hand_back=hand_back)
 
 
 def record_copy_metrics(report: CopyReport) -> None:

@@ -59,7 +59,7 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> dict[str, A
     logger.append_keys(image=message.source, digest=message.source_digest)
     report = copy_with(mirror, message.source, message.target, platforms=platforms,
                        referrers=message.referrers, verify=message.verify,
-                       time_left=time_left(lambda_context))
+                       time_left=time_left(lambda_context), hand_back=message.may_hand_back())
     record_copy_metrics(report)
     # A failure is final on the message's last receive (next stop: the DLQ).
     announce(report, mirror, final=queue.last_receive(record.raw_event.get("attributes") or {}))
