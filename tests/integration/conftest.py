@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import boto3
 import pytest
 import requests
 
@@ -118,6 +119,15 @@ def tags_in_ecr(ecr, repository: str) -> dict[str, str]:
                 for t in i.get("imageTags", [])}
     except ecr.exceptions.RepositoryNotFoundException:
         return {}
+
+
+def create_lease_table(name: str, client=None) -> dict:
+    """The template's LeaseTable (key `lease`, on demand) in the emulator; its description."""
+    client = client or boto3.client("dynamodb")
+    return client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])["TableDescription"]
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from ecr_mirror import cli
 from ecr_mirror_testing.images import layer_bytes, make_image
-from tests.integration.conftest import tags_in_ecr
+from tests.integration.conftest import create_lease_table, tags_in_ecr
 
 pytestmark = pytest.mark.integration
 TABLE = "ecr-mirror-LeaseTable-cli"
@@ -45,10 +44,7 @@ def test_sync_prunes_with_the_stacks_table_and_its_dry_run_lists_first(
         source, ecr, ecr_endpoint, upstream, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
     monkeypatch.setenv("ECR_MIRROR_LEASE_TABLE", TABLE)
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+    create_lease_table(TABLE)
     code, first, _ = sync(source, tmp_path, capsys, upstream, latest=3, prune=True)
     assert code == 0 and first["summary"]["copied"] == 3 and first["pruned"] == []
 

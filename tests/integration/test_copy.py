@@ -7,7 +7,7 @@ import pytest
 
 from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.images import PushedImage, layer_bytes, make_foreign_layer_image, make_image, make_index
-from tests.integration.conftest import MiB, ecr_image
+from tests.integration.conftest import MiB, create_lease_table, ecr_image
 
 pytestmark = pytest.mark.integration
 
@@ -295,14 +295,9 @@ def test_blobs_are_copied_in_parallel_up_to_the_concurrency(source, ecr, registr
 @pytest.fixture
 def lease_table(ecr, ecr_endpoint, repo_name, monkeypatch) -> str:
     """A blob lease table (the stack's LeaseTable) on the emulator; its name."""
-    import boto3
-
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
     table = f"leases-{repo_name.replace('/', '-')}"
-    boto3.client("dynamodb").create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}])
+    create_lease_table(table)
     return table
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import re
 
-import boto3
 import pytest
 
 from ecr_mirror import cli
 from ecr_mirror_testing.ecr_mount import EcrMount
 from ecr_mirror_testing.iam import ACCOUNT
 from ecr_mirror_testing.images import layer_bytes, make_image
-from tests.integration.conftest import MiB
+from tests.integration.conftest import MiB, create_lease_table
 from tests.integration.test_iam_enforced import REPO, TABLE, _without, cli_policy, iam  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -38,10 +37,7 @@ def shared_images(registry):
 @pytest.fixture
 def lease_env(monkeypatch, ecr, ecr_endpoint, iam):
     monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+    create_lease_table(TABLE)
     ecr.put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
     with EcrMount(authorize=iam.authorize) as mount:
         monkeypatch.setenv("ECR_MIRROR_LEASE_TABLE", TABLE)

@@ -29,7 +29,7 @@ from ecr_mirror_testing.ecr_mount import EcrMount
 from ecr_mirror_testing.iam import ACCOUNT, IamEnforcer, StackRoles, decide
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver, sqs_record
-from tests.integration.conftest import MiB, ecr_image
+from tests.integration.conftest import MiB, create_lease_table, ecr_image
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -67,10 +67,7 @@ class Stack:
         self.plan_url = self.sqs.create_queue(QueueName=PLAN_QUEUE)["QueueUrl"]
         plan_arn = self.sqs.get_queue_attributes(
             QueueUrl=self.plan_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        table = boto3.client("dynamodb").create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])["TableDescription"]
+        table = create_lease_table(TABLE)
         boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG, Type="String", Overwrite=True)
         boto3.client("secretsmanager").create_secret(
             Name=SECRET, SecretString=json.dumps({"username": "u", "password": "p"}))

@@ -24,7 +24,7 @@ from ecr_mirror_testing import strict_ecr
 from ecr_mirror_testing.ecr_mount import EcrMount
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.retry import FAST_RETRY
-from tests.integration.conftest import MiB, tags_in_ecr
+from tests.integration.conftest import MiB, create_lease_table, tags_in_ecr
 
 pytestmark = pytest.mark.integration
 TABLE = "mount-leases"
@@ -36,9 +36,7 @@ A, B = "mirror/app-a", "mirror/app-b"
 def table(ecr, ecr_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ecr_endpoint)
     dynamodb = boto3.client("dynamodb", endpoint_url=ecr_endpoint, region_name="us-east-1")
-    dynamodb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                          AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
-                          KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+    create_lease_table(TABLE, dynamodb)
     return TABLE
 
 

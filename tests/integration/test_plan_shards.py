@@ -19,6 +19,7 @@ from ecr_mirror.handlers import common, config_s3, scheduler, warm
 from ecr_mirror_testing.dockerhub import DockerHubSimulator
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver
+from tests.integration.conftest import create_lease_table
 
 pytestmark = pytest.mark.integration
 PARAMETER = "/ecr-mirror/config"
@@ -62,10 +63,7 @@ class Stack:
         self.plan_url = self.sqs.create_queue(QueueName="plan", Attributes={
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
         self.copy_url = self.sqs.create_queue(QueueName="copy")["QueueUrl"]
-        self.dynamodb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+        create_lease_table(TABLE, self.dynamodb)
         boto3.client("ssm").put_parameter(Name=PARAMETER, Value=CONFIG, Type="String", Overwrite=True)
         for name, value in {"ECR_MIRROR_CONFIG_PARAMETER": PARAMETER, "ECR_MIRROR_QUEUE_URL": self.copy_url,
                             "ECR_MIRROR_PLAN_QUEUE_URL": self.plan_url, "ECR_MIRROR_LEASE_TABLE": TABLE,

@@ -17,7 +17,7 @@ import pytest
 from ecr_mirror.handlers import scheduler, worker
 from ecr_mirror_testing.images import layer_bytes, make_image
 from ecr_mirror_testing.lambdas import FakeContext, deliver
-from tests.integration.conftest import ecr_image, tags_in_ecr
+from tests.integration.conftest import create_lease_table, ecr_image, tags_in_ecr
 from tests.integration.test_schedule import PARAMETER, app, scheduled_run  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -65,10 +65,7 @@ class Mirrored:
 
 @pytest.fixture
 def mirrored(app, registry, ecr, monkeypatch):
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+    create_lease_table(TABLE)
     monkeypatch.setenv("ECR_MIRROR_LEASE_TABLE", TABLE)
     m = Mirrored(app, registry, ecr)
     m.configure(latest=4, prune=True)

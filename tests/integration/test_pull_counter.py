@@ -11,6 +11,7 @@ import pytest
 
 from ecr_mirror.pull_counter import PullCounter, apply_shared_budget
 from ecr_mirror.sync.plan import Job, Plan
+from tests.integration.conftest import create_lease_table
 
 pytestmark = pytest.mark.integration
 TABLE = "ecr-mirror-leases"
@@ -19,10 +20,7 @@ TABLE = "ecr-mirror-leases"
 @pytest.fixture
 def table(aws_env, ecr, ecr_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", ecr_endpoint)
-    boto3.client("dynamodb").create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "lease", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "lease", "KeyType": "HASH"}])
+    create_lease_table(TABLE)
     return TABLE
 
 
