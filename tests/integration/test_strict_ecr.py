@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import pathlib
-import select
+import selectors
 import subprocess
 import sys
 
@@ -644,8 +644,9 @@ def test_rules_apply_in_a_separate_server_process(aws_env):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        assert ready, "the server printed no endpoint URL within 20 s"
+        with selectors.DefaultSelector() as waiting:  # not select(): it fails past fd 1023
+            waiting.register(proc.stdout, selectors.EVENT_READ)
+            assert waiting.select(20), "the server printed no endpoint URL within 20 s"
         endpoint_url = proc.stdout.readline().strip()
         assert endpoint_url.startswith("http://127.0.0.1:")
         client = _server_client(endpoint_url)
