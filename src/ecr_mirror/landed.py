@@ -29,7 +29,6 @@ from collections.abc import Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws
 from .leases import DynamoLeases
 
 log = logging.getLogger(__name__)
@@ -91,24 +90,15 @@ class BlobHomes:
         """Mark these blobs as being uploaded into `repository`, all or none: False
         (nothing held) when another repository's image marked one of them first.
         DynamoDB failing: True (an upload, as without markers)."""
-        leases, taken = self.leases, list[str]()
-        now = int(leases.clock())
+        taken = list[str]()
         for digest in sorted(set(digests)):
-            try:
-                leases.client.put_item(
-                    TableName=leases.table,
-                    Item={"lease": {"S": uploading_key(region, digest)}, "repository": {"S": repository},
-                          "owner": {"S": leases.owner}, "expires": {"N": str(now + int(seconds))}},
-                    ConditionExpression="attribute_not_exists(lease) OR expires < :now OR #r = :repo",
-                    ExpressionAttributeNames={"#r": "repository"},
-                    ExpressionAttributeValues={":now": {"N": str(now)}, ":repo": {"S": repository}})
-            except (ClientError, BotoCoreError) as exc:
-                if isinstance(exc, ClientError) and aws.error_code(exc) == "ConditionalCheckFailedException":
-                    self.unclaim(region, taken)
-                    return False
-                log.warning("upload markers unavailable; uploading",
-                            extra={"table": leases.table, "error": str(exc)})
+            written = self.leases.put_unless_held(uploading_key(region, digest), seconds,
+                                                  attributes={"repository": repository}, same="repository")
+            if written is None:  # DynamoDB unavailable (logged): an upload, as without markers
                 return True
+            if not written:
+                self.unclaim(region, taken)
+                return False
             taken.append(digest)
         return True
 

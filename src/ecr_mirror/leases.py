@@ -105,22 +105,30 @@ class DynamoLeases:
         return self._client
 
     def acquire(self, key: str, seconds: float) -> bool:
+        return self.put_unless_held(key, seconds) is not False
+
+    def put_unless_held(self, key: str, seconds: float, *, attributes: dict[str, str] | None = None,
+                        same: str = "owner") -> bool | None:
+        """Write the item {lease: key, owner, expires, **attributes} unless another
+        holds it: True written, False held (its `same` attribute differs from ours,
+        `owner` by default, and it has not expired), None DynamoDB unavailable
+        (logged: a lease is an optimisation, never a failure)."""
         now = int(self.clock())
+        item = {"lease": key, "owner": self.owner, **(attributes or {})}
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item={"lease": {"S": key}, "owner": {"S": self.owner},
-                      "expires": {"N": str(now + int(seconds))}},
-                ConditionExpression="attribute_not_exists(lease) OR expires < :now OR #o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":now": {"N": str(now)}, ":me": {"S": self.owner}})
+                Item={**{k: {"S": v} for k, v in item.items()}, "expires": {"N": str(now + int(seconds))}},
+                ConditionExpression="attribute_not_exists(lease) OR expires < :now OR #s = :same",
+                ExpressionAttributeNames={"#s": same},
+                ExpressionAttributeValues={":now": {"N": str(now)}, ":same": {"S": item[same]}})
             return True
-        except (ClientError, BotoCoreError) as exc:  # a lease is an optimisation, never a failure
+        except (ClientError, BotoCoreError) as exc:
             if isinstance(exc, ClientError) and aws.error_code(exc) == "ConditionalCheckFailedException":
                 return False
             log.warning("lease unavailable; copying without one",
                         extra={"table": self.table, "error": str(exc)})
-            return True
+            return None
 
     def release(self, key: str) -> None:
         try:
