@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws
+from .sync.plan import apply_budget, fitting
 
 if TYPE_CHECKING:
     from .mirror import Mirror
@@ -37,16 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Attempts at a reservation when other shards keep reserving in between.
 ATTEMPTS = 8
-
-
-def fitting(costs: list[int], available: int) -> list[bool]:
-    """Which jobs `available` pulls pay for, as `apply_budget` decides: in order,
-    and once one does not fit, only those that cost nothing."""
-    paid = []
-    for cost in costs:
-        paid.append(cost <= available)
-        available = available - cost if cost <= available else 0
-    return paid
 
 
 class PullCounter:
@@ -96,22 +86,16 @@ def apply_shared_budget(plan: Plan, mirror: Mirror, now: float, counter: PullCou
                         shards: int) -> None:
     """`apply_budget` across shards: each registry's jobs reserve from the counter,
     the ones it cannot pay for wait for the window (`not_before`)."""
-    for registry, budget in mirror.pull_budgets().items():
-        headroom = budget.headroom()
-        if headroom is None:
-            continue  # no rate limit known: nothing to hold back
-        positions = [i for i, job in enumerate(plan.jobs) if job.registry == registry]
-        costs = [plan.jobs[i].cost for i in positions]
-        window = budget.wait_seconds()
+
+    def pay(registry: str, headroom: int, costs: list[int], window: float) -> list[bool]:
         try:
             if counter is None:
                 raise RuntimeError("no lease table (ECR_MIRROR_LEASE_TABLE)")
-            paid = counter.reserve(registry, headroom, costs, window)
+            return counter.reserve(registry, headroom, costs, window)
         except (ClientError, BotoCoreError, RuntimeError) as exc:
-            paid = fitting(costs, headroom // max(shards, 1))
             log.warning("shared pull budget unavailable; this shard spends its share of the headroom",
                         extra={"registry": registry, "share": headroom // max(shards, 1),
                                "error": str(exc)})
-        for i in (i for i, ok in zip(positions, paid, strict=True) if not ok):
-            plan.jobs[i] = replace(plan.jobs[i], not_before=now + window)
-            plan.deferred += 1
+            return fitting(costs, headroom // max(shards, 1))
+
+    apply_budget(plan, mirror, now, pay)

@@ -2,8 +2,8 @@
 
 from ecr_mirror.handlers.shards import shard_count, target_repository
 from ecr_mirror.mirror import Mirror, MirrorSettings
-from ecr_mirror.pull_counter import fitting
 from ecr_mirror.sync.config import load_config
+from ecr_mirror.sync.plan import fitting
 from ecr_mirror.sync.shards import PATTERN_TAGS, estimate, part, split
 
 MIRROR = Mirror(MirrorSettings(prefix="mirror", enforce_prefix=True, region="us-east-1"))

@@ -277,27 +277,41 @@ def _read_quietly(read: ManifestReader | None, digests: list[str]) -> dict[str, 
         return {}
 
 
-def apply_budget(plan: Plan, mirror: Mirror, now: float) -> None:
+#: Which of a registry's jobs (their costs, in plan order) a payer pays for, given
+#: the registry's headroom and its window: (registry, headroom, costs, window) -> paid.
+Payer = Callable[[str, int, list[int], float], list[bool]]
+
+
+def fitting(costs: list[int], available: int) -> list[bool]:
+    """Which jobs `available` pulls pay for: in plan order, first come, first
+    served; once one does not fit, only those that cost nothing."""
+    paid = []
+    for cost in costs:
+        paid.append(cost <= available)
+        available = available - cost if cost <= available else 0
+    return paid
+
+
+def apply_budget(plan: Plan, mirror: Mirror, now: float, pay: Payer | None = None) -> None:
     """Hold back the jobs a registry's pull budget cannot pay for now.
 
     Each registry's headroom (remaining pulls above the reserve, over all its
     credentials, as the HEADs of planning reported them) pays for jobs in plan
-    order; the rest get `not_before` = now + the registry's window, so the
-    worker starts them once the budget should have reset.
+    order (`fitting`, or `pay`: shards reserve from a shared counter); the rest
+    get `not_before` = now + the registry's window, so the worker starts them
+    once the budget should have reset.
     """
-    budgets = mirror.pull_budgets()
-    left = {registry: budget.headroom() for registry, budget in budgets.items()}
-    for i, job in enumerate(plan.jobs):
-        registry = job.registry
-        headroom = left.get(registry)
+    for registry, budget in mirror.pull_budgets().items():
+        headroom = budget.headroom()
         if headroom is None:
             continue  # no rate limit known: nothing to hold back
-        if job.cost <= headroom:
-            left[registry] = headroom - job.cost
-            continue
-        left[registry] = 0  # first come, first served: later cheaper jobs wait too
-        plan.jobs[i] = replace(job, not_before=now + budgets[registry].wait_seconds())
-        plan.deferred += 1
+        positions = [i for i, job in enumerate(plan.jobs) if job.registry == registry]
+        costs = [plan.jobs[i].cost for i in positions]
+        window = budget.wait_seconds()
+        paid = pay(registry, headroom, costs, window) if pay else fitting(costs, headroom)
+        for i in (i for i, ok in zip(positions, paid, strict=True) if not ok):
+            plan.jobs[i] = replace(plan.jobs[i], not_before=now + window)
+            plan.deferred += 1
 
 
 def _default_target(source: Reference, config: MirrorConfig, mirror: Mirror) -> str:
