@@ -238,9 +238,9 @@ def run_copy(args: argparse.Namespace) -> int:
     referrers, specs = _flag_options(args) or (None, ())
     verify = load_keys(specs, region=settings.region, files=True) if specs else None
     progress = BarProgress() if (not args.json and sys.stderr.isatty()) else None
-    report = Mirror(settings).copy(args.source, args.target, platforms=platforms,
-                                   insecure=args.insecure, progress=progress,
-                                   referrers=referrers, verify=verify)
+    with Mirror(settings) as mirror:
+        report = mirror.copy(args.source, args.target, platforms=platforms, insecure=args.insecure,
+                             progress=progress, referrers=referrers, verify=verify)
     _announce(report, settings)
     if _usage_error(report):  # e.g. no credentials, a platform the image lacks
         if args.json:
@@ -293,19 +293,19 @@ def run_sync(args: argparse.Namespace) -> int:
     # Every key read before anything is planned or copied: a key that cannot be read stops all.
     gates = {e.verify: load_keys(e.verify, region=settings.region, files=flags is not None)
              for e in config.images if e.verify}
-    mirror = Mirror(settings)
-    plan = build_plan(config, mirror)
-    reports = []
-    for job in [] if args.dry_run else plan.jobs:
-        reports.append(mirror.copy(
-            job.source, job.target, platforms=parse_platforms(job.platforms),
-            progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
-            referrers=job.referrers, verify=gates.get(job.verify)))
-        _announce(reports[-1], settings)  # as each lands
-    if wanted(config) and not mirror.ownership.recorded:
-        print("note: prune: true untags only the tags ecr-mirror recorded as its own, in the table "
-              "ECR_MIRROR_LEASE_TABLE names; none is set, so nothing was pruned", file=sys.stderr)
-    pruning = prune(config, plan, mirror, dry_run=args.dry_run)
+    with Mirror(settings) as mirror:  # its connections closed once the sync is done
+        plan = build_plan(config, mirror)
+        reports = []
+        for job in [] if args.dry_run else plan.jobs:
+            reports.append(mirror.copy(
+                job.source, job.target, platforms=parse_platforms(job.platforms),
+                progress=None if args.json or not sys.stderr.isatty() else BarProgress(),
+                referrers=job.referrers, verify=gates.get(job.verify)))
+            _announce(reports[-1], settings)  # as each lands
+        if wanted(config) and not mirror.ownership.recorded:
+            print("note: prune: true untags only the tags ecr-mirror recorded as its own, in the table "
+                  "ECR_MIRROR_LEASE_TABLE names; none is set, so nothing was pruned", file=sys.stderr)
+        pruning = prune(config, plan, mirror, dry_run=args.dry_run)
     plan.errors += pruning.errors  # said, and counted, as planning errors are
     misused = [r for r in reports if _usage_error(r)]
     rejected = sum(r.status == REJECTED for r in reports)

@@ -64,6 +64,22 @@ class Mirror:
                                  endpoint=self.settings.ecr_registry_endpoint
                                  ) if leases and self.settings.blob_mounting else None
 
+    def close(self) -> None:
+        """Close the connections it keeps to source registries (and the mounts' own);
+        the AWS clients are the process's (`aws.client`), kept for the next Mirror."""
+        with self._lock:
+            sources, self._sources = list(self._sources.values()), {}
+        for client in sources:
+            client.close()
+        if self.mounts is not None:
+            self.mounts.close()
+
+    def __enter__(self) -> Mirror:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     @property
     def ecr(self) -> Any:
         return self.ecr_client(None)

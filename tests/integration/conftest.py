@@ -92,9 +92,9 @@ def copier(source, ecr) -> Callable[..., CopyReport]:
                                   registries={source.host: SourceRegistry(insecure=True)},
                                   repository=repository or RepositorySettings(),
                                   region="us-east-1")
-        mirror = Mirror(settings, ecr_client=ecr)
-        return mirror.copy(f"{source.host}/{path}", target, platforms=parse_platforms(platforms),
-                           referrers=referrers, time_left=time_left)
+        with Mirror(settings, ecr_client=ecr) as mirror:  # its connections closed: none left per copy
+            return mirror.copy(f"{source.host}/{path}", target, platforms=parse_platforms(platforms),
+                               referrers=referrers, time_left=time_left)
 
     return run
 

@@ -72,6 +72,9 @@ class BlobMounts:
         self._session = requests.Session()
         self._session.trust_env = False  # no .netrc Authorization, no proxy from the environment
 
+    def close(self) -> None:
+        self._session.close()
+
     # -- which blobs could be mounted ---------------------------------------------
 
     def homes_for(self, target: EcrRepository, digests: Iterable[str]) -> dict[str, str]:

@@ -8,6 +8,7 @@ PlanQueue, whose messages come back to this function (handlers/shards.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -33,6 +34,11 @@ def _failed(dry_run: Any, exc: UsageError) -> dict[str, Any]:
 
 
 def run(event: Any) -> dict[str, Any]:
+    with contextlib.ExitStack() as closing:  # the invocation's Mirror: its connections closed at the end
+        return _run(event, closing)
+
+
+def _run(event: Any, closing: contextlib.ExitStack) -> dict[str, Any]:
     dry_run = event.get("dryRun", False) if isinstance(event, dict) else False
     try:
         if not isinstance(dry_run, bool):
@@ -44,7 +50,7 @@ def run(event: Any) -> dict[str, Any]:
         url = queue.queue_url()
         if not dry_run and not url:
             raise UsageError("ECR_MIRROR_QUEUE_URL is not set: nowhere to queue the images")
-        mirror = Mirror(mirror_settings(config))
+        mirror = closing.enter_context(Mirror(mirror_settings(config)))
         limit = plan_shard_tags()
         # A large config is planned in shards (handlers/shards.py); a dry run plans it
         # here, as one, and says how many shards a real run would take.

@@ -157,19 +157,20 @@ def record_handler(record: SQSRecord, lambda_context: Any = None) -> dict[str, A
 
 def _plan(shard: dict[str, Any], table: str | None, *, last: bool) -> dict[str, Any]:
     config = part(config_pin.read_at(shard["configVersion"]), shard["entries"])
-    mirror = Mirror(mirror_settings(config))
-    url = queue.queue_url()
-    if not url:
-        raise UsageError("ECR_MIRROR_QUEUE_URL is not set: nowhere to queue the images")
-    plan = build_plan(config, mirror)
-    if plan.errors and not last:  # tried again before anything is queued
-        raise ShardFailed(f"{len(plan.errors)} planning error(s), first {plan.errors[0]['entry']}: "
-                          f"{plan.errors[0]['message']}")
-    counter = PullCounter(table, shard["run"], region=mirror.settings.region) if table else None
-    result = finish(config, plan, mirror, url, dry_run=False, extra={k: shard[k] for k in ("run", "shard", "shards")},
-                    budget=lambda p, m, now: apply_shared_budget(p, m, now, counter, shard["shards"]))
-    if result["queued"] < len(plan.jobs) and not last:
-        raise ShardFailed(f"{len(plan.jobs) - result['queued']} copies not queued")
+    with Mirror(mirror_settings(config)) as mirror:  # its connections closed with the shard
+        url = queue.queue_url()
+        if not url:
+            raise UsageError("ECR_MIRROR_QUEUE_URL is not set: nowhere to queue the images")
+        plan = build_plan(config, mirror)
+        if plan.errors and not last:  # tried again before anything is queued
+            raise ShardFailed(f"{len(plan.errors)} planning error(s), first {plan.errors[0]['entry']}: "
+                              f"{plan.errors[0]['message']}")
+        counter = PullCounter(table, shard["run"], region=mirror.settings.region) if table else None
+        result = finish(config, plan, mirror, url, dry_run=False,
+                        extra={k: shard[k] for k in ("run", "shard", "shards")},
+                        budget=lambda p, m, now: apply_shared_budget(p, m, now, counter, shard["shards"]))
+        if result["queued"] < len(plan.jobs) and not last:
+            raise ShardFailed(f"{len(plan.jobs) - result['queued']} copies not queued")
     return result
 
 

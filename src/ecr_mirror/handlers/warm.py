@@ -1,7 +1,8 @@
 """The `Mirror` a warm function keeps between events, so tokens and connections
 are reused. Built again when the settings it was made from change (the config
 is read again from SSM once its cache expires), so a new config applies within
-minutes without a cold start. Nothing an event carries is kept in it."""
+minutes without a cold start (the one it replaces is closed: its connections
+with it). Nothing an event carries is kept in it."""
 
 from __future__ import annotations
 
@@ -24,5 +25,7 @@ def get_mirror() -> Mirror:
     global _mirror
     settings = mirror_settings(read_config())
     if _mirror is None or _mirror.settings != settings:
+        if _mirror is not None:  # invocations run one at a time: nothing uses it any more
+            _mirror.close()
         _mirror = Mirror(settings)
     return _mirror

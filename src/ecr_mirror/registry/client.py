@@ -55,6 +55,10 @@ class RegistryClient:
                                    timeout=timeout, session=session, verify=verify,
                                    pool_size=pool_size)
 
+    def close(self) -> None:
+        """Close the connections kept to the registry."""
+        self.transport.close()
+
     @property
     def stats(self) -> RequestStats:
         return self.transport.stats

@@ -93,6 +93,15 @@ class LeanHeads:
             self._give(key, connection)
         return _response(url, answer)
 
+    def close(self) -> None:
+        """Close every kept connection (one in use is closed when its HEAD is done,
+        as it finds no room: `size` is then 0)."""
+        with self._lock:
+            idle, self._idle, self.size = self._idle, {}, 0
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
     def _take(self, key: _Key) -> _Connection | None:
         while True:
             with self._lock:

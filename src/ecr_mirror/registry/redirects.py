@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -149,7 +150,13 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 class GuardedAdapter(HTTPAdapter):
     """requests' adapter whose new connections are checked by ``check(host, address)``
-    once connected, before a byte is sent (raise `RedirectRefused` to refuse)."""
+    once connected, before a byte is sent (raise `RedirectRefused` to refuse).
+
+    Its connection classes reach the adapter only through a weak reference: urllib3
+    keeps each pool's idle connections alive from a process-wide `weakref.finalize`
+    registry until the pool is collected, so a connection that referred to its owner
+    (the check, a bound method of the transport) would keep the transport, its
+    session and that very pool, with their sockets, open for the process's life."""
 
     def __init__(self, check: Callable[[str, str], None], **kwargs: Any) -> None:
         self._check = check
@@ -158,23 +165,27 @@ class GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         manager = self.poolmanager
+        owner = weakref.ref(self)
         manager.pool_classes_by_scheme = {
             scheme: type(f"Guarded{pool.__name__}", (pool,),
-                         {"ConnectionCls": self._guarded(pool.ConnectionCls)})
+                         {"ConnectionCls": _guarded(pool.ConnectionCls, owner)})
             for scheme, pool in manager.pool_classes_by_scheme.items()}
 
-    def _guarded(self, connection_class: type[HTTPConnection]) -> type[HTTPConnection]:
-        check = self._check
 
-        # mypy takes no variable as a base class (HTTPConnection or HTTPSConnection here)
-        class Guarded(connection_class):  # type: ignore[valid-type, misc]
-            def _new_conn(self) -> socket.socket:
-                sock: socket.socket = super()._new_conn()
-                try:
-                    check(self.host, sock.getpeername()[0])
-                except RedirectRefused as exc:
-                    sock.close()
-                    raise PeerRefused(exc) from None
-                return sock
+def _guarded(connection_class: type[HTTPConnection],
+             owner: weakref.ReferenceType[GuardedAdapter]) -> type[HTTPConnection]:
+    # mypy takes no variable as a base class (HTTPConnection or HTTPSConnection here)
+    class Guarded(connection_class):  # type: ignore[valid-type, misc]
+        def _new_conn(self) -> socket.socket:
+            sock: socket.socket = super()._new_conn()
+            try:
+                adapter = owner()
+                if adapter is None:  # nobody left to check it: nothing is sent
+                    raise RedirectRefused(f"the connection to {self.host} outlived its session")
+                adapter._check(self.host, sock.getpeername()[0])
+            except RedirectRefused as exc:
+                sock.close()
+                raise PeerRefused(exc) from None
+            return sock
 
-        return Guarded
+    return Guarded

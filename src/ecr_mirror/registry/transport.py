@@ -89,15 +89,22 @@ class Transport:
         self._scheme: str | None = scheme or (None if insecure else "https")
         self._lock = threading.Lock()
         self._redirects: RedirectPolicy | None = None
-        heads = None if session else LeanHeads(self._check_peer, timeout=timeout, size=pool_size)
+        # HEADs kept lean on a session of its own (a caller's session is used as it is)
+        self._heads = None if session else LeanHeads(self._check_peer, timeout=timeout, size=pool_size)
         self.sender = Sender(self.session, stats=self.stats, timeout=timeout, verify=self._verify,
-                             heads=heads)
+                             heads=self._heads)
         reader = RateReader(self.sender, home=lambda: self.base_url, stats=self.stats,
                             budget=self.budget)
         self.auth = Authorizer(Follower(reader, lambda: self.redirects), registry=registry,
                                budget=self.budget, tokens=self.tokens, insecure=insecure,
                                policy=lambda: self.redirects)
         self.gate = PullGate(self.auth, self.budget)
+
+    def close(self) -> None:
+        """Close the connections it keeps (a session the caller gave is the caller's to close)."""
+        if self._heads is not None:
+            self._heads.close()
+            self.session.close()
 
     @property
     def credentials(self) -> Credentials | None:
