@@ -42,6 +42,7 @@ from copy_big_layer import start_emulator  # bench/, this script's directory
 
 from ecr_mirror_testing import ecr_server
 from ecr_mirror_testing.images import layer_bytes, make_image
+from ecr_mirror_testing.inflight import pool_occupancy, process_cpu
 from ecr_mirror_testing.lambdas import FakeContext
 from ecr_mirror_testing.proxy import SourceProxy
 from ecr_mirror_testing.registry import LocalRegistry
@@ -53,18 +54,37 @@ BUCKET, KEY = "ecr-mirror-config", "mirror.json"
 PREFIX = "mirror"
 GOAL_CPU_PER_1000 = 1.0  # seconds
 GOAL_WALL_OVER_FLOOR = 1.5
+#: The registry (Go) collects garbage less often, on one core: half its CPU per HEAD
+#: (2.5 ms with Go's defaults), on the cores the planner shares with it. Its answers
+#: and the latency the proxy adds are the same.
+REGISTRY_ENV = {"GOGC": "400", "GOMAXPROCS": "1"}
 
 
 # -- the source: registry, proxy ------------------------------------------------------
 def serve_proxy(upstream: str, latency: float, commands, answers) -> None:
     """The proxy in a process of its own (its CPU is not the planner's), answering
     "counts" (and forgetting them) from the bench."""
-    proxy = SourceProxy(upstream).start()
+    proxy = SourceProxy(upstream, keep_upstream=True).start()
     proxy.delay = latency
-    answers.put(proxy.host)
+    spans: list[tuple[float, float]] = []  # (entered, left) of every HEAD, on the shared monotonic clock
+    enter, leave = proxy._enter, proxy._leave
+    entered = threading.local()
+
+    def timed_enter(key: str) -> None:
+        entered.at = time.monotonic()
+        enter(key)
+
+    def timed_leave(key: str) -> None:
+        leave(key)
+        if key == "HEAD manifest":
+            spans.append((entered.at, time.monotonic()))
+
+    proxy._enter, proxy._leave = timed_enter, timed_leave  # type: ignore[method-assign]
+    answers.put((proxy.host, os.getpid()))
     while True:
         commands.get()
-        answers.put({"counts": dict(proxy.counts), "peak": dict(proxy.peak)})
+        answers.put({"counts": dict(proxy.counts), "peak": dict(proxy.peak), "spans": list(spans)})
+        spans.clear()
         proxy.reset_counts()
 
 
@@ -162,7 +182,8 @@ def run_scheduler(profile: Path | None) -> dict:
         try:
             return original(config, mirror)
         finally:
-            timing.update(planWallS=time.monotonic() - started, planCpuS=time.process_time() - cpu)
+            timing.update(planWallS=time.monotonic() - started, planCpuS=time.process_time() - cpu,
+                          planStarted=started, planEnded=time.monotonic())
 
     scheduler.build_plan = timed
     try:
@@ -200,17 +221,24 @@ def floor_of(heads: int, ecr_reads: int, latency: float, ecr_latency: float) -> 
 
 
 def measure(name: str, entries, host: str, s3, ecr_url: str, commands, answers, args,
-            profile: Path | None) -> dict:
+            profile: Path | None, pids: dict[str, int]) -> dict:
     tags = sum(len(t) for _, t in entries)
-    config = {"images": [{"source": f"{host}/{repo}", "target": f"{PREFIX}/{repo}", "tags": t}
+    # The proxy speaks plain HTTP: said in the config, so the client does not first
+    # try HTTPS on it (a registry marked insecure is probed; ~0.5 s before the first
+    # HEAD that a real registry, HTTPS, does not cost).
+    config = {"registries": {host: {"endpoint": f"http://{host}"}},
+              "images": [{"source": f"{host}/{repo}", "target": f"{PREFIX}/{repo}", "tags": t}
                          for repo, t in entries]}
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=json.dumps(config).encode())
     commands.put("counts")
     answers.get(timeout=30)  # forget the seeding's requests
     ecr_server.calls(ecr_url, reset=True)
+    before = {name: process_cpu(pid) for name, pid in pids.items()}
     run = run_scheduler(profile)
+    cpu = {name: round(process_cpu(pid) - before[name], 2) for name, pid in pids.items()}
     commands.put("counts")
     proxy = answers.get(timeout=30)
+    pool = pool_occupancy(proxy.pop("spans"), run.pop("planStarted"), run.pop("planEnded"))
     ecr_calls = ecr_server.calls(ecr_url, reset=True)
     answer = run["answer"]
     if answer.get("toCopy") or answer.get("errors") or answer.get("unchanged") != tags:
@@ -227,7 +255,8 @@ def measure(name: str, entries, host: str, s3, ecr_url: str, commands, answers, 
         "floorS": round(floor, 2), "headConcurrency": concurrency,
         "wallOverFloor": round(run["planWallS"] / floor, 2) if floor else None,
         "sourceRequests": counts, "headsInFlightPeak": proxy["peak"].get("HEAD manifest", 0),
-        "ecrCalls": ecr_calls,
+        "ecrCalls": ecr_calls, "headPool": pool,
+        "cpuByProcessS": cpu, "cpuOverWall": round(sum(cpu.values()) / run["handlerWallS"], 2),
         "goals": {"cpuPer1000TagsAtMost1s": cpu_per_1000 <= GOAL_CPU_PER_1000,
                   "wallAtMost1.5xFloor": bool(floor) and run["planWallS"] <= GOAL_WALL_OVER_FLOOR * floor},
     }
@@ -248,14 +277,17 @@ def run(args) -> list[dict]:
     results = []
     with ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="ecr-mirror-scale-"))
-        registry = stack.enter_context(LocalRegistry())
-        _, ecr_url = start_emulator(stack, scratch, "--delay", str(args.ecr_latency))
+        registry = stack.enter_context(LocalRegistry(env=REGISTRY_ENV))
+        emulator, ecr_url = start_emulator(stack, scratch, "--delay", str(args.ecr_latency))
         commands, answers = multiprocessing.Queue(), multiprocessing.Queue()
         server = multiprocessing.Process(target=serve_proxy, args=(registry.url, args.latency, commands,
                                                                    answers), daemon=True)
         server.start()
         stack.callback(server.terminate)
-        host = answers.get(timeout=30)
+        host, proxy_pid = answers.get(timeout=30)
+        pids = {"planner": os.getpid(), "proxy": proxy_pid, "emulator": emulator.pid}
+        if registry.proc is not None:
+            pids["registry"] = registry.proc.pid
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                         region_name=REGION)
         ecr = session.client("ecr", endpoint_url=ecr_url,
@@ -271,7 +303,8 @@ def run(args) -> list[dict]:
             seed_ecr(ecr, registry, entries, images)
             print(f"{name}: seeded in {time.monotonic() - started:.0f} s", file=sys.stderr)
             profile = RESULTS / f"scale-{name.replace(' ', '')}.prof" if args.profile else None
-            results.append(measure(name, entries, host, s3, ecr_url, commands, answers, args, profile))
+            results.append(measure(name, entries, host, s3, ecr_url, commands, answers, args, profile,
+                                   pids))
             print(json.dumps(results[-1]), file=sys.stderr)
     return results
 
@@ -280,16 +313,19 @@ def table(results: list[dict], args) -> str:
     lines = [f"Latency: {args.latency * 1000:g} ms per registry request, {args.ecr_latency * 1000:g} ms "
              "per ECR call. Goals: plan CPU per 1,000 unchanged tags <= 1 s; plan wall <= 1.5x floor.", "",
              "| layout | shards | plan wall | floor | wall/floor | plan CPU | CPU per 1,000 tags "
-             "| source requests | ECR calls | HEADs in flight | goals met |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| source requests | ECR calls | HEADs in flight (peak / mean) | CPU by process "
+             "| goals met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         source = ", ".join(f"{k}: {v}" for k, v in sorted(r["sourceRequests"].items()))
         ecr = ", ".join(f"{k}: {v}" for k, v in sorted(r["ecrCalls"].items()))
+        cpu = ", ".join(f"{k} {v:.1f} s" for k, v in r["cpuByProcessS"].items())
         met = "yes" if all(r["goals"].values()) else \
             "no: " + ", ".join(k for k, v in r["goals"].items() if not v)
         lines.append(f"| {r['layout']} | {r['shards']} | {r['planWallS']:.2f} s | {r['floorS']:.2f} s "
                      f"| {r['wallOverFloor']}x | {r['planCpuS']:.2f} s | {r['planCpuSPer1000Tags']:.2f} s "
-                     f"| {source} | {ecr} | {r['headsInFlightPeak']} | {met} |")
+                     f"| {source} | {ecr} | {r['headsInFlightPeak']} / {r['headPool'].get('meanInFlight')} "
+                     f"| {cpu} | {met} |")
     return "\n".join(lines)
 
 

@@ -98,6 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 60  # idle keep-alive connections end after this (socket timeout)
     server: _Server
+    #: The upstream connection this client connection's next request may reuse
+    #: (`SourceProxy.keep_upstream`).
+    _kept: http.client.HTTPConnection | None = None
 
     def log_message(self, format, *args) -> None:  # stdlib signature
         pass  # quiet: no access log on stderr
@@ -112,6 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.proxy.connections_opened += 1
 
     def finish(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
         with self.server.proxy._lock:
             self.server.proxy._connections.discard(self.connection)
         with contextlib.suppress(OSError):
@@ -173,39 +179,63 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_injected(*injected)
             return
 
-        conn = proxy._upstream_connection()
+        conn, reused = (self._kept, True) if self._kept is not None else (proxy._upstream_connection(), False)
+        self._kept = None
         try:
             try:
-                skip = _hop_by_hop(self.headers)
-                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-                conn.putheader("Host", proxy._upstream_netloc)
-                for name, value in self.headers.items():
-                    if name.lower() not in skip:
-                        conn.putheader(name, value)
-                if framing == "chunked":
-                    conn.putheader("Transfer-Encoding", "chunked")
-                conn.endheaders()
-                sent = 0
-                for data in body or ():
-                    sent += len(data)
-                    if framing == "chunked":
-                        conn.send(b"%X\r\n" % len(data) + data + b"\r\n")
-                    else:
-                        conn.send(data)
-                if framing == "chunked":
-                    conn.send(b"0\r\n\r\n")
-                proxy._count_bytes(proxy.bytes_in, key, sent)
-                resp = conn.getresponse()
+                resp = self._send_upstream(conn, body, framing, key)
             except (OSError, http.client.HTTPException) as exc:
-                self.close_connection = True
-                self._send_injected(502, {}, f"upstream error: {exc}".encode())
-                return
+                if not (reused and body is None):
+                    self.close_connection = True
+                    self._send_injected(502, {}, f"upstream error: {exc}".encode())
+                    return
+                # A kept connection the upstream had closed meanwhile: once more, on a new one
+                # (only a request without a body, which nothing has consumed).
+                conn.close()
+                conn = proxy._upstream_connection()
+                try:
+                    resp = self._send_upstream(conn, body, framing, key)
+                except (OSError, http.client.HTTPException) as again:
+                    self.close_connection = True
+                    self._send_injected(502, {}, f"upstream error: {again}".encode())
+                    return
             drop_after = None
             if self.command == "GET" and kind == "blob" and resp.status in (200, 206):
                 drop_after = proxy._take_drop(digest)
             self._relay(resp, drop_after, key)
+            if proxy.keep_upstream and drop_after is None and not resp.will_close:
+                if resp.length == 0:
+                    resp.read()  # a bodiless answer (HEAD, 204, 304): done with it
+                if resp.isclosed():
+                    self._kept, conn = conn, None  # answer read to its end: the connection is reusable
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+    def _send_upstream(self, conn: http.client.HTTPConnection, body, framing: str | None,
+                       key: str) -> http.client.HTTPResponse:
+        """Forward the request on `conn` (headers, then the body as it comes); its answer."""
+        proxy = self.server.proxy
+        skip = _hop_by_hop(self.headers)
+        conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", proxy._upstream_netloc)
+        for name, value in self.headers.items():
+            if name.lower() not in skip:
+                conn.putheader(name, value)
+        if framing == "chunked":
+            conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        sent = 0
+        for data in body or ():
+            sent += len(data)
+            if framing == "chunked":
+                conn.send(b"%X\r\n" % len(data) + data + b"\r\n")
+            else:
+                conn.send(data)
+        if framing == "chunked":
+            conn.send(b"0\r\n\r\n")
+        proxy._count_bytes(proxy.bytes_in, key, sent)
+        return conn.getresponse()
 
     # -- response side -----------------------------------------------------
     def _relay(self, resp: http.client.HTTPResponse, drop_after: int | None, key: str) -> None:
@@ -305,13 +335,18 @@ class SourceProxy:
     #: The request handler (a subclass may answer some requests itself).
     handler_class: type[BaseHTTPRequestHandler] = _Handler
 
-    def __init__(self, upstream: str, *, upstream_timeout: float = 60.0) -> None:
+    def __init__(self, upstream: str, *, upstream_timeout: float = 60.0, keep_upstream: bool = False) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream must be an http(s) URL: {upstream!r}")
         self.upstream = f"{parts.scheme}://{parts.netloc}"
         self._upstream_netloc = parts.netloc
         self._upstream_timeout = upstream_timeout
+        #: Reuse an upstream connection for the next request of the same client
+        #: connection once an answer was read to its end (default: one per request).
+        #: Cheaper for the upstream and the proxy (`make bench-scale`); what clients
+        #: see, and what is counted, is the same.
+        self.keep_upstream = keep_upstream
         self.counts: collections.Counter[str] = collections.Counter()
         self.bytes_out: collections.Counter[str] = collections.Counter()
         self.bytes_in: collections.Counter[str] = collections.Counter()

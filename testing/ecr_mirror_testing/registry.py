@@ -106,8 +106,11 @@ class LocalRegistry:
         *,
         binary: str | None = None,
         startup_timeout: float = 20.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.binary = binary or find_binary()
+        #: Extra environment for the registry process (e.g. Go's GOGC, make bench-scale).
+        self.env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.tmpdir = pathlib.Path(tempfile.mkdtemp(prefix="ecr-mirror-registry-"))
         self.root = pathlib.Path(root).resolve() if root else self.tmpdir / "storage"
@@ -142,7 +145,7 @@ class LocalRegistry:
                 _CONFIG.format(root=self.root, port=self.port, secret=secrets.token_hex(16))
             )
             # REGISTRY_* variables would override the config file: drop them.
-            env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+            env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")} | self.env
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [self.binary, "serve", str(self.config_path)],

@@ -266,3 +266,27 @@ def test_missing_binary_message(monkeypatch):
     with pytest.raises(RuntimeError, match="docker-registry not found") as err:
         LocalRegistry()
     assert str(err.value) == MISSING_BINARY
+
+
+def test_proxy_keeps_its_upstream_connection_when_asked(registry, http):
+    """`keep_upstream` (make bench-scale): one upstream connection per client
+    connection, answers and counts unchanged, and a kept connection the upstream
+    closed meanwhile is replaced, the request answered as usual."""
+    from ecr_mirror_testing.proxy import SourceProxy, shutdown_connections
+
+    image = make_image(registry.url, "lib/kept", "t", layers=[layer_bytes("kept", 5000)])
+    head = {"Accept": image.media_type}
+    # The inner proxy stands for the upstream: it counts the connections made to it.
+    with SourceProxy(registry.url) as upstream, SourceProxy(upstream.url, keep_upstream=True) as proxy:
+        for _ in range(3):
+            assert http.head(f"{proxy.url}/v2/lib/kept/manifests/t", headers=head).headers[
+                "Docker-Content-Digest"] == image.digest
+        assert http.get(f"{proxy.url}/v2/lib/kept/manifests/t", headers=head).content == image.raw
+        assert http.get(f"{proxy.url}/v2/lib/kept/blobs/{image.blobs[1]}").content == layer_bytes("kept", 5000)
+        assert upstream.connections_opened == 1  # five requests over one kept connection
+        assert proxy.counts == {"HEAD manifest": 3, "GET manifest": 1, "GET blob": 1}
+
+        shutdown_connections(upstream._lock, upstream._connections)  # the upstream drops it
+        answer = http.head(f"{proxy.url}/v2/lib/kept/manifests/t", headers=head)
+        assert answer.status_code == 200 and answer.headers["Docker-Content-Digest"] == image.digest
+        assert upstream.connections_opened == 2 and proxy.counts["HEAD manifest"] == 4

@@ -147,11 +147,12 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror, heads: 
             entry.source, entry.target or _default_target(entry.source, config, mirror))
         client = mirror.source_client(entry.source)
         tags = entry.selector.select(lambda: client.list_tags(entry.source.repository))
-        target = mirror.repository(target_repo)
-        # HEADs start before ECR is read, so the two overlap; a tag that may be
-        # pinned waits for what ECR holds (a pinned tag costs no HEAD).
+        # HEADs start before ECR is read (and before the ECR client is made, the
+        # first time), so the two overlap; a tag that may be pinned waits for what
+        # ECR holds (a pinned tag costs no HEAD).
         asked = {tag: heads.head(client, entry.source, tag) for tag in tags
                  if not is_immutable(tag, entry.immutable_tags)}
+        target = mirror.repository(target_repo)
         current = target.tagged_many(tags)
         # One walk for the entry: the fallback tags are listed once, a subject looked at once.
         walk = ReferrerWalk(client, entry.source.repository, target, entry.referrers, fetch=False,
