@@ -145,3 +145,98 @@ def test_encoded_in_place_as_pybase64_encodes(size):
         if len(view):
             assert decoded(spliced(view)) == bytes(view)
             assert json.loads(bytes(spliced(view)))["layerPartBlob"] == parts.pybase64.b64encode(view).decode()
+
+
+# -- SigV4's payload hash, taken while the body is written ---------------------------
+
+def signed_upload(blob, *, tamper=None, swap=None):
+    """Sign an UploadLayerPart of `blob` through the installed hooks; return what
+    would go on the wire (the prepared request), without sending it. `tamper`
+    runs on the body just before signing (after the hooks wrote it); `swap`
+    replaces the body then."""
+    client = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+                          aws_secret_access_key="secret", endpoint_url="http://127.0.0.1:9")
+    parts.install(client)
+    if tamper is not None:
+        client.meta.events.register("before-sign.ecr.UploadLayerPart",
+                                    lambda request, **_: tamper(request.body))
+    if swap is not None:
+        client.meta.events.register("before-sign.ecr.UploadLayerPart",
+                                    lambda request, **_: setattr(request, "data", swap))
+    captured = {}
+
+    def capture(request, **_):
+        captured["request"] = request
+        raise RuntimeError("stop before sending")
+
+    client.meta.events.register("before-send.ecr.UploadLayerPart", capture)
+    with pytest.raises(RuntimeError):
+        client.upload_layer_part(repositoryName="mirror/x", uploadId="u", partFirstByte=0,
+                                 partLastByte=len(blob) - 1, layerPartBlob=blob)
+    return captured["request"]
+
+
+def signature_checks(sent) -> bool:
+    """Does the Authorization sent match SigV4 computed from scratch over exactly
+    the bytes sent (what ECR verifies)?"""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in sent.headers.items()}
+    authorization = headers.pop("Authorization")
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    headers = {k: v for k, v in headers.items() if k.lower() in signed}  # as the server does
+    request = AWSRequest(method=sent.method, url=sent.url, data=bytes(sent.body), headers=headers)
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    signer = SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), "ecr", "us-east-1")
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    return authorization.endswith(f"Signature={expected}")
+
+
+@pytest.mark.parametrize("size", [1, 5, 98_303, 98_304, 98_305, 3 * 1024 * 1024 + 2])
+@pytest.mark.parametrize("c_encoder", [True, False])
+def test_signature_covers_exactly_the_body_sent(size, c_encoder, monkeypatch):
+    if not c_encoder:
+        monkeypatch.setattr(parts, "_c_encoder", lambda: None)
+    blob = bytearray((i * 31) % 256 for i in range(size))
+    sent = signed_upload(memoryview(blob))
+    assert decoded(sent.body) == blob
+    assert "X-Amz-Content-SHA256" not in sent.headers, "a header ECR's signer does not expect was added"
+    assert signature_checks(sent)
+
+
+def test_a_body_changed_after_its_hash_was_taken_fails_the_signature():
+    def flip(body):
+        body[len(body) // 2] ^= 0x01
+
+    sent = signed_upload(bytearray(b"\x01\x02\x03" * 100_000), tamper=flip)
+    assert not signature_checks(sent)
+
+
+def test_a_body_replaced_before_signing_is_hashed_again():
+    """The precomputed hash is used only for the body it was taken of."""
+    replacement = bytearray(b'{"repositoryName": "mirror/x", "layerPartBlob": "AAAA"}')
+    sent = signed_upload(bytearray(300_000), swap=replacement)
+    assert bytes(sent.body) == replacement
+    assert signature_checks(sent)
+
+
+def test_the_signer_does_not_hash_the_body_again(monkeypatch):
+    """SigV4's payload hash is taken piece by piece while the base64 is written
+    (in cache), not by botocore over the whole body afterwards."""
+    import botocore.auth
+
+    hashed = []
+    real = botocore.auth.sha256
+
+    def counting(data=b"", *args, **kwargs):
+        hashed.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.auth, "sha256", counting)
+    sent = signed_upload(bytearray(1024 * 1024))
+    assert len(sent.body) > 1024 * 1024
+    assert max(hashed) < 4096, f"botocore hashed {max(hashed)} bytes at once"
+    monkeypatch.setattr(botocore.auth, "sha256", real)
+    assert signature_checks(sent)
