@@ -147,22 +147,14 @@ def test_encoded_in_place_as_pybase64_encodes(size):
             assert json.loads(bytes(spliced(view)))["layerPartBlob"] == parts.pybase64.b64encode(view).decode()
 
 
-# -- SigV4's payload hash, taken while the body is written ---------------------------
+# -- the spliced body is the body signed ------------------------------------------
 
-def signed_upload(blob, *, tamper=None, swap=None):
+def signed_upload(blob):
     """Sign an UploadLayerPart of `blob` through the installed hooks; return what
-    would go on the wire (the prepared request), without sending it. `tamper`
-    runs on the body just before signing (after the hooks wrote it); `swap`
-    replaces the body then."""
+    would go on the wire (the prepared request), without sending it."""
     client = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
                           aws_secret_access_key="secret", endpoint_url="http://127.0.0.1:9")
     parts.install(client)
-    if tamper is not None:
-        client.meta.events.register("before-sign.ecr.UploadLayerPart",
-                                    lambda request, **_: tamper(request.body))
-    if swap is not None:
-        client.meta.events.register("before-sign.ecr.UploadLayerPart",
-                                    lambda request, **_: setattr(request, "data", swap))
     captured = {}
 
     def capture(request, **_):
@@ -194,7 +186,7 @@ def signature_checks(sent) -> bool:
     return authorization.endswith(f"Signature={expected}")
 
 
-@pytest.mark.parametrize("size", [1, 5, 98_303, 98_304, 98_305, 3 * 1024 * 1024 + 2])
+@pytest.mark.parametrize("size", [1, 5, 196_607, 196_608, 196_609, 3 * 1024 * 1024 + 2])
 @pytest.mark.parametrize("c_encoder", [True, False])
 def test_signature_covers_exactly_the_body_sent(size, c_encoder, monkeypatch):
     if not c_encoder:
@@ -203,40 +195,4 @@ def test_signature_covers_exactly_the_body_sent(size, c_encoder, monkeypatch):
     sent = signed_upload(memoryview(blob))
     assert decoded(sent.body) == blob
     assert "X-Amz-Content-SHA256" not in sent.headers, "a header ECR's signer does not expect was added"
-    assert signature_checks(sent)
-
-
-def test_a_body_changed_after_its_hash_was_taken_fails_the_signature():
-    def flip(body):
-        body[len(body) // 2] ^= 0x01
-
-    sent = signed_upload(bytearray(b"\x01\x02\x03" * 100_000), tamper=flip)
-    assert not signature_checks(sent)
-
-
-def test_a_body_replaced_before_signing_is_hashed_again():
-    """The precomputed hash is used only for the body it was taken of."""
-    replacement = bytearray(b'{"repositoryName": "mirror/x", "layerPartBlob": "AAAA"}')
-    sent = signed_upload(bytearray(300_000), swap=replacement)
-    assert bytes(sent.body) == replacement
-    assert signature_checks(sent)
-
-
-def test_the_signer_does_not_hash_the_body_again(monkeypatch):
-    """SigV4's payload hash is taken piece by piece while the base64 is written
-    (in cache), not by botocore over the whole body afterwards."""
-    import botocore.auth
-
-    hashed = []
-    real = botocore.auth.sha256
-
-    def counting(data=b"", *args, **kwargs):
-        hashed.append(len(data))
-        return real(data, *args, **kwargs)
-
-    monkeypatch.setattr(botocore.auth, "sha256", counting)
-    sent = signed_upload(bytearray(1024 * 1024))
-    assert len(sent.body) > 1024 * 1024
-    assert max(hashed) < 4096, f"botocore hashed {max(hashed)} bytes at once"
-    monkeypatch.setattr(botocore.auth, "sha256", real)
     assert signature_checks(sent)

@@ -20,36 +20,21 @@ with the GIL released: pybase64's Python API returns a new bytes object per
 piece, which then had to be copied into the body (~0.2 CPU s/GiB). Where the
 symbol is missing or encodes differently, or the part is read-only, the
 pieces are copied as before.
-
-SigV4 signs the sha256 of the body. botocore would hash the whole body once
-it is written, reading 13 MiB back from memory; instead the body is written a
-piece at a time (96 KiB of part, 128 KiB of base64: both stay in the CPU's
-cache) and each piece hashed as soon as it is written. The hash goes to the
-signer through the request's context, for that body object only: a small
-SigV4Auth whose `payload` uses it (chosen through botocore's `choose-signer`
-event); anything else is hashed by botocore as usual. No header is added: the
-request is signed exactly as botocore signs it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import botocore.auth
 import pybase64
 
 _PART = "ecr_mirror.layer_part"
-_PAYLOAD_SHA256 = "ecr_mirror.payload_sha256"  # (the body, the hex sha256 of it)
-_SIGNER = "ecr-mirror-v4"
-#: Part bytes encoded and hashed at a time: a multiple of 3 (pieces encode
-#: without padding), small enough that the piece and its base64 stay in L2.
-_B64_PIECE = 3 * 32 * 1024
+_B64_PIECE = 3 * 64 * 1024  # a multiple of 3, so pieces encode without padding
 _local = threading.local()
 
 
@@ -87,62 +72,28 @@ def _c_encoder() -> _Encoder | None:
     return encode
 
 
-def _encode_with(encode: _Encoder, part: memoryview, out: memoryview,
-                 digest: Any | None = None) -> bool:
-    """base64 of `part` into `out` (exactly its size), a piece at a time, each
-    piece of `out` hashed into `digest` right after it is written; False if it
-    did not fit (`digest` is then unusable)."""
+def _encode_with(encode: _Encoder, part: memoryview, out: memoryview) -> bool:
+    """base64 of `part` into `out` (exactly its size); False if it did not fit."""
     length = ctypes.c_size_t(0)
     source = (ctypes.c_char * len(part)).from_buffer(part)
     target = (ctypes.c_char * len(out)).from_buffer(out)
     try:
-        src, dst, pos = ctypes.addressof(source), ctypes.addressof(target), 0
-        for i in range(0, len(part), _B64_PIECE):
-            n = min(_B64_PIECE, len(part) - i)
-            encode(src + i, n, dst + pos, ctypes.byref(length), 0)
-            if length.value != 4 * ((n + 2) // 3) or pos + length.value > len(out):
-                return False
-            if digest is not None:
-                digest.update(out[pos:pos + length.value])
-            pos += length.value
+        encode(ctypes.addressof(source), len(part), ctypes.addressof(target), ctypes.byref(length), 0)
     finally:
         del source, target  # the buffers' exports end here
-    return pos == len(out)
+    return length.value == len(out)
 
 
-def _encode_into(part: memoryview, out: memoryview, digest: Any) -> Any:
-    """Write the base64 of `part` into `out`, which is exactly its size; return
-    `digest` (a sha256 of what precedes `out`) updated with `out`, piece by piece."""
+def _encode_into(part: memoryview, out: memoryview) -> None:
+    """Write the base64 of `part` into `out`, which is exactly its size."""
     encode = _c_encoder() if not part.readonly and part.contiguous else None
-    if encode is not None:
-        attempt = digest.copy()
-        if _encode_with(encode, part.cast("B"), out, attempt):
-            return attempt
+    if encode is not None and _encode_with(encode, part.cast("B"), out):
+        return
     pos = 0
     for i in range(0, len(part), _B64_PIECE):
         piece = pybase64.b64encode(part[i:i + _B64_PIECE])
         out[pos:pos + len(piece)] = piece
-        digest.update(piece)
         pos += len(piece)
-    return digest
-
-
-class _PrecomputedPayloadSigV4(botocore.auth.SigV4Auth):
-    """SigV4, with the payload hash `splice_part` took while writing the body."""
-
-    def payload(self, request: Any) -> str:
-        known = request.context.get(_PAYLOAD_SHA256)
-        if known is not None and known[0] is request.body:
-            digest: str = known[1]
-            return digest
-        return str(super().payload(request))
-
-
-def choose_signer(signature_version: str, context: dict[str, Any], **_: Any) -> str | None:
-    """botocore's plain SigV4 becomes ours when the body's hash is known."""
-    if signature_version == "v4" and _PAYLOAD_SHA256 in context:
-        return _SIGNER
-    return None
 
 
 def install(client: Any) -> None:
@@ -154,9 +105,6 @@ def install(client: Any) -> None:
                     unique_id="ecr-mirror-take-part")
     events.register("before-call.ecr.UploadLayerPart", splice_part,
                     unique_id="ecr-mirror-splice-part")
-    botocore.auth.AUTH_TYPE_MAPS.setdefault(_SIGNER, _PrecomputedPayloadSigV4)
-    events.register("choose-signer.ecr.UploadLayerPart", choose_signer,
-                    unique_id="ecr-mirror-choose-signer")
 
 
 def take_part(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
@@ -178,8 +126,6 @@ def splice_part(params: dict[str, Any], context: dict[str, Any], **_: Any) -> No
     size = len(head) + 4 * ((len(part) + 2) // 3) + 2
     body = memoryview(_body_buffer(size))[:size]
     body[:len(head)] = head
-    digest = _encode_into(memoryview(part), body[len(head):size - 2], hashlib.sha256(head))
+    _encode_into(memoryview(part), body[len(head):size - 2])
     body[size - 2:] = b'"}'
-    digest.update(body[size - 2:])
     params["body"] = body
-    context[_PAYLOAD_SHA256] = (body, digest.hexdigest())
