@@ -11,22 +11,29 @@ import pytest
 from ecr_mirror.ecr import parts
 
 
-def serialized_body(install: bool, blob: bytes) -> bytes:
-    client = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x", endpoint_url="http://127.0.0.1:9")
+def prepared_upload(blob, *, install: bool = True):
+    """An UploadLayerPart of `blob`, signed (through the hooks if `install`), as it
+    would go on the wire (the prepared request); nothing is sent."""
+    client = boto3.client("ecr", region_name="us-east-1", aws_access_key_id="AKIDEXAMPLE",
+                          aws_secret_access_key="secret", endpoint_url="http://127.0.0.1:9")
     if install:
         parts.install(client)
     captured = {}
 
     def capture(request, **_):
-        captured["body"] = request.body if isinstance(request.body, memoryview) else bytes(request.body)
+        captured["request"] = request
         raise RuntimeError("stop before sending")
 
     client.meta.events.register("before-send.ecr.UploadLayerPart", capture)
     with pytest.raises(RuntimeError):
         client.upload_layer_part(repositoryName="mirror/x", uploadId="u", partFirstByte=0,
                                  partLastByte=len(blob) - 1, layerPartBlob=blob)
-    return captured["body"]
+    return captured["request"]
+
+
+def serialized_body(install: bool, blob: bytes) -> bytes:
+    body = prepared_upload(blob, install=install).body
+    return body if isinstance(body, memoryview) else bytes(body)
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray])  # read-only, and a part buffer (as uploaded)
@@ -145,3 +152,43 @@ def test_encoded_in_place_as_pybase64_encodes(size):
         if len(view):
             assert decoded(spliced(view)) == bytes(view)
             assert json.loads(bytes(spliced(view)))["layerPartBlob"] == parts.pybase64.b64encode(view).decode()
+
+
+# -- the spliced body is the body signed ------------------------------------------
+
+def signature_checks(sent) -> bool:
+    """Does the Authorization sent match SigV4 computed from scratch over exactly
+    the bytes sent (what ECR verifies)?"""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in sent.headers.items()}
+    authorization = headers.pop("Authorization")
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    headers = {k: v for k, v in headers.items() if k.lower() in signed}  # as the server does
+    request = AWSRequest(method=sent.method, url=sent.url, data=bytes(sent.body), headers=headers)
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    signer = SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), "ecr", "us-east-1")
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    return authorization.endswith(f"Signature={expected}")
+
+
+@pytest.mark.parametrize("size", [1, 5, 196_607, 196_608, 196_609, 3 * 1024 * 1024 + 2])
+@pytest.mark.parametrize("c_encoder", [True, False])
+def test_signature_covers_exactly_the_body_sent(size, c_encoder, monkeypatch):
+    if not c_encoder:
+        monkeypatch.setattr(parts, "_c_encoder", lambda: None)
+    blob = bytearray((i * 31) % 256 for i in range(size))
+    sent = prepared_upload(memoryview(blob))
+    assert decoded(sent.body) == blob
+    assert "X-Amz-Content-SHA256" not in sent.headers, "a header ECR's signer does not expect was added"
+    assert signature_checks(sent)
+
+
+def test_a_body_changed_after_signing_fails_the_check():
+    """The check above is not vacuous: one byte changed after signing is noticed."""
+    sent = prepared_upload(bytearray(b"\x01\x02\x03" * 100_000))
+    assert signature_checks(sent)
+    sent.body[len(sent.body) // 2] ^= 0x01
+    assert not signature_checks(sent)
