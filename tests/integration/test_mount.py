@@ -328,6 +328,7 @@ def fast_poll(monkeypatch):
     from ecr_mirror.copy import blobs
 
     monkeypatch.setattr(blobs, "MARKER_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(blobs, "MARKER_POLL_MAX_SECONDS", 0.05)
 
 
 def test_an_image_waiting_for_a_marked_layer_copies_its_own_blobs_meanwhile_then_mounts_it(
@@ -405,3 +406,33 @@ def test_an_expired_marker_is_no_marker(source, ecr, table, endpoint, images):
     report = mirror(source, ecr, endpoint).copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)
     assert report.status == "copied", report.error
     assert blob_gets(source, digest) == 1 and markers() == []
+
+
+def test_of_two_images_each_waiting_for_a_layer_the_other_marked_one_gives_way_at_once(
+        source, ecr, table, endpoint, images, fast_poll):
+    """A deadlock of two: another worker's image (into B) holds the shared layer's
+    marker and waits for a blob this image (into mirror/app-c) has marked. Waiting
+    would last until a marker expires; the image with the later repository name
+    hands itself back at once, releasing its markers, so the other goes on."""
+    digest = shared_digest(images)
+    own = next(d for d in images[1].blobs[1:] if d != digest)
+    m = mirror(source, ecr, endpoint)
+    start = time.time()
+    now = [start]
+    m.leases.clock = lambda: now[0]
+    mark_uploading(digest, B, expires_in=600, now=start)
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item={  # B's image waits for `own`
+        "lease": {"S": "waiting#us-east-1#another-worker"}, "owner": {"S": "another-worker"},
+        "for": {"SS": [own]}, "expires": {"N": str(int(start + 600))}})
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds * 200
+
+    deadline = Deadline(lambda: 900.0, m.settings.stop_margin, sleeper=sleep)
+    report = m.copy(f"{source.host}/team/second:v1", "mirror/app-c:v1", hand_back=True, deadline=deadline)
+    assert report.status == "deferred" and report.defer_reason is DeferReason.UPLOAD_BUSY, report.error
+    assert now[0] - start < 600  # not held until the other's marker expired
+    assert blob_gets(source, digest) == 0 and markers("mirror/app-c") == []
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    assert [i["lease"]["S"] for i in items if i["lease"]["S"].startswith("waiting#")] == [
+        "waiting#us-east-1#another-worker"]  # its own "waiting" record is gone too

@@ -39,8 +39,10 @@ LEASE_MIN_BYTES = 1 << 20
 #: Seconds an image waits, handed back, while another repository uploads a blob it needs
 #: (only when its deadline leaves no time to wait in-process).
 UPLOAD_BUSY_RETRY_SECONDS = 15
-#: Seconds between looks at where a blob landed while another repository's image uploads it.
-MARKER_POLL_SECONDS = 1.0
+#: Seconds between looks at where a blob landed while another repository's image uploads
+#: it: doubled after each look, up to MARKER_POLL_MAX_SECONDS (each look costs CPU).
+MARKER_POLL_SECONDS = 0.5
+MARKER_POLL_MAX_SECONDS = 4.0
 
 _DONE: Future = Future()
 _DONE.set_result(None)  # a blob ECR already had
@@ -66,6 +68,7 @@ class BlobCopier:
         #: Blobs this copy put into the target (uploaded or mounted): where they landed.
         self.placed: list[str] = []
         self._claimed: list[str] = []  # blobs marked as being uploaded by this image (landed.py)
+        self._waited = False  # this image said it waits for another's blob (landed.py)
         self._pool: ThreadPoolExecutor | None = None
         self._stopping = threading.Event()  # ends waits for other repositories' uploads
 
@@ -157,32 +160,55 @@ class BlobCopier:
         when the deadline leaves no time for one more look."""
         mounts = self.options.mounts
         assert mounts is not None
+        looks = 0
         while not self._stopping.is_set():
-            home = mounts.homes_for(self.target, [digest]).get(digest)
+            home, marker = mounts.look(self.target, digest)
             if home is not None:
                 with self._lock:
                     self._homes[digest] = home
                 break
-            if mounts.claim(self.target, [digest], lease_seconds(size)):
+            ours = marker is None or marker.get("repository", {}).get("S") == self.target.repository
+            if ours and mounts.claim(self.target, [digest], lease_seconds(size)):
                 with self._lock:
                     self._claimed.append(digest)
                 break
-            deadline = current()
-            if deadline is not None and deadline.usable() < MARKER_POLL_SECONDS:
-                raise UploadBusy(f"{self.ref}: another repository's image is uploading blob {digest}, "
-                                 "and too little time is left to wait for it; handed back for "
-                                 f"{UPLOAD_BUSY_RETRY_SECONDS}s to mount it", retry_after=UPLOAD_BUSY_RETRY_SECONDS)
-            deadline_sleep(MARKER_POLL_SECONDS)
+            self._before_waiting(digest, size, marker)
+            deadline_sleep(min(MARKER_POLL_SECONDS * 2 ** looks, MARKER_POLL_MAX_SECONDS))
+            looks += 1
         else:
             return  # the copy stopped (a failure elsewhere): nothing more to do
         self._copy_blob(digest, size)
+
+    def _before_waiting(self, digest: str, size: int, marker: dict | None) -> None:
+        """`UploadBusy` when this image is not to wait for `digest`: too little time
+        left, or the image that marked it waits for one of this image's markers."""
+        mounts = self.options.mounts
+        assert mounts is not None
+        deadline = current()
+        why = None
+        if deadline is not None and deadline.usable() < MARKER_POLL_SECONDS:
+            why = "too little time is left to wait for it"
+        else:
+            with self._lock:
+                marked, first, self._waited = list(self._claimed), not self._waited, True
+            if first:
+                mounts.waiting(self.target, digest, lease_seconds(size))
+            if marker is not None and mounts.gives_way(self.target, marker, marked):
+                why = "that image waits for a blob this one marked"
+        if why:
+            raise UploadBusy(f"{self.ref}: another repository's image is uploading blob {digest}, and "
+                             f"{why}; handed back for {UPLOAD_BUSY_RETRY_SECONDS}s to mount it",
+                             retry_after=UPLOAD_BUSY_RETRY_SECONDS)
 
     def release_markers(self) -> None:
         """The image is complete (its homes recorded) or failed: others may mount or upload."""
         with self._lock:
             claimed, self._claimed = self._claimed, []
-        if claimed and self.options.mounts is not None:
+            waited, self._waited = self._waited, False
+        if self.options.mounts is not None:
             self.options.mounts.unclaim(self.target, claimed)
+            if waited:
+                self.options.mounts.done_waiting(self.target)
 
     def _check_declared(self, blobs: dict[str, int]) -> None:
         """One blob, two sizes in two descriptors of the image: one is wrong, and
