@@ -442,3 +442,21 @@ def test_of_two_images_each_waiting_for_a_layer_the_other_marked_one_gives_way_a
     items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
     assert [i["lease"]["S"] for i in items if i["lease"]["S"].startswith("waiting#")] == [
         "waiting#us-east-1#another-worker"]  # its own "waiting" record is gone too
+
+
+def test_no_wait_for_a_marked_layer_crosses_the_deadline_margin(source, ecr, table, endpoint, images):
+    """The looks at a marked layer back off (0.5, 1, 2, 4 s): each wait must still fit
+    in the time left before the margin, or the image is handed back first."""
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    mark_uploading(digest, A, expires_in=600)
+    slept: list[float] = []
+    usable = 3.0
+
+    def time_left() -> float:
+        return m.settings.stop_margin + usable - sum(slept)
+
+    deadline = Deadline(time_left, m.settings.stop_margin, sleeper=slept.append)
+    report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True, deadline=deadline)
+    assert report.status == "deferred" and report.defer_reason is DeferReason.UPLOAD_BUSY, report.error
+    assert slept and sum(slept) <= usable, slept

@@ -172,21 +172,22 @@ class BlobCopier:
                 with self._lock:
                     self._claimed.append(digest)
                 break
-            self._before_waiting(digest, size, marker)
-            deadline_sleep(min(MARKER_POLL_SECONDS * 2 ** looks, MARKER_POLL_MAX_SECONDS))
+            pause = min(MARKER_POLL_SECONDS * 2 ** looks, MARKER_POLL_MAX_SECONDS)
+            self._before_waiting(digest, size, marker, pause)
+            deadline_sleep(pause)
             looks += 1
         else:
             return  # the copy stopped (a failure elsewhere): nothing more to do
         self._copy_blob(digest, size)
 
-    def _before_waiting(self, digest: str, size: int, marker: dict | None) -> None:
-        """`UploadBusy` when this image is not to wait for `digest`: too little time
-        left, or the image that marked it waits for one of this image's markers."""
+    def _before_waiting(self, digest: str, size: int, marker: dict | None, pause: float) -> None:
+        """`UploadBusy` when this image is not to wait `pause` seconds for `digest`: too
+        little time left, or the image that marked it waits for one of this image's markers."""
         mounts = self.options.mounts
         assert mounts is not None
         deadline = current()
         why = None
-        if deadline is not None and deadline.usable() < MARKER_POLL_SECONDS:
+        if deadline is not None and deadline.usable() < pause:
             why = "too little time is left to wait for it"
         else:
             with self._lock:
