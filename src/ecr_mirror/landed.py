@@ -19,7 +19,17 @@ While an image uploads blobs that have no home yet, it holds a marker per blob,
 digest order, all or nothing (`claim`): an image of another repository that
 needs one of them hands itself back instead of uploading the blob a second
 time, and mounts it once the first image is complete. Fixed order: of two
-contenders one gets all its markers, neither waits for the other.
+contenders one gets all its markers, neither waits for the other. The loser
+marks its other blobs one by one, copies them, and waits for the marked ones
+(copy/blobs.py). Waiting while holding markers can close a circle (an index's
+children are marked one child at a time; two losers may mark blobs each other
+needs), so a waiting image says what it waits for,
+
+    {lease: "waiting#<region>#<owner>", owner, for: {digest, ...}, expires},
+
+and an image waiting for a blob whose holder waits for one of its own markers
+gives way when its repository's name is the later one (`waits_of`).
+Longer circles end when a marker expires (its seconds: the blobs' lease time).
 """
 
 from __future__ import annotations
@@ -47,6 +57,10 @@ def uploading_key(region: str, digest: str) -> str:
     return f"uploading#{region}#{digest}"
 
 
+def waiting_key(region: str, owner: str) -> str:
+    return f"waiting#{region}#{owner}"
+
+
 class BlobHomes:
     """The records in the lease table (see the module doc)."""
 
@@ -55,11 +69,20 @@ class BlobHomes:
 
     def where(self, region: str, digests: Iterable[str]) -> dict[str, str]:
         """Digest → a repository of `region` that holds it, for those recorded."""
-        keys = sorted({landed_key(region, d) for d in digests})
-        found: dict[str, str] = {}
+        found = {}
+        for key, item in self._items(landed_key(region, d) for d in digests).items():
+            if "repository" in item:
+                found[key.rsplit("#", 1)[1]] = item["repository"]["S"]
+        return found
+
+    def _items(self, keys: Iterable[str]) -> dict[str, dict]:
+        """Key → its unexpired item, for those found (BatchGetItem: no GetItem grant)."""
+        keys = sorted(set(keys))
+        found: dict[str, dict] = {}
         table = self.leases.table
         for i in range(0, len(keys), BATCH_GET):
-            request = {table: {"Keys": [{"lease": {"S": k}} for k in keys[i:i + BATCH_GET]]}}
+            request = {table: {"Keys": [{"lease": {"S": k}} for k in keys[i:i + BATCH_GET]],
+                               "ConsistentRead": True}}
             try:
                 answer = self.leases.client.batch_get_item(RequestItems=request)
             except (ClientError, BotoCoreError) as exc:  # no record: an upload, as before
@@ -68,8 +91,8 @@ class BlobHomes:
                 return found
             now = self.leases.clock()
             for item in answer.get("Responses", {}).get(table, []):
-                if float(item.get("expires", {}).get("N", "0")) > now and "repository" in item:
-                    found[item["lease"]["S"].rsplit("#", 1)[1]] = item["repository"]["S"]
+                if float(item.get("expires", {}).get("N", "0")) > now:
+                    found[item["lease"]["S"]] = item
         return found
 
     def record(self, region: str, repository: str, digests: Iterable[str]) -> None:
@@ -101,6 +124,34 @@ class BlobHomes:
                 return False
             taken.append(digest)
         return True
+
+    def waiting(self, region: str, digest: str, seconds: float) -> None:
+        """Say that this process's image waits for `digest` (never fails)."""
+        try:
+            self.leases.client.update_item(
+                TableName=self.leases.table, Key={"lease": {"S": waiting_key(region, self.leases.owner)}},
+                UpdateExpression="ADD #f :d SET #o = :me, expires = :e",
+                ExpressionAttributeNames={"#f": "for", "#o": "owner"},
+                ExpressionAttributeValues={":d": {"SS": [digest]}, ":me": {"S": self.leases.owner},
+                                           ":e": {"N": str(int(self.leases.clock() + seconds))}})
+        except (ClientError, BotoCoreError) as exc:  # a circle then ends when a marker expires
+            log.warning("could not record a wait", extra={"table": self.leases.table, "error": str(exc)})
+
+    def done_waiting(self, region: str) -> None:
+        self.leases.release(waiting_key(region, self.leases.owner))
+
+    def look(self, region: str, digest: str) -> tuple[str | None, dict | None]:
+        """One read: (the repository `digest` landed in, the unexpired marker of the
+        image uploading it), either None when there is none."""
+        landed, marker = landed_key(region, digest), uploading_key(region, digest)
+        items = self._items([landed, marker])
+        home = items.get(landed, {}).get("repository", {}).get("S")
+        return home, items.get(marker)
+
+    def waits_of(self, region: str, owner: str) -> set[str]:
+        """The blobs the image of `owner` (a process) said it waits for."""
+        key = waiting_key(region, owner)
+        return set(self._items([key]).get(key, {}).get("for", {}).get("SS", []))
 
     def unclaim(self, region: str, digests: Iterable[str]) -> None:
         """Drop this process's markers (never fails: a marker left behind expires)."""

@@ -16,6 +16,7 @@ import time
 import boto3
 import pytest
 
+from ecr_mirror.deadline import Deadline
 from ecr_mirror.ecr import RepositorySettings
 from ecr_mirror.errors import DeferReason
 from ecr_mirror.mirror import Mirror, MirrorSettings, SourceRegistry
@@ -247,6 +248,11 @@ def markers(repository: str | None = None) -> list[dict]:
             and (repository is None or i["repository"]["S"] == repository)]
 
 
+def waiting() -> list[dict]:
+    return [i for i in boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+            if i["lease"]["S"].startswith("waiting#")]
+
+
 @contextlib.contextmanager
 def a_uploading(m: Mirror, source):
     """A's copy into mirror/app-a runs in a thread, held at the proxy inside its first
@@ -269,20 +275,28 @@ def a_uploading(m: Mirror, source):
 
 
 def test_two_repositories_copying_a_shared_layer_at_once_upload_it_once(
-        source, ecr, table, endpoint, images):
-    """Issue 14, acceptance 4: B needs the layer A is uploading: B is handed back,
-    holding nothing, and mounts the layer from A once A is complete."""
+        source, ecr, table, endpoint, images, fast_poll):
+    """Issue 14, acceptance 4: B needs the layer A is uploading: B does not mark it,
+    waits for A to be complete, and mounts the layer from A."""
     digest = shared_digest(images)
     m = mirror(source, ecr, endpoint)
+    second: dict = {}
     with a_uploading(m, source) as result:
-        busy = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)
-        assert busy.status == "deferred" and busy.defer_reason is DeferReason.UPLOAD_BUSY, busy.error
-        assert busy.bytes_uploaded == 0 and strict_ecr.uploaded_bytes.get(B, 0) == 0
-        assert markers(B) == [] and {i["lease"]["S"] for i in markers(A)} >= {f"uploading#us-east-1#{digest}"}
+        thread = threading.Thread(target=lambda: second.update(
+            b=m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)))
+        thread.start()
+        for _ in range(3000):  # a wait for B to wait for the layer, not a timing assertion
+            if waiting() or not thread.is_alive():
+                break
+            time.sleep(0.01)
+        assert waiting() and thread.is_alive()
+        assert {i["lease"]["S"] for i in markers(A)} >= {f"uploading#us-east-1#{digest}"}
+        assert f"uploading#us-east-1#{digest}" not in {i["lease"]["S"] for i in markers(B)}
+    thread.join(60)
     assert result["a"].status == "copied", result["a"].error
-    assert markers() == []  # A complete: its markers gone, its homes recorded
-    again = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)
+    again = second["b"]
     assert again.status == "copied", again.error
+    assert markers() == []  # both complete: their markers gone, their homes recorded
     assert endpoint.server.mounted == [(A, B, digest)]
     assert strict_ecr.uploaded_bytes[A] >= len(SHARED) > strict_ecr.uploaded_bytes[B]
     assert blob_gets(source, digest) == 1  # fetched once, by A
@@ -305,3 +319,144 @@ def test_mounting_off_takes_no_upload_markers(source, ecr, table, endpoint, imag
         assert report.status == "copied", report.error
         assert markers() == []
     assert sum(endpoint.server.requests.values()) == 0
+
+
+def mark_uploading(digest: str, repository: str, expires_in: float, now: float | None = None) -> None:
+    """The upload marker another worker (another process) holds: taken, not yet released."""
+    expires = int((now if now is not None else time.time()) + expires_in)
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item={
+        "lease": {"S": f"uploading#us-east-1#{digest}"}, "repository": {"S": repository},
+        "owner": {"S": "another-worker"}, "expires": {"N": str(expires)}})
+
+
+@pytest.fixture
+def fast_poll(monkeypatch):
+    from ecr_mirror.copy import blobs
+
+    monkeypatch.setattr(blobs, "MARKER_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(blobs, "MARKER_POLL_MAX_SECONDS", 0.05)
+
+
+def test_an_image_waiting_for_a_marked_layer_copies_its_own_blobs_meanwhile_then_mounts_it(
+        source, ecr, table, endpoint, images, fast_poll):
+    """Mounting on must not make a cold sync slower: B, which needs the layer another
+    worker is uploading into A, is not handed back to start over later; it uploads
+    what it does not share at once, waits in-process for A to be complete, mounts."""
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    mark_uploading(digest, A, expires_in=600)
+    own = len(layer_bytes("mount-b"))
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(
+        b=m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)))
+    thread.start()
+    try:
+        for _ in range(3000):  # a wait for B to upload its own layer, not a timing assertion
+            if strict_ecr.uploaded_bytes.get(B, 0) >= own or not thread.is_alive():
+                break
+            time.sleep(0.01)
+        assert thread.is_alive(), f"B did not wait for the marked layer: {result['b'].status}"
+        assert strict_ecr.uploaded_bytes[B] >= own and blob_gets(source, digest) == 0
+        first = m.copy(f"{source.host}/team/first:v1", f"{A}:v1")  # the other worker's image completes
+        assert first.status == "copied", first.error
+    finally:
+        thread.join(60)
+    report = result["b"]
+    assert report.status == "copied", report.error
+    assert endpoint.server.mounted == [(A, B, digest)] and report.blobs_mounted == 1
+    assert blob_gets(source, digest) == 1  # fetched once, by A
+    assert strict_ecr.uploaded_bytes[B] == report.bytes_uploaded < len(SHARED)
+    assert tags_in_ecr(ecr, B) == {"v1": report.target_digest}
+    assert markers(B) == []
+
+
+def test_near_the_deadline_an_image_waiting_for_a_marked_layer_is_handed_back_holding_nothing(
+        source, ecr, table, endpoint, images, fast_poll):
+    """Too little time left to wait for the other image: handed back (UploadBusy, counted
+    in handBacks), keeping the blobs it uploaded, holding no marker, nothing tagged."""
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    mark_uploading(digest, A, expires_in=600)
+    deadline = Deadline(lambda: m.settings.stop_margin + 0.01, m.settings.stop_margin)
+    report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True, deadline=deadline)
+    assert report.status == "deferred" and report.defer_reason is DeferReason.UPLOAD_BUSY, report.error
+    assert report.retry_after and markers(B) == [] and tags_in_ecr(ecr, B) == {}
+    assert blob_gets(source, digest) == 0
+
+
+def test_a_marker_left_by_a_crashed_worker_blocks_nothing_past_its_expiry(
+        source, ecr, table, endpoint, images, fast_poll):
+    """A worker that died (Lambda timeout, OOM) never releases its marker: once the
+    marker expires, the waiting image takes it over and uploads the layer itself."""
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    start = time.time()
+    now = [start]
+    m.leases.clock = lambda: now[0]  # the lease table's "now", stepped by the waits below
+    mark_uploading(digest, A, expires_in=30, now=now[0])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds * 200  # each poll is 10 s of the fake clock
+
+    deadline = Deadline(lambda: 900.0, m.settings.stop_margin, sleeper=sleep)
+    report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True, deadline=deadline)
+    assert report.status == "copied", report.error
+    assert now[0] > start + 30  # it waited out the marker, not less
+    assert blob_gets(source, digest) == 1 and strict_ecr.uploaded_bytes[B] >= len(SHARED)
+    assert markers() == []  # B's markers released; the stale one was taken over, then released
+
+
+def test_an_expired_marker_is_no_marker(source, ecr, table, endpoint, images):
+    digest = shared_digest(images)
+    mark_uploading(digest, A, expires_in=-1)
+    report = mirror(source, ecr, endpoint).copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True)
+    assert report.status == "copied", report.error
+    assert blob_gets(source, digest) == 1 and markers() == []
+
+
+def test_of_two_images_each_waiting_for_a_layer_the_other_marked_one_gives_way_at_once(
+        source, ecr, table, endpoint, images, fast_poll):
+    """A deadlock of two: another worker's image (into B) holds the shared layer's
+    marker and waits for a blob this image (into mirror/app-c) has marked. Waiting
+    would last until a marker expires; the image with the later repository name
+    hands itself back at once, releasing its markers, so the other goes on."""
+    digest = shared_digest(images)
+    own = next(d for d in images[1].blobs[1:] if d != digest)
+    m = mirror(source, ecr, endpoint)
+    start = time.time()
+    now = [start]
+    m.leases.clock = lambda: now[0]
+    mark_uploading(digest, B, expires_in=600, now=start)
+    boto3.client("dynamodb").put_item(TableName=TABLE, Item={  # B's image waits for `own`
+        "lease": {"S": "waiting#us-east-1#another-worker"}, "owner": {"S": "another-worker"},
+        "for": {"SS": [own]}, "expires": {"N": str(int(start + 600))}})
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds * 200
+
+    deadline = Deadline(lambda: 900.0, m.settings.stop_margin, sleeper=sleep)
+    report = m.copy(f"{source.host}/team/second:v1", "mirror/app-c:v1", hand_back=True, deadline=deadline)
+    assert report.status == "deferred" and report.defer_reason is DeferReason.UPLOAD_BUSY, report.error
+    assert now[0] - start < 600  # not held until the other's marker expired
+    assert blob_gets(source, digest) == 0 and markers("mirror/app-c") == []
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    assert [i["lease"]["S"] for i in items if i["lease"]["S"].startswith("waiting#")] == [
+        "waiting#us-east-1#another-worker"]  # its own "waiting" record is gone too
+
+
+def test_no_wait_for_a_marked_layer_crosses_the_deadline_margin(source, ecr, table, endpoint, images):
+    """The looks at a marked layer back off (0.5, 1, 2, 4 s): each wait must still fit
+    in the time left before the margin, or the image is handed back first."""
+    digest = shared_digest(images)
+    m = mirror(source, ecr, endpoint)
+    mark_uploading(digest, A, expires_in=600)
+    slept: list[float] = []
+    usable = 3.0
+
+    def time_left() -> float:
+        return m.settings.stop_margin + usable - sum(slept)
+
+    deadline = Deadline(time_left, m.settings.stop_margin, sleeper=slept.append)
+    report = m.copy(f"{source.host}/team/second:v1", f"{B}:v1", hand_back=True, deadline=deadline)
+    assert report.status == "deferred" and report.defer_reason is DeferReason.UPLOAD_BUSY, report.error
+    assert slept and sum(slept) <= usable, slept

@@ -2,16 +2,23 @@
 
 A blob another worker is uploading (it holds the blob's lease) is waited for
 until it lands in ECR, then counted as one ECR already had.
+
+With blob mounting, a blob that another repository's image is uploading (its
+upload marker, landed.py) is not uploaded a second time: this image copies
+every other blob first, then waits in-process for that image to be complete
+and mounts the blob from there (or uploads it when that image failed, or its
+marker expired: a crashed worker). Only when the deadline leaves no time to
+wait is the image handed back (`UploadBusy`), keeping what it uploaded.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
 import tenacity
 
-from ..deadline import allow_wait, bounded_wait, propagate
+from ..deadline import allow_wait, bounded_wait, current, propagate
 from ..deadline import sleep as deadline_sleep
 from ..ecr.target import EcrRepository
 from ..errors import Deferred, DigestMismatch, UploadBusy
@@ -29,8 +36,13 @@ LEASE_POLL_SECONDS = 2.0
 #: look at ECR again, give it back), about as much CPU as copying a megabyte, and
 #: workers seldom want the same blob at once (the queue alternates repositories).
 LEASE_MIN_BYTES = 1 << 20
-#: Seconds an image waits, handed back, while another repository uploads a blob it needs.
+#: Seconds an image waits, handed back, while another repository uploads a blob it needs
+#: (only when its deadline leaves no time to wait in-process).
 UPLOAD_BUSY_RETRY_SECONDS = 15
+#: Seconds between looks at where a blob landed while another repository's image uploads
+#: it: doubled after each look, up to MARKER_POLL_MAX_SECONDS (each look costs CPU).
+MARKER_POLL_SECONDS = 0.5
+MARKER_POLL_MAX_SECONDS = 4.0
 
 _DONE: Future = Future()
 _DONE.set_result(None)  # a blob ECR already had
@@ -56,13 +68,17 @@ class BlobCopier:
         #: Blobs this copy put into the target (uploaded or mounted): where they landed.
         self.placed: list[str] = []
         self._claimed: list[str] = []  # blobs marked as being uploaded by this image (landed.py)
+        self._waited = False  # this image said it waits for another's blob (landed.py)
         self._pool: ThreadPoolExecutor | None = None
+        self._stopping = threading.Event()  # ends waits for other repositories' uploads
 
     def start(self) -> None:
+        self._stopping.clear()
         self._pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="blob")
 
     def stop(self, *, wait: bool = True) -> None:
         """Queued blobs are dropped instead of copied (a failure, Ctrl-C)."""
+        self._stopping.set()
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
 
@@ -92,46 +108,108 @@ class BlobCopier:
         held = self.target.available_layers(unknown) if unknown else {}
         self._check_sizes(blobs, held)
         missing = set(unknown) - set(held)
+        busy: set[str] = set()
         if missing and self.options.mounts is not None:
             homes = self.options.mounts.homes_for(self.target, missing)
             with self._lock:
                 self._homes.update(homes)
-            self._claim(sorted(d for d in missing if d not in homes), blobs)
+            busy = self._claim(sorted(d for d in missing if d not in homes), blobs)
         futures = []
         with self._lock:
-            for digest in sorted(blobs, key=lambda d: -blobs[d]):
+            # Largest first; blobs another repository's image is uploading last (they wait).
+            for digest in sorted(blobs, key=lambda d: (d in busy, -blobs[d])):
                 if digest not in self._futures:
                     if digest in missing:
-                        self._futures[digest] = self._pool.submit(
-                            propagate(self._copy_blob), digest, blobs[digest])
+                        copy = self._copy_when_free if digest in busy else self._copy_blob
+                        self._futures[digest] = self._pool.submit(propagate(copy), digest, blobs[digest])
                     else:
                         self._futures[digest] = _DONE
                         self.report.blobs_skipped += 1
                         self.report.bytes_skipped += blobs[digest]
                 futures.append(self._futures[digest])
-        for future in futures:
+        wait(futures, return_when=FIRST_EXCEPTION)  # a failure is not held up by a wait
+        for future in sorted(futures, key=lambda f: not (f.done() and f.exception())):
             future.result()  # the first failure is raised here
 
-    def _claim(self, digests: list[str], sizes: dict[str, int]) -> None:
-        """Before uploading anything: mark the blobs no repository holds yet, all or
-        none, or hand the image back (`UploadBusy`, holding no marker) when another
-        repository's image is uploading one of them; it is mounted on the next try."""
+    def _claim(self, digests: list[str], sizes: dict[str, int]) -> set[str]:
+        """Before uploading anything: mark the blobs no repository holds yet. All or
+        none first (of two contenders one gets all its markers); when another
+        repository's image marked one of them, each of the others that is free is
+        marked one by one. Returns the blobs marked by another repository's image
+        (waited for, `_copy_when_free`)."""
         mounts = self.options.mounts
         if not digests or mounts is None or not self.options.hand_back or not self.options.leases.shared:
-            return
-        seconds = lease_seconds(sum(sizes[d] for d in digests))  # until all of them are uploaded
-        if not mounts.claim(self.target, digests, seconds):
-            raise UploadBusy(f"{self.ref}: another repository's image is uploading a blob this one "
-                             f"needs; handed back for {UPLOAD_BUSY_RETRY_SECONDS}s to mount it",
+            return set()
+        if mounts.claim(self.target, digests, lease_seconds(sum(sizes[d] for d in digests))):
+            with self._lock:
+                self._claimed += digests
+            return set()
+        busy = set[str]()
+        for digest in digests:
+            if mounts.claim(self.target, [digest], lease_seconds(sizes[digest])):
+                with self._lock:
+                    self._claimed.append(digest)
+            else:
+                busy.add(digest)
+        return busy
+
+    def _copy_when_free(self, digest: str, size: int) -> None:
+        """A blob another repository's image is uploading: once that image is complete,
+        mounted from there; once its marker is gone (that image failed) or expired (its
+        worker died), marked and uploaded here. `UploadBusy` (hand the image back)
+        when the deadline leaves no time for one more look."""
+        mounts = self.options.mounts
+        assert mounts is not None
+        looks = 0
+        while not self._stopping.is_set():
+            home, marker = mounts.look(self.target, digest)
+            if home is not None:
+                with self._lock:
+                    self._homes[digest] = home
+                break
+            ours = marker is None or marker.get("repository", {}).get("S") == self.target.repository
+            if ours and mounts.claim(self.target, [digest], lease_seconds(size)):
+                with self._lock:
+                    self._claimed.append(digest)
+                break
+            pause = min(MARKER_POLL_SECONDS * 2 ** looks, MARKER_POLL_MAX_SECONDS)
+            self._before_waiting(digest, size, marker, pause)
+            deadline_sleep(pause)
+            looks += 1
+        else:
+            return  # the copy stopped (a failure elsewhere): nothing more to do
+        self._copy_blob(digest, size)
+
+    def _before_waiting(self, digest: str, size: int, marker: dict | None, pause: float) -> None:
+        """`UploadBusy` when this image is not to wait `pause` seconds for `digest`: too
+        little time left, or the image that marked it waits for one of this image's markers."""
+        mounts = self.options.mounts
+        assert mounts is not None
+        deadline = current()
+        why = None
+        if deadline is not None and deadline.usable() < pause:
+            why = "too little time is left to wait for it"
+        else:
+            with self._lock:
+                marked, first, self._waited = list(self._claimed), not self._waited, True
+            if first:
+                mounts.waiting(self.target, digest, lease_seconds(size))
+            if marker is not None and mounts.gives_way(self.target, marker, marked):
+                why = "that image waits for a blob this one marked"
+        if why:
+            raise UploadBusy(f"{self.ref}: another repository's image is uploading blob {digest}, and "
+                             f"{why}; handed back for {UPLOAD_BUSY_RETRY_SECONDS}s to mount it",
                              retry_after=UPLOAD_BUSY_RETRY_SECONDS)
-        with self._lock:
-            self._claimed += digests
 
     def release_markers(self) -> None:
         """The image is complete (its homes recorded) or failed: others may mount or upload."""
-        if self._claimed and self.options.mounts is not None:
-            self.options.mounts.unclaim(self.target, self._claimed)
-        self._claimed = []
+        with self._lock:
+            claimed, self._claimed = self._claimed, []
+            waited, self._waited = self._waited, False
+        if self.options.mounts is not None:
+            self.options.mounts.unclaim(self.target, claimed)
+            if waited:
+                self.options.mounts.done_waiting(self.target)
 
     def _check_declared(self, blobs: dict[str, int]) -> None:
         """One blob, two sizes in two descriptors of the image: one is wrong, and

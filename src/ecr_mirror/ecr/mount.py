@@ -105,6 +105,26 @@ class BlobMounts:
         if digests:
             self.homes.unclaim(_region(target), digests)
 
+    def waiting(self, target: EcrRepository, digest: str, seconds: float) -> None:
+        self.homes.waiting(_region(target), digest, seconds)
+
+    def done_waiting(self, target: EcrRepository) -> None:
+        self.homes.done_waiting(_region(target))
+
+    def look(self, target: EcrRepository, digest: str) -> tuple[str | None, dict | None]:
+        """(another mirrored repository `digest` landed in, the unexpired marker of the
+        image uploading it) in one read (landed.py)."""
+        home, marker = self.homes.look(_region(target), digest)
+        return (home if home != target.repository and home and self._ours(home) else None), marker
+
+    def gives_way(self, target: EcrRepository, marker: dict, marked: list[str]) -> bool:
+        """True when the image that holds `marker` waits for a blob of `marked` (this
+        image's markers: a deadlock of two) and `target` is the later repository name."""
+        holder, owner = (marker.get(k, {}).get("S") for k in ("repository", "owner"))
+        if not holder or not owner or target.repository <= holder or not marked:
+            return False  # the earlier name waits: no read
+        return bool(self.homes.waits_of(_region(target), owner) & set(marked))
+
     def _ours(self, repository: str) -> bool:
         return not self.prefix or repository.startswith(self.prefix + "/")
 
