@@ -159,24 +159,32 @@ def send_batch(messages: list[Message], url: str, sqs: Any = None, now: float | 
                ) -> tuple[int, list[dict[str, str]]]:
     """Send ten per SendMessageBatch, each delayed until its `not_before` (at most
     MAX_SQS_DELAY: the worker defers it again); (sent, errors by source)."""
+    now = clock() if now is None else now
+    return send_bodies([(m.source, json.dumps(m.body()), delay_seconds(m.not_before, now))
+                        for m in messages], url, sqs)
+
+
+def send_bodies(bodies: list[tuple[str, str, int]], url: str, sqs: Any = None
+                ) -> tuple[int, list[dict[str, str]]]:
+    """Send (entry, JSON body, delay in seconds) ten per SendMessageBatch; (sent,
+    errors by entry): a refused batch or message is an error, not a crash."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     sqs = sqs or aws.client("sqs")
-    now = clock() if now is None else now
     sent, errors = 0, []
-    for start in range(0, len(messages), SQS_BATCH):
-        batch = messages[start:start + SQS_BATCH]
+    for start in range(0, len(bodies), SQS_BATCH):
+        batch = bodies[start:start + SQS_BATCH]
         try:
             answer = sqs.send_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "MessageBody": json.dumps(m.body()),
-                 "DelaySeconds": delay_seconds(m.not_before, now)} for i, m in enumerate(batch)])
+                {"Id": str(i), "MessageBody": body, "DelaySeconds": delay}
+                for i, (_, body, delay) in enumerate(batch)])
         except (ClientError, BotoCoreError) as exc:  # e.g. AccessDenied: plan errors, not a crash
             code = aws.error_code(exc) if isinstance(exc, ClientError) else ""
-            errors += [{"entry": m.source, "message": f"SQS: {code or type(exc).__name__}: {exc}"}
-                       for m in batch]
+            errors += [{"entry": entry, "message": f"SQS: {code or type(exc).__name__}: {exc}"}
+                       for entry, _, _ in batch]
             continue
         sent += len(answer.get("Successful", []))
-        errors += [{"entry": batch[int(f["Id"])].source,
+        errors += [{"entry": batch[int(f["Id"])][0],
                     "message": f"SQS: {f.get('Code')}: {f.get('Message', '')}"}
                    for f in answer.get("Failed", [])]
     return sent, errors
@@ -199,12 +207,13 @@ def defer(message: Message, not_before: float, why: str) -> int:
     return delay
 
 
-def retry_sooner(receipt_handle: str, seconds: float | None = None) -> None:
-    """Make a failed message visible again after `seconds` (RETRY_DELAY_SECONDS)
-    instead of the full visibility timeout (six times the function timeout):
-    a temporary failure gets its retries soon, a permanent one reaches the DLQ
-    (and its alarm) after 3 receives within minutes. Raises on failure."""
-    url = queue_url()
+def retry_sooner(receipt_handle: str, seconds: float | None = None, url: str | None = None) -> None:
+    """Make a failed message of the queue `url` (by default the copy queue) visible
+    again after `seconds` (RETRY_DELAY_SECONDS) instead of the full visibility
+    timeout (six times the function timeout): a temporary failure gets its retries
+    soon, a permanent one reaches the DLQ (and its alarm) after 3 receives within
+    minutes. Raises on failure."""
+    url = url or queue_url()
     if url:
         seconds = RETRY_DELAY_SECONDS if seconds is None else seconds
         aws.client("sqs").change_message_visibility(

@@ -131,3 +131,24 @@ def test_an_upload_busy_image_is_handed_back_a_bounded_number_of_times(monkeypat
     assert not message.may_hand_back()  # the bound: it uploads the blob itself
     monkeypatch.delenv("ECR_MIRROR_QUEUE_URL")
     assert not Message("nginx:1").may_hand_back()  # no queue (the CLI): never handed back
+
+
+
+def test_a_refused_batch_is_an_error_per_entry_not_a_crash(monkeypatch):
+    """Shared by the copy queue (`send_batch`) and the planning shards (`send_bodies`):
+    a batch SQS refuses (here: its queue is gone) is an error naming each of its
+    entries; the other batches are still sent."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="copies")["QueueUrl"]
+        bodies = [(f"shard {i}", json.dumps({"n": i}), 0) for i in range(12)]
+        assert queue.send_bodies(bodies, url, sqs) == (12, [])
+        gone = url.rsplit("/", 1)[0] + "/gone"
+        sent, errors = queue.send_bodies(bodies, gone, sqs)
+        assert sent == 0 and [e["entry"] for e in errors] == [b[0] for b in bodies]
+        assert all(e["message"].startswith("SQS: ") and "exist" in e["message"].lower()
+                   for e in errors), errors

@@ -72,20 +72,8 @@ def fan_out(mirror: Mirror, limit: int, url: str) -> dict[str, Any]:
     run = uuid.uuid4().hex
     bodies = [json.dumps({"run": run, "shard": i, "shards": len(parts), "entries": entries,
                           "configVersion": version}) for i, entries in enumerate(parts)]
-    sent, errors = 0, [e.as_dict() for e in config.errors]
-    sqs = aws.client("sqs")
-    for start in range(0, len(bodies), queue.SQS_BATCH):
-        batch = bodies[start:start + queue.SQS_BATCH]
-        try:
-            answer = sqs.send_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "MessageBody": b} for i, b in enumerate(batch)])
-        except (ClientError, BotoCoreError) as exc:
-            code = aws.error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-            errors += [{"entry": f"shard {start + i}", "message": f"SQS: {code}: {exc}"} for i in range(len(batch))]
-            continue
-        sent += len(answer.get("Successful", []))
-        errors += [{"entry": f"shard {start + int(f['Id'])}",
-                    "message": f"SQS: {f.get('Code')}: {f.get('Message', '')}"} for f in answer.get("Failed", [])]
+    sent, send_errors = queue.send_bodies([(f"shard {i}", body, 0) for i, body in enumerate(bodies)], url)
+    errors = [e.as_dict() for e in config.errors] + send_errors
     summary = {"run": run, "shards": sent, "estimatedTags": estimate(config), "queued": 0,
                "errors": len(errors), "dryRun": False}
     for item in errors:
@@ -177,9 +165,8 @@ def _plan(shard: dict[str, Any], table: str | None, *, last: bool) -> dict[str, 
 def _retry_sooner(record: SQSRecord, seconds: float) -> None:
     url = plan_queue_url()
     try:
-        if url:
-            aws.client("sqs").change_message_visibility(
-                QueueUrl=url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=int(seconds))
+        if url:  # never the copy queue's: a shard's message is PlanQueue's
+            queue.retry_sooner(record.receipt_handle, seconds, url=url)
     except (ClientError, BotoCoreError) as exc:  # the full visibility timeout still applies
         logger.warning("could not shorten the retry delay", extra={"error": str(exc)})
 
