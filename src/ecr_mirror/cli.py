@@ -217,6 +217,10 @@ class WaitAnnouncer(logging.Handler):
 def _set_up_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if verbose:  # botocore's retries of AWS calls, one line each; its other debug lines stay out
+        aws_retries = logging.getLogger("botocore.retries.standard")
+        aws_retries.setLevel(logging.DEBUG)
+        aws_retries.addFilter(lambda record: record.getMessage().startswith("Retry needed"))
     if not verbose and sys.stderr.isatty():
         retries = logging.getLogger("ecr_mirror.registry.retry")
         retries.setLevel(logging.INFO)
