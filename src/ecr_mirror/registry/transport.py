@@ -83,6 +83,8 @@ class Transport:
         self.stats = stats or RequestStats()
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        #: Whether the session is this transport's own (closed by `close`), not a caller's.
+        self._owns_session = session is None
         self.session = session or make_session(self._check_peer, pool_size)
         self.tokens = token_cache or TokenCache()
         # An insecure registry is probed: HTTPS without verification, else HTTP.
@@ -90,7 +92,7 @@ class Transport:
         self._lock = threading.Lock()
         self._redirects: RedirectPolicy | None = None
         # HEADs kept lean on a session of its own (a caller's session is used as it is)
-        self._heads = None if session else LeanHeads(self._check_peer, timeout=timeout, size=pool_size)
+        self._heads = LeanHeads(self._check_peer, timeout=timeout, size=pool_size) if self._owns_session else None
         self.sender = Sender(self.session, stats=self.stats, timeout=timeout, verify=self._verify,
                              heads=self._heads)
         reader = RateReader(self.sender, home=lambda: self.base_url, stats=self.stats,
@@ -104,6 +106,7 @@ class Transport:
         """Close the connections it keeps (a session the caller gave is the caller's to close)."""
         if self._heads is not None:
             self._heads.close()
+        if self._owns_session:
             self.session.close()
 
     @property
