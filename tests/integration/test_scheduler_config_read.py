@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 from collections.abc import Iterator
 
 import boto3
@@ -142,3 +143,16 @@ def test_a_config_that_cannot_be_read_is_one_plan_error_saying_what_to_do(stack,
         assert answer["errorDetails"] == [{"entry": "config", "message": expected}]
     assert stack.drain(stack.plan_url) == []
 
+
+@pytest.mark.parametrize("store", ["s3", "ssm"])
+def test_an_unreachable_config_store_is_one_plan_error_naming_it(stack, monkeypatch, store):
+    if store == "s3":
+        use_s3(monkeypatch)
+    with socket.socket() as closed:  # a port nothing listens on: connection refused
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{store.upper()}", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        answer = scheduler.handler({}, FakeContext())
+    assert (answer["errors"], answer["queued"]) == (1, 0), answer
+    message = answer["errorDetails"][0]["message"]
+    where = f"s3://{BUCKET}/{KEY}" if store == "s3" else f"SSM parameter {PARAMETER}"
+    assert message.startswith(f"cannot read the config from {where}: ") and "127.0.0.1" in message, message

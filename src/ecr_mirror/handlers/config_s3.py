@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import aws
 from ..errors import UsageError
@@ -55,6 +55,8 @@ def read_tagged(url: str, *, max_age: float, fresh: bool = False) -> tuple[str, 
         else:
             raise UsageError(f"cannot read the config from {url}: "
                              f"{code}: {aws.error_message(exc)}") from None
+    except BotoCoreError as exc:  # S3 not reached (endpoint, network): said, not a traceback
+        raise UsageError(f"cannot read the config from {url}: {aws.explain(exc, 's3')}") from None
     else:
         try:
             text, etag = body.decode("utf-8"), answer.get("ETag", "")
