@@ -1,6 +1,6 @@
 """Splitting a config into planning shards (sync/shards.py): sizes, groups, order."""
 
-from ecr_mirror.handlers.shards import shard_count, target_repository
+from ecr_mirror.handlers.shards import parts_of, target_repository
 from ecr_mirror.mirror import Mirror, MirrorSettings
 from ecr_mirror.sync.config import load_config
 from ecr_mirror.sync.plan import fitting
@@ -40,8 +40,8 @@ def test_shards_hold_at_most_the_limit_unless_one_repository_is_larger():
     shards = shards_of(text, 7)
     sizes = [estimate(part(config, s)) for s in shards]
     assert sizes == [6, 6, 6, 6, 6, 40]
-    assert shard_count(config, MIRROR, 70) == 1  # 70 tags estimated: one planner, as before
-    assert shard_count(config, MIRROR, 69) == 2
+    assert parts_of(config, MIRROR, 70) == [list(range(11))]  # 70 tags estimated: one planner, as before
+    assert parts_of(config, MIRROR, 69) == [list(range(10)), [10]]
 
 
 def test_the_estimate_needs_no_request():

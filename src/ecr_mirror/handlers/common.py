@@ -43,7 +43,8 @@ STATUS_METRICS = {"copied": "ImagesCopied", "unchanged": "ImagesUnchanged",
 def read_config(*, fresh: bool = False) -> MirrorConfig | None:
     """The mirror config from its S3 object (ECR_MIRROR_CONFIG_OBJECT) or else its
     SSM parameter (ECR_MIRROR_CONFIG_PARAMETER), cached for CONFIG_TTL_SECONDS;
-    `fresh` reads it again."""
+    `fresh` reads it again. (The scheduler reads it with its version instead:
+    config_pin.read_versioned.)"""
     url = os.environ.get(config_s3.ENV)
     if url:
         return _parsed(config_s3.read(url, max_age=CONFIG_TTL_SECONDS, fresh=fresh), url)
@@ -55,14 +56,18 @@ def read_config(*, fresh: bool = False) -> MirrorConfig | None:
     try:
         text = provider.get(name, max_age=CONFIG_TTL_SECONDS, decrypt=True, force_fetch=fresh)
     except GetParameterError as exc:  # wraps the SDK's error (AccessDenied...): an answer
-        cause = exc.__context__ or exc
-        code = aws.error_code(cause) if isinstance(cause, ClientError) else ""
-        if code == "ParameterNotFound":
-            raise UsageError(f"SSM parameter {name} (ECR_MIRROR_CONFIG_PARAMETER) does not exist; "
-                             "write the mirror config into it") from None
-        detail = f"{code}: {aws.error_message(cause)}" if code else str(cause)
-        raise UsageError(f"cannot read the config from SSM parameter {name}: {detail}") from None
+        raise ssm_refusal(name, exc.__context__ or exc) from None
     return _parsed(str(text), f"SSM parameter {name}")
+
+
+def ssm_refusal(name: str, cause: BaseException) -> UsageError:
+    """Why the config parameter `name` could not be read, in words a user can act on."""
+    code = aws.error_code(cause) if isinstance(cause, ClientError) else ""
+    if code == "ParameterNotFound":
+        return UsageError(f"SSM parameter {name} (ECR_MIRROR_CONFIG_PARAMETER) does not exist; "
+                          "write the mirror config into it")
+    detail = f"{code}: {aws.error_message(cause)}" if code else str(cause)
+    return UsageError(f"cannot read the config from SSM parameter {name}: {detail}")
 
 
 _parsed = functools.lru_cache(maxsize=4)(lambda text, origin: load_config(text, origin=origin))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import aws
 from ..errors import UsageError
@@ -31,11 +31,16 @@ def split(url: str) -> tuple[str, str]:
 
 def read(url: str, *, max_age: float, fresh: bool = False) -> str:
     """The object's text, from the cache when younger than `max_age` seconds."""
+    return read_tagged(url, max_age=max_age, fresh=fresh)[0]
+
+
+def read_tagged(url: str, *, max_age: float, fresh: bool = False) -> tuple[str, str]:
+    """(the object's text, its ETag): what `read` reads, with the version it is."""
     bucket, key = split(url)
     with _lock:
         cached = _cache.get(url)
     if cached and not fresh and time.monotonic() - cached[0] < max_age:
-        return cached[2]
+        return cached[2], cached[1]
     extra = {"IfNoneMatch": cached[1]} if cached else {}
     try:
         answer = aws.client("s3").get_object(Bucket=bucket, Key=key, **extra)
@@ -50,6 +55,8 @@ def read(url: str, *, max_age: float, fresh: bool = False) -> str:
         else:
             raise UsageError(f"cannot read the config from {url}: "
                              f"{code}: {aws.error_message(exc)}") from None
+    except BotoCoreError as exc:  # S3 not reached (endpoint, network): said, not a traceback
+        raise UsageError(f"cannot read the config from {url}: {aws.explain(exc, 's3')}") from None
     else:
         try:
             text, etag = body.decode("utf-8"), answer.get("ETag", "")
@@ -57,4 +64,4 @@ def read(url: str, *, max_age: float, fresh: bool = False) -> str:
             raise UsageError(f"the config in {url} is not UTF-8 text") from None
     with _lock:
         _cache[url] = (time.monotonic(), etag, text)
-    return text
+    return text, etag

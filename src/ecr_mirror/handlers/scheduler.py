@@ -4,6 +4,8 @@ Invoked by EventBridge Scheduler (any payload), or by hand with
 `{"dryRun": true}` to see the plan without queueing anything. A config estimated
 above ECR_MIRROR_PLAN_SHARD_TAGS tags is split into planning shards sent to
 PlanQueue, whose messages come back to this function (handlers/shards.py).
+The config is read once a run, with its version (handlers/config_pin.py): the
+one read builds the Mirror, decides and makes the split, and is what shards pin.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from ..errors import SetupError, UsageError
 from ..mirror import Mirror
 from ..settings import plan_shard_tags
 from ..sync.plan import apply_budget, build_plan
-from . import shards
-from .common import logger, metrics, read_config, tracer
+from . import config_pin, shards
+from .common import logger, metrics, tracer
 from .planning import finish
 from .warm import mirror_settings
 
@@ -44,9 +46,10 @@ def _run(event: Any, closing: contextlib.ExitStack) -> dict[str, Any]:
         if not isinstance(dry_run, bool):
             raise UsageError(f'"dryRun" must be true or false, got {json.dumps(dry_run)[:40]}; '
                              "nothing was planned")
-        config = read_config(fresh=True)
-        if config is None:
+        read = config_pin.read_versioned()  # once a run: what decides, builds, is split and pinned
+        if read is None:
             raise UsageError("ECR_MIRROR_CONFIG_PARAMETER is not set: the scheduler has no mirror config")
+        config, version = read
         url = queue.queue_url()
         if not dry_run and not url:
             raise UsageError("ECR_MIRROR_QUEUE_URL is not set: nowhere to queue the images")
@@ -54,13 +57,13 @@ def _run(event: Any, closing: contextlib.ExitStack) -> dict[str, Any]:
         limit = plan_shard_tags()
         # A large config is planned in shards (handlers/shards.py); a dry run plans it
         # here, as one, and says how many shards a real run would take.
-        count = shards.shard_count(config, mirror, limit)
+        parts = shards.parts_of(config, mirror, limit)  # split once: these parts are the ones sent
         plan_url = shards.plan_queue_url()
-        if count > 1 and not dry_run:
+        if len(parts) > 1 and not dry_run:
             if plan_url:
-                return shards.fan_out(mirror, limit, plan_url)
+                return shards.fan_out(config, version, parts, plan_url)
             logger.warning("config above ECR_MIRROR_PLAN_SHARD_TAGS but ECR_MIRROR_PLAN_QUEUE_URL "
-                           "is not set: planned here, in one invocation", extra={"shards": count})
+                           "is not set: planned here, in one invocation", extra={"shards": len(parts)})
     except UsageError as exc:
         return _failed(dry_run, exc)
     try:
@@ -69,7 +72,7 @@ def _run(event: Any, closing: contextlib.ExitStack) -> dict[str, Any]:
         return _failed(dry_run, exc)
     # A dry run: the shards a real run would take; a real run here: one.
     return finish(config, plan, mirror, url, dry_run=dry_run, budget=apply_budget,
-                  extra={"shards": count if dry_run else 1})
+                  extra={"shards": len(parts) if dry_run else 1})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,7 +1,9 @@
 """Planning in shards: the scheduler splits a large config, planners plan the parts.
 
 `fan_out` (the scheduler, when the config is estimated above
-ECR_MIRROR_PLAN_SHARD_TAGS) sends one PlanQueue message per shard:
+ECR_MIRROR_PLAN_SHARD_TAGS) sends one PlanQueue message per part that
+`parts_of` split the config into (the config the scheduler read once, with its
+version: config_pin.read_versioned):
 {"run", "shard", "shards", "entries": [indexes], "configVersion"}. The same
 function takes them back from its SQS event source (`handle`, one per batch):
 each plans its entries of the pinned config version with `build_plan`, takes its
@@ -65,10 +67,8 @@ def plan_queue_url() -> str | None:
     return os.environ.get(PLAN_QUEUE_ENV) or None
 
 
-def fan_out(mirror: Mirror, limit: int, url: str) -> dict[str, Any]:
-    """Split the config (read again, with its version) and queue one message per shard."""
-    config, version = config_pin.read_versioned()
-    parts = split(config, limit, lambda entry: target_repository(entry, config, mirror))
+def fan_out(config: MirrorConfig, version: str, parts: list[list[int]], url: str) -> dict[str, Any]:
+    """Queue one message per part of `config` (as `parts_of` split it), each pinning `version`."""
     run = uuid.uuid4().hex
     bodies = [json.dumps({"run": run, "shard": i, "shards": len(parts), "entries": entries,
                           "configVersion": version}) for i, entries in enumerate(parts)]
@@ -84,11 +84,12 @@ def fan_out(mirror: Mirror, limit: int, url: str) -> dict[str, Any]:
     return {**summary, "errorDetails": errors}
 
 
-def shard_count(config: MirrorConfig, mirror: Mirror, limit: int) -> int:
-    """Shards a real run would plan this config in (a dry run plans it in one place)."""
+def parts_of(config: MirrorConfig, mirror: Mirror, limit: int) -> list[list[int]]:
+    """The entry indexes of each shard a real run would plan this config in (one part,
+    not split, when it is estimated within `limit`; a dry run plans it in one place)."""
     if estimate(config) <= limit:
-        return 1
-    return len(split(config, limit, lambda entry: target_repository(entry, config, mirror)))
+        return [[entry.index for entry in config.images]]
+    return split(config, limit, lambda entry: target_repository(entry, config, mirror))
 
 
 def target_repository(entry: ImageEntry, config: MirrorConfig, mirror: Mirror) -> str | None:
