@@ -26,7 +26,7 @@ SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # `setup-check` is what every venv needs; targets that run `sam build` add python313.
 SETUP_CHECKS := python-venv \
   $(if $(filter test sam-build bench-import deploy,$(MAKECMDGOALS)),python313) \
-  $(if $(filter test demo sandbox bench bench-layer bench-referrers,$(MAKECMDGOALS)),apt-check)
+  $(if $(filter test demo sandbox bench bench-layer bench-referrers bench-plan bench-scale,$(MAKECMDGOALS)),apt-check)
 
 python-venv:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
