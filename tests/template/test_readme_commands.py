@@ -86,11 +86,13 @@ def test_a_variable_the_readmes_give_make_reaches_a_command(where, target, assig
 
 
 def test_every_ecr_mirror_variable_the_readmes_name_is_read_by_the_code():
+    """By src/ecr_mirror, or for the live test's own (ECR_MIRROR_LIVE_*) by tests/e2e."""
     named = {v for _, code in readme_code() for v in re.findall(r"\bECR_MIRROR_[A-Z0-9_]*[A-Z0-9]\b", code)}
     assert len(named) > 5, named
     source = "\n".join(p.read_text() for p in (REPO / "src" / "ecr_mirror").rglob("*.py"))
-    unread = sorted(v for v in named if f'"{v}"' not in source)
-    assert not unread, f"the READMEs name variables nothing in src/ecr_mirror reads: {unread}"
+    live = "\n".join(p.read_text() for p in (REPO / "tests" / "e2e").rglob("*.py"))
+    unread = sorted(v for v in named if f'"{v}"' not in (live if v.startswith("ECR_MIRROR_LIVE_") else source))
+    assert not unread, f"the READMEs name variables nothing reads: {unread}"
 
 
 def script_commands() -> list[tuple[str, str, list[str]]]:
@@ -147,3 +149,16 @@ def test_the_setup_checks_cover_every_target_that_needs_what_they_check(check, n
     assert needing, f"nothing depends on {needs}?"
     unchecked = sorted(needing - checked_goals(check))
     assert not unchecked, f"targets needing {needs} that SETUP_CHECKS does not run {check} for: {unchecked}"
+
+
+def setup_row(label: str) -> set[str]:
+    """The make targets the README's set-up table names in the row starting `| label`."""
+    [row] = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith(f"| {label}")]
+    return set(re.findall(r"`make ([\w-]+)`", row.split("|")[1] + row.split("|")[2]))
+
+
+@pytest.mark.parametrize("label,check", [("Python 3.13", "python313"), ("root or `sudo`", "apt-check")])
+def test_the_set_up_table_names_the_targets_the_makefile_checks_for(label, check):
+    """The README's prerequisites and `make`'s own check say the same: a target the check
+    runs for is named in the README's row, and a target the row names is checked."""
+    assert setup_row(label) == checked_goals(check), f"README's {label!r} row and SETUP_CHECKS' {check} differ"
