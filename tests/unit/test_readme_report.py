@@ -1,6 +1,7 @@
-"""The README's paragraph on the report names every status a report can have: a
-reader scripting against `copy --json` must not meet a status the README never
-mentioned (`rejected` was left out once)."""
+"""What the README says about the report, the requests it counts and the configs it
+shows is what the code does: a reader scripting against `copy --json` must not meet a
+status or a request kind the README never mentioned (`rejected`, `referrers` and the
+mount kinds were left out once), and a config copied from the README must load."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from ecr_mirror.copy.report import Status
 from ecr_mirror.jsonkeys import camel
+from ecr_mirror.sync.config import load_config
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -38,3 +40,20 @@ def test_the_rate_limit_section_names_every_request_kind_a_report_counts():
     paragraph = text.split("Every report counts the requests by kind", 1)[1].split("\n\n", 1)[0]
     missing = sorted(k for k in kinds if f"`{k}`" not in paragraph)
     assert not missing, f"README's list of request kinds lacks {missing}"
+
+
+def readme_configs() -> list[str]:
+    """The README's ```yaml blocks that are mirror configs (or their `defaults`)."""
+    blocks = re.findall(r"^```yaml\n(.*?)^```", README.read_text(), re.M | re.S)
+    return [b if "images:" in b else b + "images: []\n" for b in blocks
+            if re.search(r"^(images|defaults|registries):", b, re.M)]
+
+
+def test_every_config_the_readme_shows_loads_without_an_error():
+    """A reader copies these into their config: each must load, every entry valid."""
+    configs = readme_configs()
+    assert len(configs) >= 4
+    for text in configs:
+        config = load_config(text, origin="README.md")
+        assert config.errors == [], f"{config.errors} in\n{text}"
+        assert config.images or "images: []" in text
