@@ -162,3 +162,25 @@ def test_the_set_up_table_names_the_targets_the_makefile_checks_for(label, check
     """The README's prerequisites and `make`'s own check say the same: a target the check
     runs for is named in the README's row, and a target the row names is checked."""
     assert setup_row(label) == checked_goals(check), f"README's {label!r} row and SETUP_CHECKS' {check} differ"
+
+
+def named_paths() -> set[tuple[str, str]]:
+    """(README, path) of every repository path the READMEs name: code, prose, links."""
+    top = "docs|tests|testing|bench|tools|examples|events|src|layers"
+    found = set()
+    for readme in READMES:
+        for path in re.findall(rf"(?<![\w/.-])((?:{top})/[\w./*-]*\w)", readme.read_text()):
+            found.add((readme.relative_to(REPO).as_posix(), path))
+    return found
+
+
+def test_every_path_the_readmes_name_is_in_the_repository():
+    """A reader follows `(docs/...)` or `tests/integration/test_x.py` to read more: the file
+    must be in the clone (a note kept outside the repository helps no reader)."""
+    paths = named_paths()
+    assert len(paths) > 20
+    relative = {readme: (REPO / readme).parent for readme, _ in paths}
+    missing = sorted(f"{readme}: {path}" for readme, path in paths
+                     if not any(REPO.glob(path)) and not any(relative[readme].glob(path))
+                     and not path.startswith("bench/results"))  # git-ignored output
+    assert not missing, f"the READMEs name paths the repository lacks: {missing}"
