@@ -46,3 +46,28 @@ def test_samconfig_repeats_every_parameter_with_the_templates_default():
     differ = {name: (value, str(parameters[name].get("Default")))
               for name, value in overrides.items() if value != str(parameters[name].get("Default", ""))}
     assert differ == {}, "samconfig.toml's deploy overrides differ from the template's defaults"
+
+
+def parameter_rows() -> list[tuple[list[str], list[str]]]:
+    """([names], [defaults]) of each row of the README's parameter table."""
+    lines = README.read_text().splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("| parameter | default |")))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = line.split("|")
+        rows.append((re.findall(r"`(\w+)`", cells[1]), [d.strip() for d in cells[2].split(",")]))
+    return rows
+
+
+def test_the_parameter_tables_defaults_are_the_templates():
+    """test_readme_tables.py holds the names to the template; this, the defaults."""
+    parameters = load_template()["Parameters"]
+    wrong = {}
+    for names, defaults in parameter_rows():
+        for name, shown in zip(names, defaults, strict=True):
+            default = str(parameters[name].get("Default", ""))
+            if shown.strip("`") != default and not (default == "" and shown in ("empty", "(empty)")):
+                wrong[name] = (shown, default)
+    assert wrong == {}, "README's parameter table shows other defaults than template.yaml (shown, real)"
