@@ -36,7 +36,7 @@ python-venv:
 	  echo "$(PYTHON) -m venv cannot work here: ensurepip is missing (Debian ships it in the package python3-venv)." >&2; \
 	  echo "Install it: sudo apt-get install python3-venv   (as root: apt-get install python3-venv)" >&2; exit 1; }
 
-# docker-registry (and skopeo for bench) come from apt-get, which needs root or sudo.
+# docker-registry (and skopeo for bench) come from apt-get, which needs root or sudo when missing.
 apt-check:
 	@command -v docker-registry >/dev/null 2>&1 || [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 || { \
 	  echo "Missing: the Debian package docker-registry, and installing it needs root or sudo." >&2; \
@@ -44,6 +44,9 @@ apt-check:
 	@command -v docker-registry >/dev/null 2>&1 || command -v apt-get >/dev/null 2>&1 || { \
 	  echo "Missing: docker-registry (the CNCF distribution registry, 2.8), and there is no apt-get here to" >&2; \
 	  echo "install it: install it from your distribution, or put a docker-registry binary on PATH." >&2; exit 1; }
+	@[ -z "$(filter bench,$(MAKECMDGOALS))" ] || command -v skopeo >/dev/null 2>&1 || [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 || { \
+	  echo "Missing: the Debian package skopeo (make bench compares with it), and installing it needs root or sudo." >&2; \
+	  echo "As root: apt-get install skopeo   (then run make again as yourself)" >&2; exit 1; }
 
 setup-check: $(SETUP_CHECKS)
 
