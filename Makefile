@@ -26,7 +26,7 @@ SAM := PATH="$(PY313_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # `setup-check` is what every venv needs; targets that run `sam build` add python313.
 SETUP_CHECKS := python-venv \
   $(if $(filter test sam-build bench-import deploy,$(MAKECMDGOALS)),python313) \
-  $(if $(filter test demo sandbox bench bench-layer bench-referrers,$(MAKECMDGOALS)),apt-check)
+  $(if $(filter test demo sandbox bench bench-layer bench-referrers bench-plan bench-scale,$(MAKECMDGOALS)),apt-check)
 
 python-venv:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -36,7 +36,7 @@ python-venv:
 	  echo "$(PYTHON) -m venv cannot work here: ensurepip is missing (Debian ships it in the package python3-venv)." >&2; \
 	  echo "Install it: sudo apt-get install python3-venv   (as root: apt-get install python3-venv)" >&2; exit 1; }
 
-# docker-registry (and skopeo for bench) come from apt-get, which needs root or sudo.
+# docker-registry (and skopeo for bench) come from apt-get, which needs root or sudo when missing.
 apt-check:
 	@command -v docker-registry >/dev/null 2>&1 || [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 || { \
 	  echo "Missing: the Debian package docker-registry, and installing it needs root or sudo." >&2; \
@@ -44,6 +44,9 @@ apt-check:
 	@command -v docker-registry >/dev/null 2>&1 || command -v apt-get >/dev/null 2>&1 || { \
 	  echo "Missing: docker-registry (the CNCF distribution registry, 2.8), and there is no apt-get here to" >&2; \
 	  echo "install it: install it from your distribution, or put a docker-registry binary on PATH." >&2; exit 1; }
+	@[ -z "$(filter bench,$(MAKECMDGOALS))" ] || command -v skopeo >/dev/null 2>&1 || [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 || { \
+	  echo "Missing: the Debian package skopeo (make bench compares with it), and installing it needs root or sudo." >&2; \
+	  echo "As root: apt-get install skopeo   (then run make again as yourself)" >&2; exit 1; }
 
 setup-check: $(SETUP_CHECKS)
 

@@ -20,14 +20,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def table_after(marker: str) -> list[str]:
     """The first column of the first Markdown table after the line holding `marker`."""
-    lines = README.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if marker in line)
-    rows = []
-    for line in lines[start + 1:]:
-        if line.startswith("|"):
-            rows.append(line.split("|")[1])
-        elif rows:
-            break
+    rows = [row.split("|")[1] for row in table_rows_after(marker)]
     assert rows, f"no table after {marker!r} in README.md"
     return [row for row in rows if not set(row.strip()) <= {"-", ":"}]
 
@@ -71,3 +64,34 @@ def test_the_parameter_table_lists_exactly_the_templates_parameters():
     parameters = set(load_template()["Parameters"])
     assert parameters - documented == set(), "README's parameter table lacks these"
     assert documented - parameters == set(), "README's parameter table lists unknown parameters"
+
+
+
+@pytest.mark.parametrize("command,marker", [("copy", "`ecr-mirror copy SOURCE TARGET`"),
+                                            ("sync", "`ecr-mirror sync --config FILE`")])
+def test_each_default_a_flag_table_states_is_the_parsers(command, marker):
+    """`--concurrency N | ... (default 4)`: the number the parser really defaults to."""
+    defaults = {option: action.default for action in subcommand(command)._actions
+                for option in action.option_strings}
+    stated = {}
+    for row in table_rows_after(marker):
+        found = re.search(r"\(default (\d+)", row)
+        if found:
+            [flag] = names([row.split("|")[1]])
+            stated[flag] = int(found.group(1))
+    assert stated, f"no default stated in the {command} table"
+    wrong = {flag: (value, defaults[flag]) for flag, value in stated.items() if defaults[flag] != value}
+    assert wrong == {}, "README states other defaults than the parser's (stated, real)"
+
+
+def table_rows_after(marker: str) -> list[str]:
+    """The whole rows of the first Markdown table after the line holding `marker`."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if marker in line)
+    rows: list[str] = []
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    return rows

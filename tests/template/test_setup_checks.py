@@ -111,3 +111,24 @@ def test_make_without_a_working_venv_module_names_python3_venv(tmp_path, target)
     assert "python3-venv" in result.stderr
     assert "apt-get install python3-venv" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_bench_without_skopeo_and_without_sudo_stops_at_once_and_names_it(tmp_path):
+    """`make bench` installs skopeo with apt-get: as a user without sudo, a missing skopeo
+    must be said up front, not after minutes of pip. A PATH of shims: python3, a
+    docker-registry (present), an `id` that says uid 1000; no skopeo, no sudo."""
+    env = make_env(tmp_path, PIP_NO_INDEX="1")  # were pip reached, it would fail fast, offline
+    bin_dir = tmp_path / "bin"  # make_env's: python3 only
+    for name, body in (("docker-registry", "exit 0"), ("id", "echo 1000")):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env["PATH"] = str(bin_dir)
+    started = time.monotonic()
+    result = subprocess.run([shutil.which("make"), "--no-print-directory", "bench",
+                             f"VENV={tmp_path / 'venv'}", f"SAM_VENV={tmp_path / 'venv-sam'}"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0, result.stdout
+    assert_nothing_installed(tmp_path)
+    assert time.monotonic() - started < PROMPT
+    assert "skopeo" in result.stderr and "apt-get install skopeo" in result.stderr, result.stderr

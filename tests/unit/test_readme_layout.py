@@ -39,3 +39,11 @@ def test_every_module_has_its_line_and_every_line_its_module():
     listed = _listed()
     assert on_disk - listed == set(), "modules missing from the README's layout"
     assert listed - on_disk == set(), "the README's layout names modules that do not exist"
+
+
+def test_every_tool_has_its_line():
+    """tools/ holds what the README tells people to run (make demo, make sandbox): each
+    script is named in the layout, so a reader finds what a make target runs."""
+    text = (REPO / "README.md").read_text().split("## How it is built", 1)[1].split("```", 2)[1]
+    missing = sorted(p.name for p in (REPO / "tools").glob("*.py") if f"tools/{p.name}" not in text)
+    assert not missing, f"tools missing from the README's layout: {missing}"
