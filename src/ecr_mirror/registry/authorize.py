@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 import requests
@@ -52,7 +51,7 @@ class Authorizer:
         refreshed = False
         while True:
             auth = self._authorization(request.scope, request.url, refresh=refreshed)
-            response, at_registry = self.inner.follow(replace(request, auth=auth))
+            response, at_registry = self.inner.follow(request.but(auth=auth))
             # Only the registry's own 401 is answered: a redirect target (a CDN on
             # another host) neither gets credentials nor replaces the challenge.
             if response.status_code != 401 or refreshed or not at_registry:
