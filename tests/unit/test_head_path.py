@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import io
+from urllib.parse import urlsplit
 
 import pytest
 from requests.structures import CaseInsensitiveDict
 
 from ecr_mirror.registry import headwire, sender
+from ecr_mirror.registry.leanhead import split_plain
 from ecr_mirror.registry.ratelimit import parse_rate_limit
 from ecr_mirror.registry.sender import Request, origin
 
@@ -121,3 +123,24 @@ def test_what_is_refused_line_by_line_is_refused_at_once(monkeypatch, answer):
 ])
 def test_rate_limits_read_from_requests_headers_as_from_a_dict(headers):
     assert parse_rate_limit(CaseInsensitiveDict(headers)) == parse_rate_limit(dict(headers))
+
+
+@pytest.mark.parametrize("url", [
+    "https://registry-1.docker.io/v2/library/nginx/manifests/1.27",
+    "http://127.0.0.1:5000/v2/a/b/manifests/sha256:" + "a" * 64,
+    "https://Registry.Test:443/v2/", "https://registry.test", "http://h/a;b=c/%41~",
+])
+def test_a_plain_url_is_split_as_urlsplit_splits_it(url):
+    parts = urlsplit(url)
+    assert (parts.query, parts.fragment) == ("", "")
+    assert split_plain(url) == (parts.scheme, parts.netloc, parts.path)
+
+
+@pytest.mark.parametrize("url", [
+    "https://registry.test/v2/?n=1", "https://registry.test/v2/#x", "https://user:pw@registry.test/",
+    "https://[::1]:5000/v2/", "HTTPS://registry.test/", " https://registry.test/", "https://registry.test/a b",
+    "https://registry.test/a\tb", "https://régistry.test/", "ftp://registry.test/", "https://registry.test\\x/",
+])
+def test_another_url_is_left_to_urlsplit(url):
+    assert split_plain(url) is None
+    assert origin(url) == (urlsplit(url).scheme, urlsplit(url).netloc.lower())

@@ -33,7 +33,7 @@ from urllib3.exceptions import NameResolutionError
 from ..stats import RequestStats
 from .bodies import MAX_ERROR_BYTES, read_capped
 from .errors import ConnectionFailed, RedirectRefused, RegistryError, from_response
-from .leanhead import LeanHeads
+from .leanhead import LeanHeads, split_plain
 from .redirects import GuardedAdapter, causes, refusal_in
 
 #: requests' own sending, as imported (see `Sender._send_direct`).
@@ -215,6 +215,9 @@ def _pairs(headers: Mapping[str, str | bytes]) -> Iterable[tuple[str, str | byte
 @functools.lru_cache(maxsize=4096)
 def origin(url: str) -> tuple[str, str]:
     """(scheme, lowercase host[:port]) of `url`; a HEAD asks it of its URL several times."""
+    plain = split_plain(url)
+    if plain is not None:
+        return plain[0], plain[1].lower()
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
 
