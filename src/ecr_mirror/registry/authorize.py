@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import requests
 
@@ -23,7 +22,7 @@ from .budget import PullBudget
 from .errors import RegistryError, Unauthorized
 from .follow import Follower
 from .redirects import RedirectPolicy
-from .sender import Request, error_of, without_query
+from .sender import Request, error_of, origin, without_query
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class Authorizer:
 
     def _may_send_credentials(self, url: str) -> bool:
         """Credentials travel over HTTPS only, unless the registry is marked insecure."""
-        if self.insecure or urlsplit(url).scheme == "https":
+        if self.insecure or origin(url)[0] == "https":
             return True
         if not self._warned_plain_http:
             self._warned_plain_http = True
