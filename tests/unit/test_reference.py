@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -189,6 +190,13 @@ def test_with_tag_and_digest():
         ref.with_tag(".x")
     with pytest.raises(InvalidReference, match="64 lowercase hex"):
         ref.with_digest("sha256:abc")
+
+
+def test_with_tag_keeps_every_other_field():
+    """with_tag builds its copy field by field (cheaper than dataclasses.replace): a
+    field added to Reference and not copied there would be lost."""
+    both = parse(f"registry.test:5000/team/app:1@{D}")
+    assert both.with_tag("2") == dataclasses.replace(both, tag="2")
 
 
 def test_reference_is_frozen_and_hashable():

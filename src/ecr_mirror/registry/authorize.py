@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from dataclasses import replace
-from urllib.parse import urlsplit
 
 import requests
 
@@ -24,7 +22,7 @@ from .budget import PullBudget
 from .errors import RegistryError, Unauthorized
 from .follow import Follower
 from .redirects import RedirectPolicy
-from .sender import Request, error_of, without_query
+from .sender import Request, error_of, origin, without_query
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ class Authorizer:
         refreshed = False
         while True:
             auth = self._authorization(request.scope, request.url, refresh=refreshed)
-            response, at_registry = self.inner.follow(replace(request, auth=auth))
+            response, at_registry = self.inner.follow(request.but(auth=auth))
             # Only the registry's own 401 is answered: a redirect target (a CDN on
             # another host) neither gets credentials nor replaces the challenge.
             if response.status_code != 401 or refreshed or not at_registry:
@@ -73,7 +71,7 @@ class Authorizer:
 
     def _may_send_credentials(self, url: str) -> bool:
         """Credentials travel over HTTPS only, unless the registry is marked insecure."""
-        if self.insecure or urlsplit(url).scheme == "https":
+        if self.insecure or origin(url)[0] == "https":
             return True
         if not self._warned_plain_http:
             self._warned_plain_http = True

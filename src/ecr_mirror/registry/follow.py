@@ -8,7 +8,6 @@ to it; a 303 turns into a GET; at most `MAX_REDIRECTS` hops.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from urllib.parse import urljoin
 
 import requests
@@ -37,11 +36,11 @@ class Follower:
         home = origin(request.url)
         hop = request
         for n in range(MAX_REDIRECTS + 1):
-            at_home = origin(hop.url) == home
+            at_home = hop is request or origin(hop.url) == home
             headers = dict(request.headers)
             if request.auth and at_home:
                 headers["Authorization"] = request.auth
-            response = self.inner.send(replace(hop, headers=headers, hop=n))
+            response = self.inner.send(hop.but(headers=headers, hop=n))
             if response.status_code not in REDIRECTS:
                 return response, at_home
             location = response.headers.get("Location")
@@ -51,6 +50,6 @@ class Follower:
             url = urljoin(hop.url, location)
             self._policy().check(url, request.what)
             # The redirect target carries its own query; a 303 is answered with a GET.
-            hop = replace(hop, url=url, params=None,
+            hop = hop.but(url=url, params=None,
                           method="GET" if response.status_code == 303 else hop.method)
         raise RegistryError(f"{request.what}: more than {MAX_REDIRECTS} redirects")

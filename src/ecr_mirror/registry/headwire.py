@@ -13,6 +13,7 @@ break in a header's name or value.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import re
 from typing import BinaryIO
@@ -22,6 +23,11 @@ MAX_HEADERS = 100  # http.client's _MAXHEADERS
 _ILLEGAL_PATH = re.compile("[\x00-\x20\x7f]")  # http.client's _contains_disallowed_url_pchar_re
 _LEGAL_NAME = re.compile(rb"[^:\s][^:\r\n]*").fullmatch  # http.client's _is_legal_header_name
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # a field name (RFC 9110)
+#: `name: value` ending in a line break, with no other CR or LF: its name a token and its
+#: value stripped of spaces and tabs, as the general reading below would read it.
+_PLAIN_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*\r?\n").fullmatch
+_PLAIN_BLOCK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r\n)+").fullmatch
+_PLAIN_PAIR = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*\r\n").findall
 _ILLEGAL_VALUE = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search  # and _is_illegal_header_value
 
 
@@ -30,13 +36,21 @@ def request_bytes(path: str, host: str, headers: dict[str, str | bytes]) -> byte
     given, as `http.client` writes them; a str value is sent in latin-1, as there."""
     if _ILLEGAL_PATH.search(path):
         raise http.client.InvalidURL(f"URL can't contain control characters: {path!r}")
-    lines = [f"HEAD {path} HTTP/1.1".encode("ascii")]
-    given = {name.lower() for name in headers}
+    return b"HEAD " + path.encode("ascii") + b" HTTP/1.1\r\n" + header_block(host, tuple(headers.items()))
+
+
+@functools.lru_cache(maxsize=256)
+def header_block(host: str, headers: tuple[tuple[str, str | bytes], ...]) -> bytes:
+    """The request's header lines and the blank line after them: the same for every
+    HEAD of a registry with the same headers (a token lasts minutes), so written and
+    checked once per set, not per HEAD (a set refused is refused every time)."""
+    lines = []
+    given = {name.lower() for name, _ in headers}
     if "host" not in given:
         lines.append(b"Host: " + _host_bytes(host))
     if "accept-encoding" not in given:
         lines.append(b"Accept-Encoding: identity")
-    for name, value in headers.items():
+    for name, value in headers:
         raw_name = name.encode("ascii")
         raw_value = value.encode("latin-1") if isinstance(value, str) else value
         if not _LEGAL_NAME(raw_name):
@@ -100,6 +114,9 @@ def _status_line(stream: BinaryIO) -> tuple[str, int, str]:
 
 
 def _headers(stream: BinaryIO) -> list[tuple[str, str]]:
+    block = _plain_block(stream)
+    if block is not None:
+        return block
     headers: list[tuple[str, str]] = []
     while True:
         line = _line(stream)
@@ -107,7 +124,12 @@ def _headers(stream: BinaryIO) -> list[tuple[str, str]]:
             return headers
         if len(headers) >= MAX_HEADERS:
             raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
-        text = line.decode("iso-8859-1").rstrip("\r\n")
+        text = line.decode("iso-8859-1")
+        plain = _PLAIN_LINE(text)
+        if plain:  # the usual line, read at once: what the lines below make of it
+            headers.append((plain[1], plain[2]))
+            continue
+        text = text.rstrip("\r\n")
         if text[:1] in (" ", "\t"):  # an obsolete folded line: part of the header before
             if not headers:
                 raise http.client.HTTPException("a header answer starts with a folded line")
@@ -118,6 +140,27 @@ def _headers(stream: BinaryIO) -> list[tuple[str, str]]:
         if not colon or not _TOKEN(name):
             raise http.client.HTTPException(f"a malformed header line: {text[:200]!r}")
         headers.append((name, value.strip(" \t")))
+
+
+def _plain_block(stream: BinaryIO) -> list[tuple[str, str]] | None:
+    """The usual header lines, all read at once when the reader holds them already:
+    plain `name: value` lines ending in CRLF up to the blank line, at most `MAX_HEADERS`
+    (what the line-by-line reading makes of them); None leaves the stream as it was."""
+    peek = getattr(stream, "peek", None)
+    if peek is None:
+        return None
+    buffered = peek(0)  # what the reader holds (one read from the socket if it holds nothing)
+    end = buffered.find(b"\r\n\r\n")
+    if not 0 <= end < MAX_LINE:  # (then no line in it is longer than a line may be)
+        return None
+    text = buffered[:end + 2].decode("iso-8859-1")
+    if not _PLAIN_BLOCK(text):
+        return None
+    headers = _PLAIN_PAIR(text)
+    if len(headers) > MAX_HEADERS:
+        return None  # refused line by line, as ever
+    stream.read(end + 4)
+    return headers
 
 
 def _will_close(version: str, headers: list[tuple[str, str]]) -> bool:

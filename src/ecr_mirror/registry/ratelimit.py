@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from requests.structures import CaseInsensitiveDict
+
 from ..stats import RateLimit
 
 _VALUE = re.compile(r"^\s*(\d+)\s*(?:;\s*w\s*=\s*(\d+))?")
@@ -28,8 +30,9 @@ def _parse(value: str | None) -> tuple[int | None, int | None]:
 
 
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
-    # requests' headers are case-insensitive already; plain dicts are not. Once per answer.
-    lowered = {k.lower(): v for k, v in headers.items()}
+    # Lowercased once per answer: requests' headers hold their lowercase names already.
+    lowered = dict(headers.lower_items()) if isinstance(headers, CaseInsensitiveDict) else \
+        {k.lower(): v for k, v in headers.items()}
     limit, w1 = _parse(_header(lowered, "ratelimit-limit"))
     remaining, w2 = _parse(_header(lowered, "ratelimit-remaining"))
     if limit is None and remaining is None:

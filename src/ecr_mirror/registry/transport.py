@@ -33,7 +33,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
@@ -47,7 +46,7 @@ from .leanhead import LeanHeads
 from .limits import PullGate, RateReader
 from .redirects import RedirectPolicy
 from .retry import RetryPolicy
-from .sender import DEFAULT_POOL_SIZE, Request, Sender, error_of, make_session
+from .sender import DEFAULT_POOL_SIZE, Request, Sender, error_of, make_session, origin
 
 __all__ = ["DEFAULT_POOL_SIZE", "RetryPolicy", "Transport"]
 
@@ -169,6 +168,6 @@ class Transport:
 
     def _verify(self, url: str) -> bool | str:
         # TLS is verified everywhere except on the registry explicitly marked insecure.
-        if self.insecure and urlsplit(url).netloc.lower() == self.api_host.lower():
+        if self.insecure and origin(url)[1] == self.api_host.lower():
             return False
         return self.verify

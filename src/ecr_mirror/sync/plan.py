@@ -150,8 +150,10 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror, heads: 
         # HEADs start before ECR is read (and before the ECR client is made, the
         # first time), so the two overlap; a tag that may be pinned waits for what
         # ECR holds (a pinned tag costs no HEAD).
-        asked = {tag: heads.head(client, entry.source, tag) for tag in tags
-                 if not is_immutable(tag, entry.immutable_tags)}
+        asked = heads.batch()
+        for tag in tags:
+            if not is_immutable(tag, entry.immutable_tags):
+                asked.ask(client, entry.source, tag)
         target = mirror.repository(target_repo)
         current = target.tagged_many(tags)
         # One walk for the entry: the fallback tags are listed once, a subject looked at once.
@@ -171,9 +173,10 @@ def _plan_entry(entry: ImageEntry, config: MirrorConfig, mirror: Mirror, heads: 
 
     for tag in tags:
         if tag not in asked:
-            asked[tag] = heads.head(client, entry.source, tag)
+            asked.ask(client, entry.source, tag)
+    answers = asked.answers()
     for tag in tags:
-        answer = asked[tag].result()
+        answer = answers[tag]
         ref = entry.source.with_tag(tag)
         if isinstance(answer, MirrorError):
             errors.append({"entry": f"{entry.label} tag {tag}", "message": f"{answer.kind}: {answer}"})
