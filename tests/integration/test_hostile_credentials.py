@@ -13,7 +13,7 @@ import json
 import pytest
 
 from ecr_mirror import cli
-from ecr_mirror.registry import ConnectionFailed, Credentials, RegistryClient, Unauthorized
+from ecr_mirror.registry import ConnectionFailed, Credentials, RegistryClient, RegistryError, Unauthorized
 from ecr_mirror_testing.hostile import (  # noqa: F401
     HostileServer,
     answer,
@@ -114,3 +114,27 @@ def test_a_certificate_that_is_not_trusted_is_refused_once(tls):
         client_for(tls, True, credentials=SECRET).head_manifest("app", "1")
     assert caught.value.temporary is False and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     assert tls.requests == []
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])  # the lean HEAD path, and requests' for a GET
+def test_a_token_a_header_cannot_carry_is_refused_and_never_shown(tls, local_ca, method):
+    """A token service answering a token with a line break (or another control
+    character) would have it sent as a header line of its own, or raised in an error
+    that prints the token. Refused where it arrives, the error naming the realm only."""
+    token = "s3cret-token\r\nX-Injected: 1"
+    tls.route("GET", "/token", token_answer(token), host="auth.test")
+    tls.route(method, r"/v2/app/(manifests/1|blobs/.*)",
+              bearer_only(token, tls.url("auth.test", "/token"),
+                          answer(200, headers=[("Docker-Content-Digest", DIGEST)])))
+    client = client_for(tls, local_ca.pem, "localhost", credentials=SECRET)
+    with pytest.raises(RegistryError) as caught:
+        if method == "HEAD":
+            client.head_manifest("app", "1")
+        else:
+            with client.open_blob("app", DIGEST, 10) as blob:
+                blob.read(10)
+    message = str(caught.value)
+    assert "s3cret-token" not in message and "auth.test" in message, message
+    assert not caught.value.temporary  # the same answer next time: not retried
+    assert not any(r.header("X-Injected") for r in tls.seen())
+    assert [r for r in tls.seen(host="localhost") if r.header("Authorization")] == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Callable
 
 import requests
@@ -121,7 +122,16 @@ class Authorizer:
             value, body = None, {}
         if not value or not isinstance(value, str):
             raise RegistryError(f"{what}: the answer has no token")
+        if _UNSENDABLE(value):  # it would break the header, and be printed by the error saying so
+            raise RegistryError(f"{what}: the token holds a line break, another control character or "
+                                "a character beyond ASCII, which an Authorization header cannot carry; "
+                                "the token service is broken or hostile (the token is not shown)")
         return value, token_lifetime(body)
+
+
+#: A character a token cannot be sent with: a control character (a line break would start a
+#: header line of its own) or one beyond ASCII (RFC 6750's tokens are printable ASCII).
+_UNSENDABLE = re.compile(r"[^\x20-\x7e]").search
 
 
 def _basic(credentials: Credentials) -> str:

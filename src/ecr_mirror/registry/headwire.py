@@ -55,8 +55,8 @@ def header_block(host: str, headers: tuple[tuple[str, str | bytes], ...]) -> byt
         raw_value = value.encode("latin-1") if isinstance(value, str) else value
         if not _LEGAL_NAME(raw_name):
             raise ValueError(f"Invalid header name {raw_name!r}")
-        if _ILLEGAL_VALUE(raw_value):
-            raise ValueError(f"Invalid header value {raw_value!r}")
+        if _ILLEGAL_VALUE(raw_value):  # the value is not shown: it may be a credential
+            raise ValueError(f"Invalid header value for {raw_name.decode('ascii', 'replace')}")
         lines.append(raw_name + b": " + raw_value)
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
