@@ -5,15 +5,13 @@ and after the registry's challenge."""
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 import requests
 
 from ecr_mirror.registry import RegistryClient
 from ecr_mirror.registry.auth import Credentials
 from ecr_mirror.registry.retry import RetryPolicy
+from ecr_mirror_testing.loopback import RawListener
 
 pytestmark = pytest.mark.integration
 
@@ -24,40 +22,15 @@ CHALLENGE = (b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="test"
              b"Content-Length: 0\r\n\r\n")
 
 
-class Recorder:
-    """A registry on 127.0.0.1 that challenges a request without credentials and
-    answers the others; it records each request's bytes as they arrived."""
+class Recorder(RawListener):
+    """A registry that challenges a request without credentials and answers the others."""
 
     def __init__(self) -> None:
-        self.requests: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        with sock:
-            buffer = b""
-            while data := sock.recv(65536):
-                buffer += data
-                while b"\r\n\r\n" in buffer:
-                    request, _, buffer = buffer.partition(b"\r\n\r\n")
-                    self.requests.append(request + b"\r\n\r\n")
-                    sock.sendall(GOOD if b"\r\nAuthorization: " in request else CHALLENGE)
+        super().__init__(respond=lambda request: GOOD if b"\r\nAuthorization: " in request else CHALLENGE)
 
     def client(self, credentials: Credentials, session: requests.Session | None = None) -> RegistryClient:
         return RegistryClient(f"127.0.0.1:{self.port}", scheme="http", insecure=True,
                               credentials=credentials, retry=RetryPolicy(attempts=1), session=session)
-
-    def stop(self) -> None:
-        self._listener.close()
 
 
 def heads(server: Recorder, session: requests.Session | None) -> list[bytes]:

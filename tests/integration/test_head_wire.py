@@ -4,14 +4,12 @@ one, however old-fashioned, is read as before."""
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 
 from ecr_mirror.registry import RegistryClient
 from ecr_mirror.registry.errors import ConnectionFailed
 from ecr_mirror.registry.retry import RetryPolicy
+from ecr_mirror_testing.loopback import RawListener
 
 pytestmark = pytest.mark.integration
 
@@ -20,48 +18,10 @@ GOOD = (f"HTTP/1.1 200 OK\r\nDocker-Content-Digest: {DIGEST}\r\n"
         "Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 7\r\n\r\n")
 
 
-class RawServer:
-    """Answers every request on 127.0.0.1 with the bytes given, and records what it read."""
-
-    def __init__(self, answer: str | bytes, *, close: bool = False) -> None:
-        self.answer = answer.encode("latin-1") if isinstance(answer, str) else answer
-        self.close = close
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        with sock:
-            buffer = b""
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buffer += data
-                while b"\r\n\r\n" in buffer:
-                    request, _, buffer = buffer.partition(b"\r\n\r\n")
-                    self.requests.append(request)
-                    sock.sendall(self.answer)
-                    if self.close:
-                        return
-
+class RawServer(RawListener):
     def client(self) -> RegistryClient:
         return RegistryClient(f"127.0.0.1:{self.port}", scheme="http", insecure=True,
                               retry=RetryPolicy(attempts=1))
-
-    def stop(self) -> None:
-        self._listener.close()
 
 
 @pytest.fixture
