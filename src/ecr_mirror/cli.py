@@ -214,13 +214,18 @@ class WaitAnnouncer(logging.Handler):
                        f"{getattr(record, 'error', '')}", file=sys.stderr)
 
 
+def _only_retries(record: logging.LogRecord) -> bool:
+    return record.getMessage().startswith("Retry needed")
+
+
 def _set_up_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    if verbose:  # botocore's retries of AWS calls, one line each; its other debug lines stay out
-        aws_retries = logging.getLogger("botocore.retries.standard")
-        aws_retries.setLevel(logging.DEBUG)
-        aws_retries.addFilter(lambda record: record.getMessage().startswith("Retry needed"))
+    # -v: botocore's retries of AWS calls, one line each; its other debug lines stay out
+    aws_retries = logging.getLogger("botocore.retries.standard")
+    aws_retries.setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    if _only_retries not in aws_retries.filters:
+        aws_retries.addFilter(_only_retries)
     if not verbose and sys.stderr.isatty():
         retries = logging.getLogger("ecr_mirror.registry.retry")
         retries.setLevel(logging.INFO)
