@@ -22,12 +22,13 @@ MAX_LINE = 65536  # http.client's _MAXLINE
 MAX_HEADERS = 100  # http.client's _MAXHEADERS
 _ILLEGAL_PATH = re.compile("[\x00-\x20\x7f]")  # http.client's _contains_disallowed_url_pchar_re
 _LEGAL_NAME = re.compile(rb"[^:\s][^:\r\n]*").fullmatch  # http.client's _is_legal_header_name
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # a field name (RFC 9110)
+_FIELD_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # a field name's characters (RFC 9110's token)
+_TOKEN = re.compile(_FIELD_NAME).fullmatch
 #: `name: value` ending in a line break, with no other CR or LF: its name a token and its
 #: value stripped of spaces and tabs, as the general reading below would read it.
-_PLAIN_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*\r?\n").fullmatch
-_PLAIN_BLOCK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r\n)+").fullmatch
-_PLAIN_PAIR = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n]*?)[ \t]*\r\n").findall
+_PLAIN_LINE = re.compile(rf"({_FIELD_NAME}):[ \t]*([^\r\n]*?)[ \t]*\r?\n").fullmatch
+_PLAIN_BLOCK = re.compile(rf"(?:{_FIELD_NAME}:[^\r\n]*\r\n)+").fullmatch
+_PLAIN_PAIR = re.compile(rf"({_FIELD_NAME}):[ \t]*([^\r\n]*?)[ \t]*\r\n").findall
 _ILLEGAL_VALUE = re.compile(rb"\n(?![ \t])|\r(?![ \t\n])").search  # and _is_illegal_header_value
 
 
